@@ -1,0 +1,12 @@
+/*
+ * cli/commands.h - one entry point per pml-migrate command (cli/<cmd>.c).
+ * Each takes argc/argv starting at the command name and returns the
+ * process exit code (cli/util.h).
+ */
+#ifndef PMG_CLI_COMMANDS_H
+#define PMG_CLI_COMMANDS_H
+
+int cmd_run(int argc, char **argv);
+int cmd_ctl(int argc, char **argv);
+
+#endif

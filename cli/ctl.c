@@ -1,0 +1,89 @@
+/*
+ * cli/ctl.c - `pml-migrate ctl NAME COMMAND`: one request to a running
+ * VM's control socket, its JSON answer on stdout.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include "cli/commands.h"
+#include "cli/util.h"
+
+static void ctl_usage(FILE *f)
+{
+	fprintf(f, "usage: pml-migrate ctl NAME status|pause|resume|stats|stop\n"
+		   "\n"
+		   "Sends one command to the VM NAME started by 'pml-migrate run --name NAME'\n"
+		   "and prints its one-line JSON answer. Socket: $PML_MIGRATE_RUNDIR/NAME.sock.\n"
+		   "exit codes: 0 answered ok; 1 refused, no such VM or no answer; 2 usage error.\n");
+}
+
+int cmd_ctl(int argc, char **argv)
+{
+	static const char *const cmds[] = { "status", "pause", "resume", "stats", "stop" };
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	char dir[80], line[4096];
+	size_t len = 0;
+	int fd, known = 0;
+
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		ctl_usage(stdout);
+		return PMG_EXIT_OK;
+	}
+	if (argc != 3) {
+		ctl_usage(stderr);
+		return PMG_EXIT_USAGE;
+	}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		known |= !strcmp(argv[2], cmds[i]);
+	if (!known) {
+		cli_err("ctl: unknown command '%s' (status, pause, resume, stats, stop)", argv[2]);
+		return PMG_EXIT_USAGE;
+	}
+	if (!cli_valid_name(argv[1])) {
+		cli_err("ctl: invalid VM name '%s'", argv[1]);
+		return PMG_EXIT_USAGE;
+	}
+	if (cli_run_dir(dir, sizeof(dir), 0) < 0 ||
+	    (size_t)snprintf(a.sun_path, sizeof(a.sun_path), "%s/%s.sock", dir, argv[1]) >= sizeof(a.sun_path)) {
+		cli_err("ctl: control socket path too long");
+		return PMG_EXIT_FAIL;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		cli_err("ctl: no VM named '%s' (%s: %s)", argv[1], a.sun_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return PMG_EXIT_FAIL;
+	}
+	int n = snprintf(line, sizeof(line), "%s\n", argv[2]);
+	if (write(fd, line, (size_t)n) != n) {
+		cli_err("ctl: write: %s", strerror(errno));
+		close(fd);
+		return PMG_EXIT_FAIL;
+	}
+	while (len < sizeof(line) - 1) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, 10000) <= 0) {
+			cli_err("ctl: no answer from '%s' within 10 s", argv[1]);
+			close(fd);
+			return PMG_EXIT_FAIL;
+		}
+		ssize_t got = read(fd, line + len, sizeof(line) - 1 - len);
+		if (got <= 0)
+			break;
+		len += (size_t)got;
+		if (memchr(line, '\n', len))
+			break;
+	}
+	close(fd);
+	line[len] = 0;
+	if (!len) {
+		cli_err("ctl: '%s' closed the connection without answering", argv[1]);
+		return PMG_EXIT_FAIL;
+	}
+	fputs(line, stdout);
+	return strstr(line, "\"ok\":true") ? PMG_EXIT_OK : PMG_EXIT_FAIL;
+}

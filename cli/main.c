@@ -1,0 +1,47 @@
+/*
+ * cli/main.c - pml-migrate: command dispatch and top-level help.
+ */
+#include <stdio.h>
+#include <string.h>
+#include "cli/commands.h"
+#include "cli/util.h"
+#include "config.h"
+
+static const struct {
+	const char *name;
+	int (*fn)(int, char **);
+	const char *help;
+} commands[] = {
+	{ "run", cmd_run, "boot a guest image in the built-in KVM VMM" },
+	{ "ctl", cmd_ctl, "talk to a running VM's control socket (status, pause, resume, stats, stop)" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: pml-migrate COMMAND [ARGS...]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+	fprintf(f, "\n'pml-migrate COMMAND --help' describes a command.\n"
+		   "exit codes: 0 success, 1 failure, 2 usage error.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return PMG_EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return PMG_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("pml-migrate %s\n", PACKAGE_VERSION);
+		return PMG_EXIT_OK;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	cli_err("unknown command '%s' (see 'pml-migrate --help')", argv[1]);
+	return PMG_EXIT_USAGE;
+}

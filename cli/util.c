@@ -1,0 +1,168 @@
+/*
+ * cli/util.c - CLI helpers.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "cli/util.h"
+
+void cli_err(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("pml-migrate: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	if (!s || !*s || *s == '-' || *s == '+')
+		return -EINVAL;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || v < 0)
+		return -EINVAL;
+	uint64_t mul = 1;
+	switch (*end) {
+	case 'k': case 'K': mul = 1ull << 10; end++; break;
+	case 'm': case 'M': mul = 1ull << 20; end++; break;
+	case 'g': case 'G': mul = 1ull << 30; end++; break;
+	case 't': case 'T': mul = 1ull << 40; end++; break;
+	default: break;
+	}
+	if ((*end == 'i' || *end == 'I') && mul > 1)
+		end++;
+	if ((*end == 'b' || *end == 'B'))
+		end++;
+	if (*end)
+		return -EINVAL;
+	double b = v * (double)mul;
+	if (b > 1.8e19)
+		return -ERANGE;
+	*out = (uint64_t)b;
+	return 0;
+}
+
+int cli_parse_uint(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+	char *end;
+	if (!s || !*s || *s == '-' || *s == '+')
+		return -EINVAL;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return -EINVAL;
+	if (v < lo || v > hi)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+int cli_valid_name(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > 64 || name[0] == '.')
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+		      c == '_' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+int cli_run_dir(char *buf, size_t len, int create)
+{
+	const char *env = getenv("PML_MIGRATE_RUNDIR");
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	int n;
+	if (env && *env)
+		n = snprintf(buf, len, "%s", env);
+	else if (geteuid() == 0)
+		n = snprintf(buf, len, "/run/pml-migrate");
+	else if (xdg && *xdg)
+		n = snprintf(buf, len, "%s/pml-migrate", xdg);
+	else
+		n = snprintf(buf, len, "/tmp/pml-migrate-%u", (unsigned)geteuid());
+	if (n < 0 || (size_t)n >= len)
+		return -ENAMETOOLONG;
+	if (create && mkdir(buf, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+void json_begin(struct json *j, FILE *f)
+{
+	j->f = f;
+	j->first = 1;
+	fputc('{', f);
+}
+
+static void json_key(struct json *j, const char *k)
+{
+	if (!j->first)
+		fputc(',', j->f);
+	j->first = 0;
+	fprintf(j->f, "\"%s\":", k);
+}
+
+void json_str(struct json *j, const char *k, const char *v)
+{
+	json_key(j, k);
+	fputc('"', j->f);
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(j->f, "\\%c", *p);
+		else if (*p < 0x20)
+			fprintf(j->f, "\\u%04x", *p);
+		else
+			fputc(*p, j->f);
+	}
+	fputc('"', j->f);
+}
+
+void json_u64(struct json *j, const char *k, uint64_t v)
+{
+	json_key(j, k);
+	fprintf(j->f, "%" PRIu64, v);
+}
+
+void json_i64(struct json *j, const char *k, int64_t v)
+{
+	json_key(j, k);
+	fprintf(j->f, "%" PRId64, v);
+}
+
+void json_f64(struct json *j, const char *k, double v)
+{
+	json_key(j, k);
+	fprintf(j->f, "%.3f", v);
+}
+
+void json_bool(struct json *j, const char *k, int v)
+{
+	json_key(j, k);
+	fputs(v ? "true" : "false", j->f);
+}
+
+void json_end(struct json *j)
+{
+	fputs("}\n", j->f);
+	fflush(j->f);
+}
+
+uint64_t cli_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}

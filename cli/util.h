@@ -1,0 +1,49 @@
+/*
+ * cli/util.h - small helpers shared by the CLI commands: argument parsing,
+ * errors, JSON output, control-socket paths.
+ */
+#ifndef PMG_CLI_UTIL_H
+#define PMG_CLI_UTIL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit codes, documented in the README. */
+enum {
+	PMG_EXIT_OK = 0,
+	PMG_EXIT_FAIL = 1,
+	PMG_EXIT_USAGE = 2,
+	PMG_EXIT_INDETERMINATE = 3,
+};
+
+/* Prints "pml-migrate: <msg>" on stderr. */
+void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* "512M", "4G", "65536", "1.5G" -> bytes. Returns 0 or -EINVAL / -ERANGE. */
+int cli_parse_size(const char *s, uint64_t *out);
+/* Decimal unsigned in [lo, hi]. Returns 0 or -EINVAL / -ERANGE. */
+int cli_parse_uint(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
+
+/* Directory holding per-VM control sockets: $PML_MIGRATE_RUNDIR, else
+ * /run/pml-migrate for root, else $XDG_RUNTIME_DIR/pml-migrate, else
+ * /tmp/pml-migrate-UID. Created (0700) when create is set. Returns 0/-errno. */
+int cli_run_dir(char *buf, size_t len, int create);
+/* NAME: 1-64 chars of [A-Za-z0-9._-], not starting with '.'. */
+int cli_valid_name(const char *name);
+
+/* Minimal JSON writer: {"k":v,...} on one line. */
+struct json {
+	FILE *f;
+	int first;
+};
+void json_begin(struct json *j, FILE *f);
+void json_str(struct json *j, const char *k, const char *v);
+void json_u64(struct json *j, const char *k, uint64_t v);
+void json_i64(struct json *j, const char *k, int64_t v);
+void json_f64(struct json *j, const char *k, double v);
+void json_bool(struct json *j, const char *k, int v);
+void json_end(struct json *j); /* closes and writes '\n' */
+
+uint64_t cli_now_ns(void);
+
+#endif

@@ -1,0 +1,41 @@
+/*
+ * hv/hv-backend.h - what a hypervisor backend implements (internal).
+ * hv.c forwards the public calls here after generic argument checks.
+ */
+#ifndef PMG_HV_BACKEND_H
+#define PMG_HV_BACKEND_H
+
+#include "hv/hv.h"
+
+struct hv_backend {
+	const char *name;
+	int (*create)(struct hv_vm *vm);
+	void (*destroy)(struct hv_vm *vm);
+	void *(*mem)(struct hv_vm *vm, uint64_t gpa, uint64_t len);
+	int (*page_present)(struct hv_vm *vm, uint64_t gfn);
+	int (*boot_image)(struct hv_vm *vm, const char *path, const char *cmdline, char *err, size_t errlen);
+	int (*start)(struct hv_vm *vm);
+	void (*stop)(struct hv_vm *vm);
+	void (*wait)(struct hv_vm *vm);
+	int (*pause)(struct hv_vm *vm);
+	int (*resume)(struct hv_vm *vm);
+	int (*is_running)(struct hv_vm *vm);
+	int (*dirty_start)(struct hv_vm *vm);
+	int (*dirty_collect)(struct hv_vm *vm, void (*emit)(void *, uint64_t), void *opaque);
+	int (*dirty_stop)(struct hv_vm *vm);
+	uint64_t (*ring_full_exits)(struct hv_vm *vm);
+	int (*vcpu_save)(struct hv_vm *vm, unsigned idx, void **blob, size_t *len);
+	int (*vcpu_load)(struct hv_vm *vm, unsigned idx, const void *blob, size_t len);
+};
+
+struct hv_vm {
+	const struct hv_backend *be;
+	struct hv_vm_config cfg;
+	const struct hv_guest_ops *gops;
+	void *gops_opaque;
+	void *priv; /* backend state */
+};
+
+extern const struct hv_backend hv_kvm_backend;
+
+#endif

@@ -1,0 +1,138 @@
+/*
+ * hv/hv.c - backend selection, argument checks, dispatch.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "hv/hv-backend.h"
+
+const char *hv_dirty_mode_name(enum hv_dirty_mode m)
+{
+	switch (m) {
+	case HV_DIRTY_RING: return "ring";
+	case HV_DIRTY_BITMAP: return "bitmap";
+	default: return "off";
+	}
+}
+
+int hv_dirty_mode_parse(const char *s, enum hv_dirty_mode *out)
+{
+	if (!strcmp(s, "ring"))
+		*out = HV_DIRTY_RING;
+	else if (!strcmp(s, "bitmap"))
+		*out = HV_DIRTY_BITMAP;
+	else if (!strcmp(s, "off"))
+		*out = HV_DIRTY_OFF;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+int hv_vm_create(const char *backend, const struct hv_vm_config *cfg, struct hv_vm **out)
+{
+	const struct hv_backend *be = NULL;
+	struct hv_vm *vm;
+	int r;
+
+	if (!backend || !strcmp(backend, "kvm"))
+		be = &hv_kvm_backend;
+	if (!be)
+		return -ENOTSUP;
+	if (cfg->mem_bytes < HV_MIN_MEM || cfg->mem_bytes > HV_MAX_MEM || (cfg->mem_bytes & ((2ull << 20) - 1)))
+		return -EINVAL;
+	if (cfg->vcpus < 1 || cfg->vcpus > HV_MAX_VCPUS)
+		return -EINVAL;
+	if (cfg->ring_entries & (cfg->ring_entries - 1))
+		return -EINVAL;
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	vm->be = be;
+	vm->cfg = *cfg;
+	r = be->create(vm);
+	if (r < 0) {
+		free(vm);
+		return r;
+	}
+	*out = vm;
+	return 0;
+}
+
+void hv_vm_destroy(struct hv_vm *vm)
+{
+	if (!vm)
+		return;
+	vm->be->destroy(vm);
+	free(vm);
+}
+
+void hv_vm_set_guest_ops(struct hv_vm *vm, const struct hv_guest_ops *ops, void *opaque)
+{
+	vm->gops = ops;
+	vm->gops_opaque = opaque;
+}
+
+const struct hv_vm_config *hv_vm_config(const struct hv_vm *vm) { return &vm->cfg; }
+
+void *hv_mem(struct hv_vm *vm, uint64_t gpa, uint64_t len)
+{
+	if (gpa > vm->cfg.mem_bytes || len > vm->cfg.mem_bytes - gpa)
+		return NULL;
+	return vm->be->mem(vm, gpa, len);
+}
+
+int hv_mem_page_present(struct hv_vm *vm, uint64_t gfn)
+{
+	if (gfn >= vm->cfg.mem_bytes >> HV_PAGE_SHIFT)
+		return -EINVAL;
+	return vm->be->page_present(vm, gfn);
+}
+
+int hv_boot_image(struct hv_vm *vm, const char *path, const char *cmdline, char *err, size_t errlen)
+{
+	return vm->be->boot_image(vm, path, cmdline, err, errlen);
+}
+
+int hv_vm_start(struct hv_vm *vm) { return vm->be->start(vm); }
+void hv_vm_stop(struct hv_vm *vm) { vm->be->stop(vm); }
+void hv_vm_wait(struct hv_vm *vm) { vm->be->wait(vm); }
+int hv_vm_pause(struct hv_vm *vm) { return vm->be->pause(vm); }
+int hv_vm_resume(struct hv_vm *vm) { return vm->be->resume(vm); }
+int hv_vm_is_running(struct hv_vm *vm) { return vm->be->is_running(vm); }
+
+int hv_dirty_start(struct hv_vm *vm)
+{
+	if (vm->cfg.dirty_mode == HV_DIRTY_OFF)
+		return -ENOTSUP;
+	return vm->be->dirty_start(vm);
+}
+
+int hv_dirty_collect(struct hv_vm *vm, void (*emit)(void *, uint64_t), void *opaque)
+{
+	if (vm->cfg.dirty_mode == HV_DIRTY_OFF)
+		return -ENOTSUP;
+	return vm->be->dirty_collect(vm, emit, opaque);
+}
+
+int hv_dirty_stop(struct hv_vm *vm)
+{
+	if (vm->cfg.dirty_mode == HV_DIRTY_OFF)
+		return -ENOTSUP;
+	return vm->be->dirty_stop(vm);
+}
+
+uint64_t hv_dirty_ring_full_exits(struct hv_vm *vm) { return vm->be->ring_full_exits(vm); }
+
+int hv_vcpu_save(struct hv_vm *vm, unsigned idx, void **blob, size_t *len)
+{
+	if (idx >= vm->cfg.vcpus)
+		return -EINVAL;
+	return vm->be->vcpu_save(vm, idx, blob, len);
+}
+
+int hv_vcpu_load(struct hv_vm *vm, unsigned idx, const void *blob, size_t len)
+{
+	if (idx >= vm->cfg.vcpus || !blob)
+		return -EINVAL;
+	return vm->be->vcpu_load(vm, idx, blob, len);
+}

@@ -1,0 +1,117 @@
+/*
+ * hv/hv.h - hypervisor backend interface.
+ *
+ * One VM = guest memory + 1..N vCPUs + an optional dirty log. The embedding
+ * program (the built-in VMM, a test, the migration engine) drives it through
+ * these calls; a backend (KVM now, Xen later) implements them behind the
+ * ops table in hv/hv-backend.h.
+ *
+ * Conventions: functions return 0 or -errno. Unless said otherwise a
+ * function may be called from any thread, but not concurrently with
+ * hv_vm_destroy(). Callbacks in struct hv_guest_ops run on vCPU threads.
+ */
+#ifndef PMG_HV_H
+#define PMG_HV_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "guest/abi.h"
+
+#define HV_PAGE_SHIFT 12
+#define HV_PAGE_SIZE (1ull << HV_PAGE_SHIFT)
+#define HV_MAX_VCPUS PMG_MAX_VCPUS
+#define HV_MIN_MEM (16ull << 20)
+#define HV_MAX_MEM (128ull << 30)
+
+enum hv_dirty_mode {
+	HV_DIRTY_OFF = 0,
+	HV_DIRTY_RING,   /* per-vCPU ring of dirty GFNs (the PML-style log) */
+	HV_DIRTY_BITMAP, /* whole-memory bitmap, manual protect (baseline) */
+};
+
+const char *hv_dirty_mode_name(enum hv_dirty_mode m);
+/* Parses "ring", "bitmap", "off". Returns 0 or -EINVAL. */
+int hv_dirty_mode_parse(const char *s, enum hv_dirty_mode *out);
+
+struct hv_vm_config {
+	uint64_t mem_bytes;          /* multiple of 2 MiB, HV_MIN_MEM..HV_MAX_MEM */
+	unsigned vcpus;              /* 1..HV_MAX_VCPUS */
+	enum hv_dirty_mode dirty_mode; /* fixed for the VM's life (KVM needs it before vCPUs exist) */
+	uint32_t ring_entries;       /* per vCPU, power of two; 0 = 65536 (or the kernel's max) */
+};
+
+/* Why a vCPU stopped running for good. */
+enum hv_stop_reason {
+	HV_STOP_EXIT = 1,  /* guest wrote an exit code */
+	HV_STOP_CRASH,     /* triple fault, bad MMIO, internal error */
+	HV_STOP_KILLED,    /* hv_vm_stop() */
+};
+
+struct hv_guest_ops {
+	/* Console bytes, in order, per vCPU. */
+	void (*console)(void *opaque, unsigned vcpu, const char *buf, size_t len);
+	/* The guest's final report (already copied out and bounds-checked). */
+	void (*report)(void *opaque, const struct pmg_report *r);
+	/* Frames the guest says it wrote (dirty-log tests); gfns are checked
+	 * to lie inside guest memory. */
+	void (*writes)(void *opaque, unsigned vcpu, const uint64_t *gfns, size_t n);
+	/* The whole VM stopped: every vCPU is done. */
+	void (*stopped)(void *opaque, enum hv_stop_reason why, int exit_code, const char *detail);
+};
+
+struct hv_vm;
+
+/* Creates a VM with empty (zero, sparse) memory and vCPUs that are not
+ * running. backend: "kvm". *out owned by the caller: hv_vm_destroy(). */
+int hv_vm_create(const char *backend, const struct hv_vm_config *cfg, struct hv_vm **out);
+/* Stops vCPU threads if any and frees everything. */
+void hv_vm_destroy(struct hv_vm *vm);
+
+void hv_vm_set_guest_ops(struct hv_vm *vm, const struct hv_guest_ops *ops, void *opaque);
+const struct hv_vm_config *hv_vm_config(const struct hv_vm *vm);
+
+/* Host pointer to guest memory [gpa, gpa+len), or NULL if outside memory.
+ * Valid until hv_vm_destroy(). Reading it never allocates memory that the
+ * guest did not touch (sparse mapping). */
+void *hv_mem(struct hv_vm *vm, uint64_t gpa, uint64_t len);
+/* Whether a page is backed (was ever touched on this host). */
+int hv_mem_page_present(struct hv_vm *vm, uint64_t gfn);
+
+/* Loads a guest ELF image and prepares vCPUs to enter it (64-bit, CPL 3).
+ * cmdline is passed to the guest. err/errlen receive a one-line reason on
+ * failure (-EINVAL for a bad image, -ENOENT/-EIO for file errors). */
+int hv_boot_image(struct hv_vm *vm, const char *path, const char *cmdline, char *err, size_t errlen);
+
+/* Starts one thread per vCPU. The VM runs until the guest exits, crashes,
+ * or hv_vm_stop(). */
+int hv_vm_start(struct hv_vm *vm);
+/* Stops all vCPUs for good (they never resume). Idempotent. */
+void hv_vm_stop(struct hv_vm *vm);
+/* Blocks until every vCPU thread has stopped for good. */
+void hv_vm_wait(struct hv_vm *vm);
+/* Kicks every vCPU out of the guest and returns once all are parked.
+ * Nests: N pauses need N resumes. */
+int hv_vm_pause(struct hv_vm *vm);
+int hv_vm_resume(struct hv_vm *vm);
+int hv_vm_is_running(struct hv_vm *vm);
+
+/* Dirty log. start: from now on, writes are logged. collect: calls emit
+ * for every frame written since the previous collect (or start), possibly
+ * more than once per frame, then re-arms write tracking for those frames
+ * BEFORE returning, so a caller that reads page contents after collect()
+ * returns never misses a later write. One collector at a time (serialized
+ * inside). Returns the number of entries emitted or -errno. */
+int hv_dirty_start(struct hv_vm *vm);
+int hv_dirty_collect(struct hv_vm *vm, void (*emit)(void *opaque, uint64_t gfn), void *opaque);
+int hv_dirty_stop(struct hv_vm *vm);
+/* Ring mode only: how many times a vCPU exited because its ring was full. */
+uint64_t hv_dirty_ring_full_exits(struct hv_vm *vm);
+
+/* Complete vCPU state as a self-describing, versioned blob. save requires
+ * the VM to be paused (or not started); *blob is malloc'd, caller frees.
+ * load validates every length and field before touching the vCPU and
+ * advances the guest TSC by the wall-clock time since save. */
+int hv_vcpu_save(struct hv_vm *vm, unsigned idx, void **blob, size_t *len);
+int hv_vcpu_load(struct hv_vm *vm, unsigned idx, const void *blob, size_t len);
+
+#endif
