@@ -467,7 +467,7 @@ int cmd_run(int argc, char **argv)
 
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
 			if (cli_parse_size(optarg, &v) < 0 || v < HV_MIN_MEM || v > HV_MAX_MEM || (v & ((2u << 20) - 1))) {
@@ -528,9 +528,9 @@ int cmd_run(int argc, char **argv)
 		cli_err("run: missing IMAGE (see 'pml-migrate run --help')");
 		return PMG_EXIT_USAGE;
 	}
+	/* GNU getopt moved every non-option (IMAGE, then the guest's words)
+	 * behind the options and consumed "--". */
 	const char *image = argv[optind++];
-	if (optind < argc && strcmp(argv[optind - 1], "--") && !strcmp(argv[optind], "--"))
-		optind++;
 	for (size_t used = 0; optind < argc; optind++) {
 		int n = snprintf(guest_args + used, sizeof(guest_args) - used, "%s%s", used ? " " : "", argv[optind]);
 		if (n < 0 || (size_t)n >= sizeof(guest_args) - used) {
