@@ -3,6 +3,9 @@
  * Args: ws=SIZE (64M) rate=MBPS (64; 0 = as fast as possible)
  *       ops=PAGES (3 s worth at the rate; 262144 when unlimited)
  *       dist=uniform|zipf  content=zero|text|random  seed=N  batch=N (16)
+ *       rounds=R round_pages=N: instead, R rounds that each write the same
+ *       N pages (split over vCPUs) and then wait at a host barrier; for
+ *       benchmarks that need an exact dirty set per round.
  * zipf draws page k with probability ~ 1/k (log-uniform per octave), so
  * a few pages are hot and most are cold.
  */
@@ -11,7 +14,7 @@
 const char *const rt_workload_name = "memstress";
 enum { DIST_UNIFORM, DIST_ZIPF };
 enum { CONTENT_ZERO, CONTENT_TEXT, CONTENT_RANDOM };
-static uint64_t ws_pages, rate_mbps, ops_total, batch;
+static uint64_t ws_pages, rate_mbps, ops_total, batch, rounds, round_pages;
 static int dist, content;
 
 static const char *const words[] = {
@@ -30,6 +33,10 @@ void workload_init(struct rt_ctx *c)
 	rate_mbps = rt_arg_u64(c, "rate", 64);
 	ops_total = rt_arg_u64(c, "ops", rate_mbps ? rate_mbps * 256 * 3 : 262144);
 	batch = rt_arg_u64(c, "batch", 16);
+	rounds = rt_arg_u64(c, "rounds", 0);
+	round_pages = rt_arg_u64(c, "round_pages", 4096);
+	if (rounds && ws_pages < round_pages)
+		round_pages = ws_pages;
 	if (!batch)
 		batch = 1;
 	dist = DIST_UNIFORM;
@@ -92,6 +99,18 @@ uint64_t workload_run(struct rt_ctx *c, unsigned vcpu, uint64_t *ops)
 	if (rate_mbps) {
 		uint64_t khz = c->tsc_khz ? c->tsc_khz : 2000000;
 		tsc_per_page = khz * 1000 * c->vcpus / (rate_mbps * 256);
+	}
+	if (rounds) {
+		uint64_t mine = round_pages / c->vcpus;
+		for (uint64_t r = 0; r < rounds; r++) {
+			rt_tick();
+			for (uint64_t p = 0; p < mine; p++) {
+				base[p * (PAGE_SIZE / 8)] = mix64(r, p);
+				(*ops)++;
+			}
+			rt_hcall(PMG_HC_BARRIER, r, 0, 0);
+		}
+		return rt_hash(mix64(s, rounds), base, mine * PAGE_SIZE);
 	}
 	uint64_t t0 = rdtsc();
 	for (uint64_t i = 0; i < n; i++) {

@@ -55,6 +55,9 @@ struct hv_guest_ops {
 	/* Frames the guest says it wrote (dirty-log tests); gfns are checked
 	 * to lie inside guest memory. */
 	void (*writes)(void *opaque, unsigned vcpu, const uint64_t *gfns, size_t n);
+	/* A vCPU reached a round barrier (PMG_HC_BARRIER); it re-enters the
+	 * guest when this returns. Used by benchmarks to dirty a known set. */
+	void (*barrier)(void *opaque, unsigned vcpu, uint64_t round);
 	/* The whole VM stopped: every vCPU is done. */
 	void (*stopped)(void *opaque, enum hv_stop_reason why, int exit_code, const char *detail);
 };

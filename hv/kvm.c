@@ -330,6 +330,11 @@ static int vcpu__hcall(struct kvm_vcpu *v, uint32_t gpa)
 	}
 	case PMG_HC_VCPU_DONE:
 		return 1;
+	case PMG_HC_BARRIER:
+		if (hv->gops && hv->gops->barrier)
+			hv->gops->barrier(hv->gops_opaque, v->idx, hc->a0);
+		hc->ret = 0;
+		return 0;
 	default:
 		hc->ret = (uint64_t)-ENOSYS;
 		return 0;

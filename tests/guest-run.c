@@ -59,6 +59,8 @@ static const struct hv_guest_ops gr_ops = {
 	.stopped = gr__stopped,
 };
 
+const struct hv_guest_ops *guest_run_ops(void) { return &gr_ops; }
+
 int guest_run_create_empty(struct guest_run *g, const struct hv_vm_config *cfg)
 {
 	void (*w)(struct guest_run *, unsigned, const uint64_t *, size_t) = g->on_writes;

@@ -32,6 +32,9 @@ int guest_run_create_empty(struct guest_run *g, const struct hv_vm_config *cfg);
 /* Waits until the VM stopped; returns 0 when the guest exited 0 with a report. */
 int guest_run_wait(struct guest_run *g);
 void guest_run_destroy(struct guest_run *g);
+/* The callbacks guest_run installs (opaque = struct guest_run *), for
+ * callers that add their own, e.g. a barrier. */
+const struct hv_guest_ops *guest_run_ops(void);
 /* Convenience: create+start+wait+destroy; *rep gets the report. */
 int guest_run_once(const struct hv_vm_config *cfg, const char *image, const char *args, struct pmg_report *rep);
 
