@@ -1,14 +1,7 @@
 #!/bin/sh
 # Bad input to `pml-migrate run` gets a one-line error and exit code 2
 # (usage) or 1 (bad image / runtime), never a crash or a hang.
-PM=${PML_MIGRATE:-./pml-migrate}
-G=${GUEST_DIR:-guest}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-export PML_MIGRATE_RUNDIR="$T/run"
-n=0
-fail=0
-ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi; }
+. "$(dirname "$0")/tap.sh"
 
 # expect CODE PATTERN DESCRIPTION -- ARGS...
 expect() {

@@ -2,16 +2,9 @@
 # The control socket of a running VM: status, pause (the guest stops
 # making progress and sees the gap), resume, stats, and refusal of
 # nonsense; the VM's report is intact afterwards.
-PM=${PML_MIGRATE:-./pml-migrate}
-G=${GUEST_DIR:-guest}
-T=$(mktemp -d)
-export PML_MIGRATE_RUNDIR="$T/run"
-n=0
-fail=0
-ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi; }
+. "$(dirname "$0")/tap.sh"
 if [ ! -e /dev/kvm ]; then
-	echo "1..0 # SKIP /dev/kvm absent"
-	exit 0
+	skip_all "/dev/kvm absent"
 fi
 echo "1..9"
 "$PM" run --name ctltest --json "$G/idle.elf" -- ops=150 period_us=10000 >"$T/report" 2>"$T/console" &

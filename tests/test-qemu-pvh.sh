@@ -2,17 +2,10 @@
 # The same guest image boots in QEMU through its PVH entry (32-bit entry,
 # its own page tables, drop to CPL 3) and reports the same digest as under
 # the built-in VMM's direct 64-bit entry.
-PM=${PML_MIGRATE:-./pml-migrate}
-G=${GUEST_DIR:-guest}
+. "$(dirname "$0")/tap.sh"
 Q=${QEMU:-$(command -v qemu-system-x86_64)}
-if [ ! -e /dev/kvm ]; then echo "1..0 # SKIP /dev/kvm absent"; exit 0; fi
-if [ -z "$Q" ] || [ ! -x "$Q" ]; then echo "1..0 # SKIP qemu-system-x86_64 not installed"; exit 0; fi
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-export PML_MIGRATE_RUNDIR="$T/run"
-n=0
-fail=0
-ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi; }
+if [ ! -e /dev/kvm ]; then skip_all "/dev/kvm absent"; fi
+if [ -z "$Q" ] || [ ! -x "$Q" ]; then skip_all "qemu-system-x86_64 not installed"; fi
 echo "1..6"
 for spec in "kvstore:seed=9 data=4M ops=50000" "memstress:seed=9 ws=8M rate=0 ops=20000 dist=zipf" "idle:seed=9 ops=20 period_us=1000"; do
 	img=${spec%%:*}
