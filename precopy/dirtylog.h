@@ -9,6 +9,10 @@
  *
  * Thread: one harvester at a time per dirtylog (not internally locked);
  * the vCPUs keep running while it harvests.
+ *
+ * Final harvest: call hv_vm_pause() first. It kicks every vCPU out of
+ * KVM_RUN, which on Intel flushes each vCPU's PML buffer into its ring, so
+ * the harvest that follows holds every write the guest will ever make.
  */
 #ifndef PMG_PRECOPY_DIRTYLOG_H
 #define PMG_PRECOPY_DIRTYLOG_H
