@@ -1,0 +1,125 @@
+/*
+ * migrate/stream.h - the migration stream: versioned, typed,
+ * length-prefixed records (wire format in docs/stream.md).
+ *
+ * Everything read from the network passes through here and is validated
+ * before any field is used: record sizes, counts, frame numbers against
+ * the announced memory, codec ids and payload lengths. Functions return 0
+ * or -errno (-EPROTO for a malformed record, -E2BIG for a size over the
+ * limits, -ERANGE for a frame outside memory). Pure functions on buffers;
+ * no threads, no I/O.
+ */
+#ifndef PMG_MIGRATE_STREAM_H
+#define PMG_MIGRATE_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STREAM_MAGIC 0x4d4c4d50u /* "PMLM" */
+#define STREAM_VERSION 1
+#define STREAM_HDR_SIZE 8
+#define STREAM_MAX_BATCH 256           /* pages per PAGES record */
+#define STREAM_PAGE_ENTRY_HDR 16
+#define STREAM_MAX_RECORD (2u << 20)   /* payload bytes */
+#define STREAM_MAX_VCPU_BLOB (256u << 10)
+#define STREAM_MAX_TEXT 1024
+#define STREAM_MAX_NAME 64
+
+enum stream_type {
+	STREAM_HELLO = 1,
+	STREAM_SHAPE = 2,
+	STREAM_PAGES = 3,
+	STREAM_VCPU = 4,
+	STREAM_ROUND_END = 5,
+	STREAM_STATE_DONE = 6,
+	STREAM_READY = 7,
+	STREAM_COMMIT = 8,
+	STREAM_RUNNING = 9,
+	STREAM_ERROR = 10,
+	STREAM_TYPE_MAX
+};
+
+struct stream_record {
+	uint16_t type;
+	uint32_t len;
+	const uint8_t *payload; /* points into the reader's buffer: valid during the callback */
+};
+
+struct stream_hello {
+	uint16_t version;
+	uint64_t caps;
+	char name[STREAM_MAX_NAME + 1];
+};
+
+struct stream_shape {
+	uint64_t mem_bytes;
+	uint32_t vcpus;
+	uint64_t tsc_khz;
+	uint8_t dirty_log;
+};
+
+struct stream_round_end {
+	uint32_t round;
+	uint64_t pages, bytes, remaining;
+};
+
+/* ---- reading ---- */
+
+/* Reassembles records from arbitrary chunks of bytes. */
+struct stream_reader {
+	uint8_t *buf;
+	size_t len, cap;
+	uint64_t records;
+};
+
+void stream_reader_init(struct stream_reader *r);
+void stream_reader_free(struct stream_reader *r);
+/* Appends data and calls on_record for every complete record, in order.
+ * A record header with an unknown type or a length over the limit fails
+ * at once (-EPROTO / -E2BIG) without waiting for the payload. A non-zero
+ * return from on_record stops and is returned. */
+int stream_reader_feed(struct stream_reader *r, const void *data, size_t n,
+		       int (*on_record)(void *opaque, const struct stream_record *rec), void *opaque);
+
+int stream_parse_hello(const struct stream_record *rec, struct stream_hello *out);
+/* Checks the shape against this build's limits (memory multiple of 2 MiB
+ * within 16 MiB..128 GiB, 1..2 vCPUs, 4 KiB pages). */
+int stream_parse_shape(const struct stream_record *rec, struct stream_shape *out);
+/* Validates a whole PAGES record (count 1..STREAM_MAX_BATCH, every entry's
+ * header, codec, length and gfn < nframes) and only then calls each() per
+ * page in order. data points into the record. */
+int stream_parse_pages(const struct stream_record *rec, uint64_t nframes,
+		       int (*each)(void *opaque, uint64_t gfn, unsigned codec, const uint8_t *data, uint32_t len),
+		       void *opaque);
+int stream_parse_vcpu(const struct stream_record *rec, uint32_t nvcpus, uint32_t *index, const uint8_t **blob,
+		      uint32_t *len);
+int stream_parse_round_end(const struct stream_record *rec, struct stream_round_end *out);
+int stream_parse_state_done(const struct stream_record *rec, uint64_t *total_pages);
+/* READY, COMMIT, RUNNING: payload must be empty. */
+int stream_parse_empty(const struct stream_record *rec);
+/* text: NUL-terminated, control characters replaced by '?'. */
+int stream_parse_error(const struct stream_record *rec, uint32_t *code, char *text, size_t textsz);
+
+/* ---- writing ---- */
+
+struct stream_buf {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+void stream_buf_free(struct stream_buf *b);
+int stream_put_hello(struct stream_buf *b, uint64_t caps, const char *name);
+int stream_put_shape(struct stream_buf *b, const struct stream_shape *s);
+/* PAGES: begin, add up to STREAM_MAX_BATCH pages, end (fills the length). */
+int stream_put_pages_begin(struct stream_buf *b, size_t *mark);
+int stream_put_page(struct stream_buf *b, uint64_t gfn, unsigned codec, const void *data, uint32_t len);
+int stream_put_pages_end(struct stream_buf *b, size_t mark);
+int stream_put_vcpu(struct stream_buf *b, uint32_t index, const void *blob, uint32_t len);
+int stream_put_round_end(struct stream_buf *b, const struct stream_round_end *re);
+int stream_put_state_done(struct stream_buf *b, uint64_t total_pages);
+int stream_put_empty(struct stream_buf *b, enum stream_type type);
+int stream_put_error(struct stream_buf *b, uint32_t code, const char *text);
+
+const char *stream_type_name(unsigned type);
+
+#endif
