@@ -188,7 +188,7 @@ static void concurrent(enum hv_dirty_mode mode, uint32_t ring_entries, const cha
 int main(void)
 {
 	tap_require_kvm();
-	tap_plan(9);
+	tap_plan(8);
 	const char *a1 = "seed=21 logwrites=1 ws=32M rate=0 ops=40000 batch=64 dist=zipf";
 	const char *a2 = "seed=22 logwrites=1 ws=32M rate=0 ops=40000 batch=16 dist=uniform content=zero";
 	strict(HV_DIRTY_RING, a1);
