@@ -8,5 +8,6 @@
 
 int cmd_run(int argc, char **argv);
 int cmd_ctl(int argc, char **argv);
+int cmd_certs(int argc, char **argv);
 
 #endif

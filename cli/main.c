@@ -13,6 +13,7 @@ static const struct {
 	const char *help;
 } commands[] = {
 	{ "run", cmd_run, "boot a guest image in the built-in KVM VMM" },
+	{ "certs", cmd_certs, "create a throwaway CA and node certificates for mutual TLS" },
 	{ "ctl", cmd_ctl, "talk to a running VM's control socket (status, pause, resume, stats, stop)" },
 };
 
