@@ -39,13 +39,6 @@ struct bench {
 	int err;
 };
 
-static void on_barrier(struct guest_run *g, unsigned vcpu, uint64_t round);
-
-static void bench_barrier(void *opaque, unsigned vcpu, uint64_t round)
-{
-	on_barrier(opaque, vcpu, round);
-}
-
 static void on_barrier(struct guest_run *g, unsigned vcpu, uint64_t round)
 {
 	struct bench *b = g->user;
@@ -91,6 +84,7 @@ static int run_cell(struct cell *c, unsigned rounds, const char *image)
 	pthread_mutex_init(&b.m, NULL);
 	pthread_cond_init(&b.cv, NULL);
 	g.user = &b;
+	g.on_barrier = on_barrier;
 	snprintf(args, sizeof(args), "seed=1 rounds=%u round_pages=%llu ws=%lluK", rounds + WARMUP,
 		 (unsigned long long)c->dirty, (unsigned long long)c->dirty * 4);
 	r = guest_run_create(&g, &cfg, image, args, err, sizeof(err));
@@ -98,10 +92,6 @@ static int run_cell(struct cell *c, unsigned rounds, const char *image)
 		fprintf(stderr, "bench-harvest: %s\n", err);
 		return r;
 	}
-	/* guest_run's callbacks, plus the barrier. */
-	struct hv_guest_ops ops = *guest_run_ops();
-	ops.barrier = bench_barrier;
-	hv_vm_set_guest_ops(g.vm, &ops, &g);
 	r = precopy_dirtylog_open(g.vm, &b.dl);
 	if (r < 0)
 		goto out;

@@ -33,6 +33,13 @@ static void gr__writes(void *opaque, unsigned vcpu, const uint64_t *gfns, size_t
 		g->on_writes(g, vcpu, gfns, n);
 }
 
+static void gr__barrier(void *opaque, unsigned vcpu, uint64_t round)
+{
+	struct guest_run *g = opaque;
+	if (g->on_barrier)
+		g->on_barrier(g, vcpu, round);
+}
+
 static void gr__stopped(void *opaque, enum hv_stop_reason why, int code, const char *detail)
 {
 	struct guest_run *g = opaque;
@@ -56,18 +63,12 @@ static const struct hv_guest_ops gr_ops = {
 	.console = gr__console,
 	.report = gr__report,
 	.writes = gr__writes,
+	.barrier = gr__barrier,
 	.stopped = gr__stopped,
 };
 
-const struct hv_guest_ops *guest_run_ops(void) { return &gr_ops; }
-
 int guest_run_create_empty(struct guest_run *g, const struct hv_vm_config *cfg)
 {
-	void (*w)(struct guest_run *, unsigned, const uint64_t *, size_t) = g->on_writes;
-	void *user = g->user;
-	memset(g, 0, sizeof(*g));
-	g->on_writes = w;
-	g->user = user;
 	pthread_mutex_init(&g->lock, NULL);
 	int r = hv_vm_create("kvm", cfg, &g->vm);
 	if (r < 0)

@@ -17,24 +17,25 @@ struct guest_run {
 	int exit_code;
 	char detail[160];
 	int stopped;
-	/* optional: the guest's own record of written frames */
+	/* optional hooks, set before guest_run_create*(): the guest's own
+	 * record of written frames, and its round barriers (PMG_HC_BARRIER) */
 	void (*on_writes)(struct guest_run *g, unsigned vcpu, const uint64_t *gfns, size_t n);
+	void (*on_barrier)(struct guest_run *g, unsigned vcpu, uint64_t round);
 	void *user;
 };
 
 /* Path of a built guest image (from $GUEST_DIR or the build tree). */
 const char *guest_image(const char *name);
-/* Creates the VM and boots image with args. 0 or -errno (err filled). */
+/* Creates the VM and boots image with args. g must be zero-initialized
+ * except for the hooks and user. 0 or -errno (err filled). */
 int guest_run_create(struct guest_run *g, const struct hv_vm_config *cfg, const char *image, const char *args,
 		     char *err, size_t errlen);
-/* Creates an empty VM (no image) with the same callbacks: for restores. */
+/* Creates an empty VM (no image) with the same callbacks, for restores;
+ * same rules for g as guest_run_create(). */
 int guest_run_create_empty(struct guest_run *g, const struct hv_vm_config *cfg);
 /* Waits until the VM stopped; returns 0 when the guest exited 0 with a report. */
 int guest_run_wait(struct guest_run *g);
 void guest_run_destroy(struct guest_run *g);
-/* The callbacks guest_run installs (opaque = struct guest_run *), for
- * callers that add their own, e.g. a barrier. */
-const struct hv_guest_ops *guest_run_ops(void);
 /* Convenience: create+start+wait+destroy; *rep gets the report. */
 int guest_run_once(const struct hv_vm_config *cfg, const char *image, const char *args, struct pmg_report *rep);
 
