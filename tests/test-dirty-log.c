@@ -51,23 +51,29 @@ static void check_dups(struct ctx *c)
 		mark[c->set.gfns[i]] = 0;
 }
 
-static void strict_writes(struct guest_run *g, unsigned vcpu, const uint64_t *gfns, size_t n)
+/* One harvest: checked for duplicates, its frames marked in into[]. */
+static void harvest_into(struct ctx *c, uint8_t *into)
 {
-	struct ctx *c = g->user;
-	(void)vcpu;
 	long h = precopy_dirtylog_harvest(c->dl, &c->set);
 	if (h < 0)
 		abort();
 	check_dups(c);
 	for (size_t i = 0; i < c->set.n; i++)
-		c->since[c->set.gfns[i]] = 1;
+		into[c->set.gfns[i]] = 1;
+	c->rounds++;
+}
+
+static void strict_writes(struct guest_run *g, unsigned vcpu, const uint64_t *gfns, size_t n)
+{
+	struct ctx *c = g->user;
+	(void)vcpu;
+	harvest_into(c, c->since);
 	for (size_t i = 0; i < n; i++) {
 		c->reported++;
 		if (!c->since[gfns[i]])
 			c->missed++;
 	}
 	memset(c->since, 0, NFRAMES);
-	c->rounds++;
 }
 
 static void strict(enum hv_dirty_mode mode, const char *args)
@@ -109,22 +115,11 @@ static void conc_writes(struct guest_run *g, unsigned vcpu, const uint64_t *gfns
 	pthread_mutex_unlock(&c->lock);
 }
 
-static void harvest_into_union(struct ctx *c)
-{
-	long h = precopy_dirtylog_harvest(c->dl, &c->set);
-	if (h < 0)
-		abort();
-	check_dups(c);
-	for (size_t i = 0; i < c->set.n; i++)
-		c->harvested[c->set.gfns[i]] = 1;
-	c->rounds++;
-}
-
 static void *harvester(void *arg)
 {
 	struct ctx *c = arg;
 	while (!atomic_load(&c->stop)) {
-		harvest_into_union(c);
+		harvest_into(c, c->harvested);
 		usleep(500);
 	}
 	return NULL;
@@ -155,7 +150,7 @@ static void concurrent(enum hv_dirty_mode mode, uint32_t ring_entries, const cha
 	atomic_store(&c.stop, 1);
 	if (harvest_while_running)
 		pthread_join(t, NULL);
-	harvest_into_union(&c); /* every vCPU is out of the guest now */
+	harvest_into(&c, c.harvested); /* every vCPU is out of the guest now */
 	uint64_t distinct = 0;
 	for (uint64_t i = 0; i < NFRAMES; i++) {
 		if (c.written[i]) {
