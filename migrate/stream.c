@@ -57,10 +57,25 @@ static int hdr_check(const uint8_t *h, uint16_t *type, uint32_t *len)
 	return 0;
 }
 
+static int reader_reserve(struct stream_reader *r, size_t need)
+{
+	if (r->cap >= need)
+		return 0;
+	size_t cap = need < 4096 ? 4096 : need;
+	uint8_t *b = realloc(r->buf, cap);
+	if (!b)
+		return -ENOMEM;
+	r->buf = b;
+	r->cap = cap;
+	return 0;
+}
+
 int stream_reader_feed(struct stream_reader *r, const void *data, size_t n,
 		       int (*on_record)(void *opaque, const struct stream_record *rec), void *opaque)
 {
 	const uint8_t *in = data;
+	if (r->err)
+		return r->err;
 	while (n) {
 		/* Fast path: whole records straight from the input, no copy. */
 		if (r->len == 0 && n >= STREAM_HDR_SIZE) {
@@ -68,7 +83,7 @@ int stream_reader_feed(struct stream_reader *r, const void *data, size_t n,
 			uint32_t len;
 			int e = hdr_check(in, &type, &len);
 			if (e)
-				return e;
+				return r->err = e;
 			if (n - STREAM_HDR_SIZE >= len) {
 				struct stream_record rec = { .type = type, .len = len, .payload = in + STREAM_HDR_SIZE };
 				r->records++;
@@ -80,41 +95,35 @@ int stream_reader_feed(struct stream_reader *r, const void *data, size_t n,
 				continue;
 			}
 		}
-		/* Slow path: accumulate. Need the header first, then its payload. */
-		size_t need = STREAM_HDR_SIZE;
-		if (r->len >= STREAM_HDR_SIZE) {
-			uint16_t type;
-			uint32_t len;
-			int e = hdr_check(r->buf, &type, &len);
+		/* Slow path: accumulate the header, check it once it is whole,
+		 * then accumulate its payload. */
+		if (r->len < STREAM_HDR_SIZE) {
+			int e = reader_reserve(r, STREAM_HDR_SIZE);
 			if (e)
 				return e;
-			need = STREAM_HDR_SIZE + len;
+			size_t take = STREAM_HDR_SIZE - r->len < n ? STREAM_HDR_SIZE - r->len : n;
+			memcpy(r->buf + r->len, in, take);
+			r->len += take;
+			in += take;
+			n -= take;
+			if (r->len < STREAM_HDR_SIZE)
+				break;
+			uint16_t type;
+			uint32_t len;
+			e = hdr_check(r->buf, &type, &len);
+			if (e)
+				return r->err = e;
+			e = reader_reserve(r, STREAM_HDR_SIZE + (size_t)len);
+			if (e)
+				return e;
 		}
-		if (r->cap < need) {
-			size_t cap = need < 4096 ? 4096 : need;
-			uint8_t *b = realloc(r->buf, cap);
-			if (!b)
-				return -ENOMEM;
-			r->buf = b;
-			r->cap = cap;
-		}
+		size_t need = STREAM_HDR_SIZE + ld32(r->buf + 4);
 		size_t take = need - r->len < n ? need - r->len : n;
 		memcpy(r->buf + r->len, in, take);
 		r->len += take;
 		in += take;
 		n -= take;
-		if (r->len == STREAM_HDR_SIZE) {
-			uint16_t type;
-			uint32_t len;
-			int e = hdr_check(r->buf, &type, &len);
-			if (e)
-				return e;
-			if (len == 0)
-				need = STREAM_HDR_SIZE;
-			else
-				continue;
-		}
-		if (r->len >= STREAM_HDR_SIZE && r->len == STREAM_HDR_SIZE + ld32(r->buf + 4)) {
+		if (r->len == need) {
 			struct stream_record rec = { .type = ld16(r->buf), .len = ld32(r->buf + 4), .payload = r->buf + STREAM_HDR_SIZE };
 			r->records++;
 			r->len = 0;

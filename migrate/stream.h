@@ -70,6 +70,7 @@ struct stream_reader {
 	uint8_t *buf;
 	size_t len, cap;
 	uint64_t records;
+	int err; /* sticky: a stream with a bad header stays refused */
 };
 
 void stream_reader_init(struct stream_reader *r);
@@ -77,7 +78,8 @@ void stream_reader_free(struct stream_reader *r);
 /* Appends data and calls on_record for every complete record, in order.
  * A record header with an unknown type or a length over the limit fails
  * at once (-EPROTO / -E2BIG) without waiting for the payload. A non-zero
- * return from on_record stops and is returned. */
+ * return from on_record stops and is returned. After a bad header every
+ * later feed returns the same error. */
 int stream_reader_feed(struct stream_reader *r, const void *data, size_t n,
 		       int (*on_record)(void *opaque, const struct stream_record *rec), void *opaque);
 

@@ -142,7 +142,7 @@ int main(int argc, char **argv)
 		write_seeds(argv[2]);
 		return 0;
 	}
-	tap_plan(16);
+	tap_plan(17);
 	build_valid(&b);
 	int all = 1;
 	for (size_t chunk = 1; chunk <= b.len; chunk = chunk * 3 + 1) {
@@ -168,6 +168,17 @@ int main(int argc, char **argv)
 	tap_ok(feed_chunked(hdr, 8, 8, &s, NULL) == -E2BIG && s.n == 0, "oversized length refused before its payload");
 	uint8_t unk[8] = { 77, 0, 0, 0, 0, 0, 0, 0 };
 	tap_ok(feed_chunked(unk, 8, 3, &s, NULL) == -EPROTO, "unknown record type refused");
+	{
+		/* Feeding on after a refusal keeps refusing (no trust in the bad header). */
+		struct stream_reader rd;
+		uint8_t more[64] = { 0 };
+		stream_reader_init(&rd);
+		int e1 = stream_reader_feed(&rd, hdr, 5, on_rec, &s);
+		int e2 = stream_reader_feed(&rd, hdr + 5, 3, on_rec, &s);
+		int e3 = stream_reader_feed(&rd, more, sizeof(more), on_rec, &s);
+		stream_reader_free(&rd);
+		tap_ok(e1 == 0 && e2 == -E2BIG && e3 == -E2BIG, "a refused stream stays refused (%d, %d, %d)", e1, e2, e3);
+	}
 	const char *garbage = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 	memset(&s, 0, sizeof(s));
 	e = feed_chunked((const uint8_t *)garbage, strlen(garbage), 4, &s, NULL);
