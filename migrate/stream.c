@@ -38,11 +38,27 @@ static uint32_t max_len(unsigned t)
 	}
 }
 
+/* Makes room for n more bytes after b->len. */
+static int reserve(struct stream_buf *b, size_t n)
+{
+	if (b->cap - b->len >= n)
+		return 0;
+	size_t cap = b->cap ? b->cap : 4096;
+	while (cap - b->len < n)
+		cap *= 2;
+	uint8_t *p = realloc(b->p, cap);
+	if (!p)
+		return -ENOMEM;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
 void stream_reader_init(struct stream_reader *r) { memset(r, 0, sizeof(*r)); }
 
 void stream_reader_free(struct stream_reader *r)
 {
-	free(r->buf);
+	stream_buf_free(&r->b);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -57,19 +73,6 @@ static int hdr_check(const uint8_t *h, uint16_t *type, uint32_t *len)
 	return 0;
 }
 
-static int reader_reserve(struct stream_reader *r, size_t need)
-{
-	if (r->cap >= need)
-		return 0;
-	size_t cap = need < 4096 ? 4096 : need;
-	uint8_t *b = realloc(r->buf, cap);
-	if (!b)
-		return -ENOMEM;
-	r->buf = b;
-	r->cap = cap;
-	return 0;
-}
-
 int stream_reader_feed(struct stream_reader *r, const void *data, size_t n,
 		       int (*on_record)(void *opaque, const struct stream_record *rec), void *opaque)
 {
@@ -78,7 +81,7 @@ int stream_reader_feed(struct stream_reader *r, const void *data, size_t n,
 		return r->err;
 	while (n) {
 		/* Fast path: whole records straight from the input, no copy. */
-		if (r->len == 0 && n >= STREAM_HDR_SIZE) {
+		if (r->b.len == 0 && n >= STREAM_HDR_SIZE) {
 			uint16_t type;
 			uint32_t len;
 			int e = hdr_check(in, &type, &len);
@@ -97,36 +100,36 @@ int stream_reader_feed(struct stream_reader *r, const void *data, size_t n,
 		}
 		/* Slow path: accumulate the header, check it once it is whole,
 		 * then accumulate its payload. */
-		if (r->len < STREAM_HDR_SIZE) {
-			int e = reader_reserve(r, STREAM_HDR_SIZE);
+		if (r->b.len < STREAM_HDR_SIZE) {
+			int e = reserve(&r->b, STREAM_HDR_SIZE - r->b.len);
 			if (e)
 				return e;
-			size_t take = STREAM_HDR_SIZE - r->len < n ? STREAM_HDR_SIZE - r->len : n;
-			memcpy(r->buf + r->len, in, take);
-			r->len += take;
+			size_t take = STREAM_HDR_SIZE - r->b.len < n ? STREAM_HDR_SIZE - r->b.len : n;
+			memcpy(r->b.p + r->b.len, in, take);
+			r->b.len += take;
 			in += take;
 			n -= take;
-			if (r->len < STREAM_HDR_SIZE)
+			if (r->b.len < STREAM_HDR_SIZE)
 				break;
 			uint16_t type;
 			uint32_t len;
-			e = hdr_check(r->buf, &type, &len);
+			e = hdr_check(r->b.p, &type, &len);
 			if (e)
 				return r->err = e;
-			e = reader_reserve(r, STREAM_HDR_SIZE + (size_t)len);
+			e = reserve(&r->b, STREAM_HDR_SIZE + (size_t)len - r->b.len);
 			if (e)
 				return e;
 		}
-		size_t need = STREAM_HDR_SIZE + ld32(r->buf + 4);
-		size_t take = need - r->len < n ? need - r->len : n;
-		memcpy(r->buf + r->len, in, take);
-		r->len += take;
+		size_t need = STREAM_HDR_SIZE + ld32(r->b.p + 4);
+		size_t take = need - r->b.len < n ? need - r->b.len : n;
+		memcpy(r->b.p + r->b.len, in, take);
+		r->b.len += take;
 		in += take;
 		n -= take;
-		if (r->len == need) {
-			struct stream_record rec = { .type = ld16(r->buf), .len = ld32(r->buf + 4), .payload = r->buf + STREAM_HDR_SIZE };
+		if (r->b.len == need) {
+			struct stream_record rec = { .type = ld16(r->b.p), .len = ld32(r->b.p + 4), .payload = r->b.p + STREAM_HDR_SIZE };
 			r->records++;
-			r->len = 0;
+			r->b.len = 0;
 			int e = on_record(opaque, &rec);
 			if (e)
 				return e;
@@ -291,21 +294,6 @@ void stream_buf_free(struct stream_buf *b)
 {
 	free(b->p);
 	memset(b, 0, sizeof(*b));
-}
-
-static int reserve(struct stream_buf *b, size_t n)
-{
-	if (b->cap - b->len >= n)
-		return 0;
-	size_t cap = b->cap ? b->cap : 4096;
-	while (cap - b->len < n)
-		cap *= 2;
-	uint8_t *p = realloc(b->p, cap);
-	if (!p)
-		return -ENOMEM;
-	b->p = p;
-	b->cap = cap;
-	return 0;
 }
 
 static void put(struct stream_buf *b, const void *d, size_t n)

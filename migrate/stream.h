@@ -65,10 +65,16 @@ struct stream_round_end {
 
 /* ---- reading ---- */
 
+/* A growable byte buffer: records being written, or a partial record
+ * being reassembled. */
+struct stream_buf {
+	uint8_t *p;
+	size_t len, cap;
+};
+
 /* Reassembles records from arbitrary chunks of bytes. */
 struct stream_reader {
-	uint8_t *buf;
-	size_t len, cap;
+	struct stream_buf b; /* the partial record, b.len bytes of it so far */
 	uint64_t records;
 	int err; /* sticky: a stream with a bad header stays refused */
 };
@@ -103,11 +109,6 @@ int stream_parse_empty(const struct stream_record *rec);
 int stream_parse_error(const struct stream_record *rec, uint32_t *code, char *text, size_t textsz);
 
 /* ---- writing ---- */
-
-struct stream_buf {
-	uint8_t *p;
-	size_t len, cap;
-};
 
 void stream_buf_free(struct stream_buf *b);
 int stream_put_hello(struct stream_buf *b, uint64_t caps, const char *name);

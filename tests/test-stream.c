@@ -92,7 +92,7 @@ static int feed_chunked(const uint8_t *p, size_t n, size_t chunk, struct seen *s
 	for (size_t off = 0; off < n && !e; off += chunk)
 		e = stream_reader_feed(&r, p + off, off + chunk < n ? chunk : n - off, on_rec, s);
 	if (pending)
-		*pending = r.len;
+		*pending = r.b.len;
 	stream_reader_free(&r);
 	return e;
 }
