@@ -14,7 +14,9 @@
  *   so the vCPUs must exit with KVM_EXIT_DIRTY_RING_FULL and drain their
  *   rings themselves; still nothing may be lost.
  */
+#include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -76,19 +78,43 @@ static void strict_writes(struct guest_run *g, unsigned vcpu, const uint64_t *gf
 	memset(c->since, 0, NFRAMES);
 }
 
+/* Boots memstress with the dirty log on; on failure says so as a TAP
+ * failure and returns -1 with nothing left to free. */
+static int boot(struct guest_run *g, struct ctx *c, const struct hv_vm_config *cfg, const char *args,
+		void (*on_writes)(struct guest_run *, unsigned, const uint64_t *, size_t), const char *what)
+{
+	char err[256] = "";
+	g->on_writes = on_writes;
+	g->user = c;
+	int r = guest_run_create(g, cfg, guest_image("memstress"), args, err, sizeof(err));
+	if (r == 0) {
+		r = precopy_dirtylog_open(g->vm, &c->dl);
+		if (r < 0) {
+			snprintf(err, sizeof(err), "dirty log: %s", strerror(-r));
+			guest_run_destroy(g);
+		}
+	}
+	if (r < 0)
+		tap_ok(0, "%s %s: setup failed: %s", hv_dirty_mode_name(cfg->dirty_mode), what, err);
+	return r < 0 ? -1 : 0;
+}
+
+static void teardown(struct guest_run *g, struct ctx *c)
+{
+	precopy_dirtylog_close(c->dl);
+	precopy_dirty_set_free(&c->set);
+	guest_run_destroy(g);
+}
+
 static void strict(enum hv_dirty_mode mode, const char *args)
 {
 	struct hv_vm_config cfg = { .mem_bytes = MEM, .vcpus = 1, .dirty_mode = mode };
 	struct guest_run g = { 0 };
 	struct ctx c = { 0 };
-	char err[256];
 
 	c.since = calloc(NFRAMES, 1);
-	g.on_writes = strict_writes;
-	g.user = &c;
-	if (guest_run_create(&g, &cfg, guest_image("memstress"), args, err, sizeof(err)) < 0 ||
-	    precopy_dirtylog_open(g.vm, &c.dl) < 0) {
-		tap_ok(0, "%s strict: setup failed: %s", hv_dirty_mode_name(mode), err);
+	if (boot(&g, &c, &cfg, args, strict_writes, "strict") < 0) {
+		free(c.since);
 		return;
 	}
 	hv_vm_start(g.vm);
@@ -97,9 +123,7 @@ static void strict(enum hv_dirty_mode mode, const char *args)
 	       "%s strict: %llu writes reported over %llu rounds, %llu missed, %llu duplicates (%s)",
 	       hv_dirty_mode_name(mode), (unsigned long long)c.reported, (unsigned long long)c.rounds,
 	       (unsigned long long)c.missed, (unsigned long long)c.dups, args);
-	precopy_dirtylog_close(c.dl);
-	precopy_dirty_set_free(&c.set);
-	guest_run_destroy(&g);
+	teardown(&g, &c);
 	free(c.since);
 }
 
@@ -130,17 +154,14 @@ static void concurrent(enum hv_dirty_mode mode, uint32_t ring_entries, const cha
 	struct hv_vm_config cfg = { .mem_bytes = MEM, .vcpus = 2, .dirty_mode = mode, .ring_entries = ring_entries };
 	struct guest_run g = { 0 };
 	struct ctx c = { 0 };
-	char err[256];
 	pthread_t t;
 
 	c.written = calloc(NFRAMES, 1);
 	c.harvested = calloc(NFRAMES, 1);
 	pthread_mutex_init(&c.lock, NULL);
-	g.on_writes = conc_writes;
-	g.user = &c;
-	if (guest_run_create(&g, &cfg, guest_image("memstress"), args, err, sizeof(err)) < 0 ||
-	    precopy_dirtylog_open(g.vm, &c.dl) < 0) {
-		tap_ok(0, "%s concurrent: setup failed: %s", hv_dirty_mode_name(mode), err);
+	if (boot(&g, &c, &cfg, args, conc_writes, "concurrent") < 0) {
+		free(c.written);
+		free(c.harvested);
 		return;
 	}
 	if (harvest_while_running)
@@ -173,9 +194,7 @@ static void concurrent(enum hv_dirty_mode mode, uint32_t ring_entries, const cha
 		tap_ok(st.ring_full_exits >= distinct / ring_entries,
 		       "ring of %u entries filled up %llu times and nothing was lost", ring_entries,
 		       (unsigned long long)st.ring_full_exits);
-	precopy_dirtylog_close(c.dl);
-	precopy_dirty_set_free(&c.set);
-	guest_run_destroy(&g);
+	teardown(&g, &c);
 	free(c.written);
 	free(c.harvested);
 }
