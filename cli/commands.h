@@ -9,5 +9,9 @@
 int cmd_run(int argc, char **argv);
 int cmd_ctl(int argc, char **argv);
 int cmd_certs(int argc, char **argv);
+int cmd_send(int argc, char **argv);
+int cmd_recv(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 
 #endif

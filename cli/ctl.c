@@ -23,8 +23,7 @@ static void ctl_usage(FILE *f)
 int cmd_ctl(int argc, char **argv)
 {
 	static const char *const cmds[] = { "status", "pause", "resume", "stats", "stop" };
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	char dir[80], line[4096];
+	char line[4096];
 	size_t len = 0;
 	int fd, known = 0;
 
@@ -46,18 +45,9 @@ int cmd_ctl(int argc, char **argv)
 		cli_err("ctl: invalid VM name '%s'", argv[1]);
 		return PMG_EXIT_USAGE;
 	}
-	if (cli_run_dir(dir, sizeof(dir), 0) < 0 ||
-	    (size_t)snprintf(a.sun_path, sizeof(a.sun_path), "%s/%s.sock", dir, argv[1]) >= sizeof(a.sun_path)) {
-		cli_err("ctl: control socket path too long");
+	fd = cli_ctl_connect("ctl", argv[1]);
+	if (fd < 0)
 		return PMG_EXIT_FAIL;
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		cli_err("ctl: no VM named '%s' (%s: %s)", argv[1], a.sun_path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return PMG_EXIT_FAIL;
-	}
 	int n = snprintf(line, sizeof(line), "%s\n", argv[2]);
 	if (write(fd, line, (size_t)n) != n) {
 		cli_err("ctl: write: %s", strerror(errno));

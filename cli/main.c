@@ -12,7 +12,11 @@ static const struct {
 	int (*fn)(int, char **);
 	const char *help;
 } commands[] = {
+	{ "demo", cmd_demo, "boot a guest, migrate it live over TLS on loopback, check its result" },
 	{ "run", cmd_run, "boot a guest image in the built-in KVM VMM" },
+	{ "send", cmd_send, "migrate a running VM live to an agent" },
+	{ "recv", cmd_recv, "run the receiving agent (a daemon; one process per incoming VM)" },
+	{ "list", cmd_list, "list the VMs on this host" },
 	{ "certs", cmd_certs, "create a throwaway CA and node certificates for mutual TLS" },
 	{ "ctl", cmd_ctl, "talk to a running VM's control socket (status, pause, resume, stats, stop)" },
 };
@@ -23,7 +27,8 @@ static void usage(FILE *f)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
 	fprintf(f, "\n'pml-migrate COMMAND --help' describes a command.\n"
-		   "exit codes: 0 success, 1 failure, 2 usage error.\n");
+		   "exit codes: 0 success, 1 failure, 2 usage error, 3 migration outcome\n"
+		   "indeterminate (send); see the README.\n");
 }
 
 int main(int argc, char **argv)

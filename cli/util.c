@@ -6,7 +6,10 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 #include "cli/util.h"
@@ -165,4 +168,62 @@ uint64_t cli_now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int cli_ctl_connect(const char *prefix, const char *name)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	char dir[80];
+	if (cli_run_dir(dir, sizeof(dir), 0) < 0 ||
+	    (size_t)snprintf(a.sun_path, sizeof(a.sun_path), "%s/%s.sock", dir, name) >= sizeof(a.sun_path)) {
+		if (prefix)
+			cli_err("%s: control socket path too long", prefix);
+		return -ENAMETOOLONG;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		int e = errno;
+		if (prefix)
+			cli_err("%s: no VM named '%s' (%s: %s)", prefix, name, a.sun_path, strerror(e));
+		if (fd >= 0)
+			close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+int cli_read_line(int fd, char *buf, size_t len, size_t *have, char *line, size_t linelen, int timeout_ms)
+{
+	for (;;) {
+		char *nl = memchr(buf, '\n', *have);
+		if (nl) {
+			size_t n = (size_t)(nl - buf);
+			size_t k = n < linelen - 1 ? n : linelen - 1;
+			memcpy(line, buf, k);
+			line[k] = 0;
+			memmove(buf, nl + 1, *have - n - 1);
+			*have -= n + 1;
+			return (int)k;
+		}
+		if (*have == len)
+			return -EMSGSIZE;
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int pr = poll(&p, 1, timeout_ms);
+		if (pr == 0)
+			return -ETIMEDOUT;
+		if (pr < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		ssize_t got = read(fd, buf + *have, len - *have);
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (got == 0)
+			return 0;
+		*have += (size_t)got;
+	}
 }

@@ -46,4 +46,13 @@ void json_end(struct json *j); /* closes and writes '\n' */
 
 uint64_t cli_now_ns(void);
 
+/* Connects to VM name's control socket in the run directory. Returns the
+ * socket fd, or -errno with a message printed (prefix: the command;
+ * NULL: quiet). */
+int cli_ctl_connect(const char *prefix, const char *name);
+/* Reads one line (without '\n') of at most len-1 bytes, waiting up to
+ * timeout_ms (-1: forever). buf/have keep bytes beyond the line between
+ * calls. Returns the line length, 0 at EOF, -ETIMEDOUT or -errno. */
+int cli_read_line(int fd, char *buf, size_t len, size_t *have, char *line, size_t linelen, int timeout_ms);
+
 #endif

@@ -13,6 +13,9 @@ struct hv_backend {
 	void (*destroy)(struct hv_vm *vm);
 	void *(*mem)(struct hv_vm *vm, uint64_t gpa, uint64_t len);
 	int (*page_present)(struct hv_vm *vm, uint64_t gfn);
+	int (*present_range)(struct hv_vm *vm, uint64_t gfn, uint64_t n, uint8_t *vec);
+	int (*vcpu_entries)(struct hv_vm *vm, unsigned idx, uint64_t *entries);
+	int (*throttle)(struct hv_vm *vm, unsigned idx, unsigned pct);
 	int (*boot_image)(struct hv_vm *vm, const char *path, const char *cmdline, char *err, size_t errlen);
 	int (*start)(struct hv_vm *vm);
 	void (*stop)(struct hv_vm *vm);
@@ -20,6 +23,7 @@ struct hv_backend {
 	int (*pause)(struct hv_vm *vm);
 	int (*resume)(struct hv_vm *vm);
 	int (*is_running)(struct hv_vm *vm);
+	int (*has_ended)(struct hv_vm *vm);
 	int (*dirty_start)(struct hv_vm *vm);
 	int (*dirty_collect)(struct hv_vm *vm, void (*emit)(void *, uint64_t), void *opaque);
 	int (*dirty_stop)(struct hv_vm *vm);

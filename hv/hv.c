@@ -88,6 +88,30 @@ int hv_mem_page_present(struct hv_vm *vm, uint64_t gfn)
 	return vm->be->page_present(vm, gfn);
 }
 
+int hv_mem_present_range(struct hv_vm *vm, uint64_t gfn, uint64_t n, uint8_t *vec)
+{
+	uint64_t nf = vm->cfg.mem_bytes >> HV_PAGE_SHIFT;
+	if (gfn > nf || n > nf - gfn)
+		return -EINVAL;
+	return vm->be->present_range(vm, gfn, n, vec);
+}
+
+int hv_dirty_vcpu_entries(struct hv_vm *vm, unsigned idx, uint64_t *entries)
+{
+	if (idx >= vm->cfg.vcpus)
+		return -EINVAL;
+	if (vm->cfg.dirty_mode != HV_DIRTY_RING)
+		return -ENOTSUP;
+	return vm->be->vcpu_entries(vm, idx, entries);
+}
+
+int hv_vcpu_throttle(struct hv_vm *vm, unsigned idx, unsigned pct)
+{
+	if (idx >= vm->cfg.vcpus || pct > 95)
+		return -EINVAL;
+	return vm->be->throttle(vm, idx, pct);
+}
+
 int hv_boot_image(struct hv_vm *vm, const char *path, const char *cmdline, char *err, size_t errlen)
 {
 	return vm->be->boot_image(vm, path, cmdline, err, errlen);
@@ -99,6 +123,7 @@ void hv_vm_wait(struct hv_vm *vm) { vm->be->wait(vm); }
 int hv_vm_pause(struct hv_vm *vm) { return vm->be->pause(vm); }
 int hv_vm_resume(struct hv_vm *vm) { return vm->be->resume(vm); }
 int hv_vm_is_running(struct hv_vm *vm) { return vm->be->is_running(vm); }
+int hv_vm_has_ended(struct hv_vm *vm) { return vm->be->has_ended(vm); }
 
 int hv_dirty_start(struct hv_vm *vm)
 {

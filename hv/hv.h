@@ -80,6 +80,10 @@ void *hv_mem(struct hv_vm *vm, uint64_t gpa, uint64_t len);
 /* Whether a page is backed (was ever touched on this host). */
 int hv_mem_page_present(struct hv_vm *vm, uint64_t gfn);
 
+/* Fills vec[i] with 1 if page gfn+i is backed, else 0, for n pages: one
+ * mincore() per call, so a scan of a large sparse guest stays cheap. */
+int hv_mem_present_range(struct hv_vm *vm, uint64_t gfn, uint64_t n, uint8_t *vec);
+
 /* Loads a guest ELF image and prepares vCPUs to enter it (64-bit, CPL 3).
  * cmdline is passed to the guest. err/errlen receive a one-line reason on
  * failure (-EINVAL for a bad image, -ENOENT/-EIO for file errors). */
@@ -97,6 +101,9 @@ void hv_vm_wait(struct hv_vm *vm);
 int hv_vm_pause(struct hv_vm *vm);
 int hv_vm_resume(struct hv_vm *vm);
 int hv_vm_is_running(struct hv_vm *vm);
+/* Whether the VM has ended (a vCPU exited, crashed or was stopped): it
+ * can never run again. A paused VM has not ended. */
+int hv_vm_has_ended(struct hv_vm *vm);
 
 /* Dirty log. start: from now on, writes are logged. collect: calls emit
  * for every frame written since the previous collect (or start), possibly
@@ -109,6 +116,16 @@ int hv_dirty_collect(struct hv_vm *vm, void (*emit)(void *opaque, uint64_t gfn),
 int hv_dirty_stop(struct hv_vm *vm);
 /* Ring mode only: how many times a vCPU exited because its ring was full. */
 uint64_t hv_dirty_ring_full_exits(struct hv_vm *vm);
+
+/* Ring mode: dirty-log entries vCPU idx has produced so far (cumulative,
+ * counted at collect); -ENOTSUP in bitmap mode, which cannot tell vCPUs
+ * apart. Used to find the vCPUs that dirty the most. */
+int hv_dirty_vcpu_entries(struct hv_vm *vm, unsigned idx, uint64_t *entries);
+
+/* Duty-cycle throttle: vCPU idx spends pct percent (0..95) of every
+ * 20 ms period out of the guest. 0 removes the throttle. A pause or stop
+ * still takes effect at once. */
+int hv_vcpu_throttle(struct hv_vm *vm, unsigned idx, unsigned pct);
 
 /* Complete vCPU state as a self-describing, versioned blob. save requires
  * the VM to be paused (or not started); *blob is malloc'd, caller frees.

@@ -120,6 +120,7 @@ static long ring_collect(struct kvm_vcpu *v, void (*emit)(void *, uint64_t), voi
 		}
 		__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
 		v->ring_next++;
+		v->dirty_entries++;
 		n++;
 	}
 	return n;

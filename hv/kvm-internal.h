@@ -9,6 +9,7 @@
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <time.h>
 #include "hv/hv-backend.h"
 
 struct kvm_vm;
@@ -25,6 +26,10 @@ struct kvm_vcpu {
 	bool thread_started;
 	bool done;   /* left the guest for good */
 	bool parked; /* waiting in the pause loop */
+	uint64_t dirty_entries;     /* ring entries collected from this vCPU (under dirty_lock) */
+	unsigned throttle_pct;      /* duty-cycle throttle, atomic */
+	timer_t throttle_timer;
+	bool throttle_timer_ok;
 	char con[256];
 	size_t con_len;
 };

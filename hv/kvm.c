@@ -23,7 +23,18 @@
 
 #define KICK_SIGNAL SIGUSR1
 
-static void kvm__kick_handler(int sig) { (void)sig; }
+#define THROTTLE_PERIOD_US 20000
+
+/* The vCPU thread's kvm_run: the kick handler sets immediate_exit on it so
+ * a throttle tick that lands just before KVM_RUN is not lost. */
+static __thread struct kvm_run *kvm__tl_run;
+
+static void kvm__kick_handler(int sig)
+{
+	(void)sig;
+	if (kvm__tl_run)
+		kvm__tl_run->immediate_exit = 1;
+}
 
 static void kvm__install_kick_once(void)
 {
@@ -212,6 +223,53 @@ static int kvm__page_present(struct hv_vm *vm, uint64_t gfn)
 	return vec & 1;
 }
 
+static int kvm__present_range(struct hv_vm *vm, uint64_t gfn, uint64_t n, uint8_t *vec)
+{
+	struct kvm_vm *k = kvm__vm(vm);
+	if (!n)
+		return 0;
+	if (mincore(k->mem + (gfn << HV_PAGE_SHIFT), n << HV_PAGE_SHIFT, vec) < 0)
+		return -errno;
+	for (uint64_t i = 0; i < n; i++)
+		vec[i] &= 1;
+	return 0;
+}
+
+static int kvm__vcpu_entries(struct hv_vm *vm, unsigned idx, uint64_t *entries)
+{
+	struct kvm_vm *k = kvm__vm(vm);
+	pthread_mutex_lock(&k->dirty_lock);
+	*entries = k->vcpus[idx].dirty_entries;
+	pthread_mutex_unlock(&k->dirty_lock);
+	return 0;
+}
+
+static int kvm__throttle(struct hv_vm *vm, unsigned idx, unsigned pct)
+{
+	struct kvm_vm *k = kvm__vm(vm);
+	__atomic_store_n(&k->vcpus[idx].throttle_pct, pct, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* Arms a one-shot kick after the running share of the throttle period.
+ * The timer signals this thread only (SIGEV_THREAD_ID). */
+static void vcpu__throttle_arm(struct kvm_vcpu *v, unsigned pct)
+{
+	if (!v->throttle_timer_ok) {
+		struct sigevent sev;
+		memset(&sev, 0, sizeof(sev));
+		sev.sigev_notify = SIGEV_THREAD_ID;
+		sev.sigev_signo = KICK_SIGNAL;
+		sev._sigev_un._tid = gettid(); /* glibc 2.36 lacks the sigev_notify_thread_id name */
+		if (timer_create(CLOCK_MONOTONIC, &sev, &v->throttle_timer) < 0)
+			return;
+		v->throttle_timer_ok = true;
+	}
+	long run_us = (long)THROTTLE_PERIOD_US * (100 - (long)pct) / 100;
+	struct itimerspec its = { .it_value = { .tv_sec = 0, .tv_nsec = run_us * 1000 } };
+	timer_settime(v->throttle_timer, 0, &its, NULL);
+}
+
 /* ---- the run loop ---- */
 
 static void vcpu__console_flush(struct kvm_vcpu *v)
@@ -232,6 +290,10 @@ static void vcpu__console_put(struct kvm_vcpu *v, char c)
 /* Marks the vCPU done; the last one out reports the VM as stopped. */
 static void vcpu__finish(struct kvm_vcpu *v, enum hv_stop_reason why, int code, const char *detail)
 {
+	if (v->throttle_timer_ok) {
+		timer_delete(v->throttle_timer);
+		v->throttle_timer_ok = false;
+	}
 	struct kvm_vm *k = v->vm;
 	bool report = false;
 
@@ -421,6 +483,7 @@ static void *vcpu__thread(void *arg)
 	pthread_setname_np(pthread_self(), name);
 	sigemptyset(&set);
 	sigaddset(&set, KICK_SIGNAL);
+	kvm__tl_run = v->run;
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
 	for (;;) {
@@ -438,9 +501,17 @@ static void *vcpu__thread(void *arg)
 			vcpu__finish(v, HV_STOP_KILLED, 0, "stopped");
 			return NULL;
 		}
+		unsigned pct = __atomic_load_n(&v->throttle_pct, __ATOMIC_RELAXED);
+		if (pct)
+			vcpu__throttle_arm(v, pct);
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR || errno == EAGAIN) {
+				/* The throttle's kick (or a pause, which vcpu__sleep
+				 * honours at once): sit out this period's share. */
+				if (pct)
+					vcpu__sleep(v, (uint64_t)THROTTLE_PERIOD_US * pct / 100);
 				continue;
+			}
 			snprintf(why, sizeof(why), "KVM_RUN: %s", strerror(errno));
 			vcpu__finish(v, HV_STOP_CRASH, -1, why);
 			return NULL;
@@ -578,12 +649,24 @@ static int kvm__is_running(struct hv_vm *vm)
 	return r;
 }
 
+static int kvm__has_ended(struct hv_vm *vm)
+{
+	struct kvm_vm *k = kvm__vm(vm);
+	pthread_mutex_lock(&k->lock);
+	int r = k->stop_req || k->ndone > 0;
+	pthread_mutex_unlock(&k->lock);
+	return r;
+}
+
 const struct hv_backend hv_kvm_backend = {
 	.name = "kvm",
 	.create = kvm__create,
 	.destroy = kvm__destroy,
 	.mem = kvm__mem,
 	.page_present = kvm__page_present,
+	.present_range = kvm__present_range,
+	.vcpu_entries = kvm__vcpu_entries,
+	.throttle = kvm__throttle,
 	.boot_image = kvm__boot_image,
 	.start = kvm__start,
 	.stop = kvm__stop,
@@ -591,6 +674,7 @@ const struct hv_backend hv_kvm_backend = {
 	.pause = kvm__pause,
 	.resume = kvm__resume,
 	.is_running = kvm__is_running,
+	.has_ended = kvm__has_ended,
 	.dirty_start = kvm__dirty_start,
 	.dirty_collect = kvm__dirty_collect,
 	.dirty_stop = kvm__dirty_stop,

@@ -17,7 +17,7 @@ static uint64_t ld64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v;
 const char *stream_type_name(unsigned t)
 {
 	static const char *const n[] = { "?", "HELLO", "SHAPE", "PAGES", "VCPU", "ROUND_END", "STATE_DONE",
-					 "READY", "COMMIT", "RUNNING", "ERROR" };
+					 "READY", "COMMIT", "RUNNING", "ERROR", "VERIFY", "JOIN" };
 	return t < STREAM_TYPE_MAX ? n[t] : "?";
 }
 
@@ -34,6 +34,8 @@ static uint32_t max_len(unsigned t)
 	case STREAM_STATE_DONE: return 8;
 	case STREAM_READY: case STREAM_COMMIT: case STREAM_RUNNING: return 0;
 	case STREAM_ERROR: return 8 + STREAM_MAX_TEXT;
+	case STREAM_VERIFY: return 16 + 8 * STREAM_MAX_VERIFY;
+	case STREAM_JOIN: return 16;
 	default: return 0;
 	}
 }
@@ -288,6 +290,35 @@ int stream_parse_error(const struct stream_record *rec, uint32_t *code, char *te
 	return 0;
 }
 
+int stream_parse_verify(const struct stream_record *rec, uint64_t nframes, uint64_t *first, uint32_t *count,
+			const uint8_t **digests)
+{
+	if (rec->type != STREAM_VERIFY || rec->len < 16 || ld32(rec->payload + 12) != 0)
+		return -EPROTO;
+	*first = ld64(rec->payload);
+	*count = ld32(rec->payload + 8);
+	uint64_t nchunks = (nframes + STREAM_VERIFY_CHUNK - 1) / STREAM_VERIFY_CHUNK;
+	if (*count == 0 || *count > STREAM_MAX_VERIFY || rec->len != 16 + 8ull * *count)
+		return -EPROTO;
+	if (*first >= nchunks || *count > nchunks - *first)
+		return -ERANGE;
+	*digests = rec->payload + 16;
+	return 0;
+}
+
+int stream_parse_join(const struct stream_record *rec, struct stream_join *out)
+{
+	if (rec->type != STREAM_JOIN || rec->len != 16)
+		return -EPROTO;
+	out->token = ld64(rec->payload);
+	out->index = ld32(rec->payload + 8);
+	out->port = ld16(rec->payload + 12);
+	out->count = ld16(rec->payload + 14);
+	if (out->count < 1 || out->count > 16 || out->index >= out->count)
+		return -EPROTO;
+	return 0;
+}
+
 /* ---- writing ---- */
 
 void stream_buf_free(struct stream_buf *b)
@@ -444,5 +475,31 @@ int stream_put_error(struct stream_buf *b, uint32_t code, const char *text)
 	put32(b, code);
 	put32(b, (uint32_t)n);
 	put(b, text, n);
+	return 0;
+}
+
+int stream_put_verify(struct stream_buf *b, uint64_t first, uint32_t count, const uint64_t *digests)
+{
+	if (!count || count > STREAM_MAX_VERIFY)
+		return -EINVAL;
+	int e = header(b, STREAM_VERIFY, 16 + 8 * count);
+	if (e)
+		return e;
+	put64(b, first);
+	put32(b, count);
+	put32(b, 0);
+	put(b, digests, 8ull * count);
+	return 0;
+}
+
+int stream_put_join(struct stream_buf *b, const struct stream_join *j)
+{
+	int e = header(b, STREAM_JOIN, 16);
+	if (e)
+		return e;
+	put64(b, j->token);
+	put32(b, j->index);
+	put16(b, j->port);
+	put16(b, j->count);
 	return 0;
 }

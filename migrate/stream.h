@@ -24,6 +24,8 @@
 #define STREAM_MAX_VCPU_BLOB (256u << 10)
 #define STREAM_MAX_TEXT 1024
 #define STREAM_MAX_NAME 64
+#define STREAM_VERIFY_CHUNK 512        /* pages per VERIFY digest */
+#define STREAM_MAX_VERIFY 65536        /* digests per VERIFY record */
 
 enum stream_type {
 	STREAM_HELLO = 1,
@@ -36,6 +38,8 @@ enum stream_type {
 	STREAM_COMMIT = 8,
 	STREAM_RUNNING = 9,
 	STREAM_ERROR = 10,
+	STREAM_VERIFY = 11,
+	STREAM_JOIN = 12,
 	STREAM_TYPE_MAX
 };
 
@@ -56,6 +60,16 @@ struct stream_shape {
 	uint32_t vcpus;
 	uint64_t tsc_khz;
 	uint8_t dirty_log;
+};
+
+/* Extra connections of one migration (--streams N). The destination
+ * sends index 0 with the port its session listens on; each extra
+ * connection of the source opens with index 1..count-1 and the token. */
+struct stream_join {
+	uint64_t token;
+	uint32_t index;
+	uint16_t port;
+	uint16_t count;
 };
 
 struct stream_round_end {
@@ -105,6 +119,12 @@ int stream_parse_round_end(const struct stream_record *rec, struct stream_round_
 int stream_parse_state_done(const struct stream_record *rec, uint64_t *total_pages);
 /* READY, COMMIT, RUNNING: payload must be empty. */
 int stream_parse_empty(const struct stream_record *rec);
+/* VERIFY: digests of consecutive STREAM_VERIFY_CHUNK-page chunks starting
+ * at chunk first; checks that they lie inside nframes. *digests points
+ * into the record (unaligned: read with memcpy). */
+int stream_parse_verify(const struct stream_record *rec, uint64_t nframes, uint64_t *first, uint32_t *count,
+			const uint8_t **digests);
+int stream_parse_join(const struct stream_record *rec, struct stream_join *out);
 /* text: NUL-terminated, control characters replaced by '?'. */
 int stream_parse_error(const struct stream_record *rec, uint32_t *code, char *text, size_t textsz);
 
@@ -121,6 +141,8 @@ int stream_put_vcpu(struct stream_buf *b, uint32_t index, const void *blob, uint
 int stream_put_round_end(struct stream_buf *b, const struct stream_round_end *re);
 int stream_put_state_done(struct stream_buf *b, uint64_t total_pages);
 int stream_put_empty(struct stream_buf *b, enum stream_type type);
+int stream_put_verify(struct stream_buf *b, uint64_t first, uint32_t count, const uint64_t *digests);
+int stream_put_join(struct stream_buf *b, const struct stream_join *j);
 int stream_put_error(struct stream_buf *b, uint32_t code, const char *text);
 
 const char *stream_type_name(unsigned type);

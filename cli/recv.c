@@ -1,0 +1,492 @@
+/*
+ * cli/recv.c - `pml-migrate recv`: the receiving agent.
+ *
+ * The agent only accepts TCP connections and hands each to a new process
+ * (this binary, re-executed as a session), so it never parses a byte from
+ * the network: a hostile stream or a crashing VM takes down one session,
+ * never the agent or the other VMs. A session runs the migration
+ * (migrate/dest.c) and, once the guest runs, hosts it like `run` does,
+ * with its own control socket, so it can be migrated onward.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+#include "cli/commands.h"
+#include "cli/runner.h"
+#include "cli/util.h"
+#include "migrate/dest.h"
+#include "transport/xport.h"
+
+struct recv_opts {
+	char listen[300];
+	char certs[256], node[65], allow[1024];
+	char port_file[256];
+	int insecure;
+	int session_fd;
+	unsigned max_sessions;
+};
+
+static void recv_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: pml-migrate recv --listen HOST:PORT [options]\n"
+		"\n"
+		"Runs the receiving agent: a daemon that accepts live migrations. Each\n"
+		"incoming migration runs in its own process; once its guest runs, that\n"
+		"process hosts the VM with a control socket (see 'pml-migrate list', 'ctl'),\n"
+		"so it can be migrated onward with 'pml-migrate send'. The guest's console\n"
+		"goes to RUNDIR/NAME.log and its final report to RUNDIR/NAME.result.json.\n"
+		"\n"
+		"options:\n"
+		"  --listen HOST:PORT   address to accept migrations on (port 0: any free port)\n"
+		"  --certs DIR          certificate directory (ca.pem, NODE.pem, NODE.key)\n"
+		"  --node NAME          this agent's certificate name in DIR (default: agent)\n"
+		"  --allow N1,N2,...    accept only clients whose certificate carries one of\n"
+		"                       these names (default: any certificate DIR/ca.pem signed)\n"
+		"  --insecure           plaintext, no authentication (trusted networks only)\n"
+		"  --run-dir DIR        where VMs' control sockets, logs and reports go\n"
+		"                       (default: $PML_MIGRATE_RUNDIR, see README)\n"
+		"  --port-file FILE     write the listening port to FILE once listening\n"
+		"  --max-sessions N     refuse connections beyond N concurrent sessions (default 16)\n"
+		"  -h, --help           this text\n"
+		"\n"
+		"TLS 1.3 with mutual certificate authentication is the default: clients must\n"
+		"present a certificate that chains to DIR/ca.pem. Stop the agent with SIGINT or\n"
+		"SIGTERM; VMs already running in session processes keep running.\n"
+		"exit codes: 0 stopped by a signal; 1 cannot listen or load certificates;\n"
+		"            2 usage error.\n");
+}
+
+static void recv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void recv_log(const char *fmt, ...)
+{
+	char ts[32];
+	time_t t = time(NULL);
+	struct tm tm;
+	va_list ap;
+	localtime_r(&t, &tm);
+	strftime(ts, sizeof(ts), "%H:%M:%S", &tm);
+	fprintf(stderr, "[%s] pml-migrate recv[%d]: ", ts, (int)getpid());
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	fflush(stderr);
+}
+
+/* ================= session: one migration, then one VM ================= */
+
+struct session {
+	struct runner r;
+	struct migrate_dst *d;
+	struct xport_tls *tls;
+	int failed;
+	char log_path[200];
+};
+
+static int session__claim(void *opaque, const char *name, char *why, size_t len)
+{
+	struct session *s = opaque;
+	char dir[80];
+	if (!cli_valid_name(name)) {
+		snprintf(why, len, "invalid VM name");
+		return -EINVAL;
+	}
+	if (cli_run_dir(dir, sizeof(dir), 1) < 0) {
+		snprintf(why, len, "destination has no usable run directory");
+		return -EIO;
+	}
+	int e = runner_claim_name(&s->r, name);
+	if (e == -EEXIST) {
+		snprintf(why, len, "a VM named '%s' already runs on the destination", name);
+		return e;
+	}
+	if (e < 0) {
+		snprintf(why, len, "destination cannot open a control socket for '%s'", name);
+		return e;
+	}
+	snprintf(s->r.result_path, sizeof(s->r.result_path), "%s/%s.result.json", dir, name);
+	snprintf(s->log_path, sizeof(s->log_path), "%s/%s.log", dir, name);
+	unlink(s->r.result_path);
+	FILE *f = fopen(s->log_path, "w");
+	if (f) {
+		setvbuf(f, NULL, _IOLBF, 0);
+		s->r.con = s->r.out = f;
+	}
+	recv_log("incoming migration of '%s'", name);
+	return 0;
+}
+
+static int session__create_vm(void *opaque, const struct stream_shape *sh, struct hv_vm **vm, char *why, size_t len)
+{
+	struct session *s = opaque;
+	s->r.cfg.mem_bytes = sh->mem_bytes;
+	s->r.cfg.vcpus = sh->vcpus;
+	s->r.cfg.dirty_mode = sh->dirty_log == HV_DIRTY_BITMAP ? HV_DIRTY_BITMAP : HV_DIRTY_RING;
+	int e = hv_vm_create("kvm", &s->r.cfg, &s->r.vm);
+	if (e < 0) {
+		snprintf(why, len, "destination cannot create a %" PRIu64 " MiB, %u-vCPU VM: %s", sh->mem_bytes >> 20,
+			 sh->vcpus, strerror(-e));
+		return e;
+	}
+	hv_vm_set_guest_ops(s->r.vm, &runner_guest_ops, &s->r);
+	*vm = s->r.vm;
+	return 0;
+}
+
+static void session__running(void *opaque, const char *stats)
+{
+	struct session *s = opaque;
+	recv_log("'%s' is running here (%s)", s->r.name, stats);
+	if (runner_went_live(&s->r) < 0)
+		hv_vm_stop(s->r.vm);
+	migrate_dst_free(s->d);
+	s->d = NULL;
+}
+
+static void session__failed(void *opaque, const char *why)
+{
+	struct session *s = opaque;
+	recv_log("migration of '%s' failed: %s", s->r.name[0] ? s->r.name : "(unnamed)", why);
+	s->failed = 1;
+	migrate_dst_free(s->d);
+	s->d = NULL;
+	if (s->r.con != stdout) {
+		fprintf(s->r.con, "migration failed: %s\n", why);
+	}
+	uv_stop(&s->r.loop);
+}
+
+static const struct migrate_dst_ops session_ops = {
+	.claim = session__claim,
+	.create_vm = session__create_vm,
+	.running = session__running,
+	.failed = session__failed,
+};
+
+static int recv_session(const struct recv_opts *o)
+{
+	struct session s;
+	char err[512];
+	int rc = PMG_EXIT_FAIL;
+
+	memset(&s, 0, sizeof(s));
+	signal(SIGPIPE, SIG_IGN);
+	if (runner_init(&s.r, "") < 0)
+		return PMG_EXIT_FAIL;
+	s.r.incoming = 1;
+	s.r.json = 0;
+	struct xport_tls_config tc = { .server = 1, .insecure = o->insecure, .certs_dir = o->certs, .node = o->node,
+				       .allow = o->allow[0] ? o->allow : NULL };
+	if (xport_tls_new(&tc, &s.tls, err, sizeof(err)) < 0) {
+		recv_log("session: %s", err);
+		close(o->session_fd);
+		goto out;
+	}
+	if (migrate_dst_start(&s.r.loop, s.tls, o->session_fd, &session_ops, &s, &s.d) < 0) {
+		recv_log("session: cannot serve the connection");
+		goto out;
+	}
+	uv_run(&s.r.loop, UV_RUN_DEFAULT);
+	if (s.failed || !s.r.vm || s.r.incoming) {
+		if (s.r.vm) {
+			hv_vm_stop(s.r.vm);
+			hv_vm_wait(s.r.vm);
+		}
+		if (s.r.result_path[0])
+			unlink(s.r.result_path);
+		goto out;
+	}
+	rc = runner_finish(&s.r); /* the loop above ran until the guest stopped */
+	recv_log("'%s' ended here: %s", s.r.name,
+		 s.r.migrated ? "migrated onward" : rc == PMG_EXIT_OK ? "guest exited 0" : "guest failed or stopped");
+out:
+	if (s.d)
+		migrate_dst_free(s.d);
+	runner_cleanup(&s.r);
+	if (s.r.con && s.r.con != stdout)
+		fclose(s.r.con);
+	xport_tls_free(s.tls);
+	return rc;
+}
+
+/* ================= agent: accept and hand off ================= */
+
+struct agent {
+	uv_loop_t loop;
+	uv_tcp_t server;
+	uv_signal_t sigint, sigterm;
+	struct recv_opts o;
+	char **child_argv;
+	unsigned live;
+};
+
+struct agent_child {
+	uv_process_t proc;
+	struct agent *a;
+};
+
+static void agent__child_closed(uv_handle_t *h) { free(h->data); }
+
+static void agent__child_exit(uv_process_t *p, int64_t status, int sig)
+{
+	struct agent_child *c = p->data;
+	c->a->live--;
+	if (sig)
+		recv_log("session %d killed by signal %d", p->pid, sig);
+	else
+		recv_log("session %d exited with status %" PRId64, p->pid, status);
+	uv_close((uv_handle_t *)p, agent__child_closed);
+}
+
+static void agent__connection(uv_stream_t *server, int status)
+{
+	struct agent *a = server->data;
+	uv_tcp_t *t;
+	uv_os_fd_t fd;
+
+	if (status < 0)
+		return;
+	t = malloc(sizeof(*t));
+	if (!t)
+		return;
+	uv_tcp_init(&a->loop, t);
+	t->data = t;
+	if (uv_accept(server, (uv_stream_t *)t) < 0)
+		goto done;
+	if (a->live >= a->o.max_sessions) {
+		recv_log("refusing a connection: %u sessions already running (--max-sessions)", a->live);
+		goto done;
+	}
+	if (uv_fileno((uv_handle_t *)t, &fd) < 0)
+		goto done;
+	struct agent_child *c = calloc(1, sizeof(*c));
+	if (!c)
+		goto done;
+	c->a = a;
+	c->proc.data = c;
+	uv_stdio_container_t stdio[4] = {
+		{ .flags = UV_IGNORE },
+		{ .flags = UV_INHERIT_FD, .data.fd = 1 },
+		{ .flags = UV_INHERIT_FD, .data.fd = 2 },
+		{ .flags = UV_INHERIT_FD, .data.fd = fd },
+	};
+	uv_process_options_t po = {
+		.exit_cb = agent__child_exit,
+		.file = "/proc/self/exe",
+		.args = a->child_argv,
+		.stdio_count = 4,
+		.stdio = stdio,
+	};
+	int e = uv_spawn(&a->loop, &c->proc, &po);
+	if (e < 0) {
+		recv_log("cannot start a session process: %s", uv_strerror(e));
+		free(c);
+		goto done;
+	}
+	a->live++;
+	recv_log("connection handed to session %d", c->proc.pid);
+done:
+	uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+
+static void agent__signal(uv_signal_t *s, int sig)
+{
+	struct agent *a = s->data;
+	recv_log("signal %d: stopping the agent (sessions keep running)", sig);
+	uv_stop(&a->loop);
+}
+
+static void agent__close_walk(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h) && h->type != UV_PROCESS)
+		uv_close(h, NULL);
+	else if (!uv_is_closing(h))
+		uv_close(h, agent__child_closed);
+}
+
+static int recv_agent(struct recv_opts *o)
+{
+	struct agent a;
+	struct sockaddr_storage ss;
+	char err[512];
+	struct xport_tls *probe;
+	int e;
+
+	memset(&a, 0, sizeof(a));
+	a.o = *o;
+	/* Load the certificates once here so a mistake shows at start, not at
+	 * the first migration. */
+	struct xport_tls_config tc = { .server = 1, .insecure = o->insecure, .certs_dir = o->certs, .node = o->node };
+	if (xport_tls_new(&tc, &probe, err, sizeof(err)) < 0) {
+		cli_err("recv: %s", err);
+		return PMG_EXIT_FAIL;
+	}
+	xport_tls_free(probe);
+	if (xport_resolve(o->listen, &ss) < 0) {
+		cli_err("recv: --listen '%s': cannot resolve", o->listen);
+		return PMG_EXIT_USAGE;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	uv_loop_init(&a.loop);
+	uv_tcp_init(&a.loop, &a.server);
+	a.server.data = &a;
+	if ((e = uv_tcp_bind(&a.server, (struct sockaddr *)&ss, 0)) < 0 ||
+	    (e = uv_listen((uv_stream_t *)&a.server, 64, agent__connection)) < 0) {
+		cli_err("recv: cannot listen on %s: %s", o->listen, uv_strerror(e));
+		goto out;
+	}
+	int len = sizeof(ss);
+	uv_tcp_getsockname(&a.server, (struct sockaddr *)&ss, &len);
+	unsigned port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+						      : ((struct sockaddr_in6 *)&ss)->sin6_port);
+	if (o->port_file[0]) {
+		char tmp[300];
+		snprintf(tmp, sizeof(tmp), "%s.tmp", o->port_file);
+		FILE *f = fopen(tmp, "w");
+		if (!f || fprintf(f, "%u\n", port) < 0 || fclose(f) != 0 || rename(tmp, o->port_file) < 0) {
+			cli_err("recv: --port-file %s: %s", o->port_file, strerror(errno));
+			goto out;
+		}
+	}
+	/* The session gets the same settings plus the connection as fd 3. */
+	char *args[24];
+	int n = 0;
+	args[n++] = "pml-migrate";
+	args[n++] = "recv";
+	args[n++] = "--session-fd";
+	args[n++] = "3";
+	if (o->insecure) {
+		args[n++] = "--insecure";
+	} else {
+		args[n++] = "--certs";
+		args[n++] = o->certs;
+		args[n++] = "--node";
+		args[n++] = o->node;
+	}
+	if (o->allow[0]) {
+		args[n++] = "--allow";
+		args[n++] = o->allow;
+	}
+	args[n] = NULL;
+	a.child_argv = args;
+	uv_signal_init(&a.loop, &a.sigint);
+	uv_signal_init(&a.loop, &a.sigterm);
+	a.sigint.data = a.sigterm.data = &a;
+	uv_signal_start(&a.sigint, agent__signal, SIGINT);
+	uv_signal_start(&a.sigterm, agent__signal, SIGTERM);
+	recv_log("listening on port %u (%s)%s", port, o->listen,
+		 o->insecure ? ", PLAINTEXT (--insecure)" : ", TLS 1.3 with client certificates");
+	uv_run(&a.loop, UV_RUN_DEFAULT);
+	e = 0;
+out:
+	uv_walk(&a.loop, agent__close_walk, NULL);
+	uv_run(&a.loop, UV_RUN_DEFAULT);
+	uv_loop_close(&a.loop);
+	return e < 0 ? PMG_EXIT_FAIL : PMG_EXIT_OK;
+}
+
+int cmd_recv(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "listen", required_argument, 0, 'l' },
+		{ "certs", required_argument, 0, 'c' },
+		{ "node", required_argument, 0, 'n' },
+		{ "allow", required_argument, 0, 'a' },
+		{ "insecure", no_argument, 0, 'I' },
+		{ "run-dir", required_argument, 0, 'r' },
+		{ "port-file", required_argument, 0, 'p' },
+		{ "max-sessions", required_argument, 0, 'm' },
+		{ "session-fd", required_argument, 0, 'S' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	struct recv_opts o;
+	uint64_t v;
+	int c;
+
+	memset(&o, 0, sizeof(o));
+	o.session_fd = -1;
+	o.max_sessions = 16;
+	snprintf(o.node, sizeof(o.node), "agent");
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			snprintf(o.listen, sizeof(o.listen), "%s", optarg);
+			break;
+		case 'c':
+			snprintf(o.certs, sizeof(o.certs), "%s", optarg);
+			break;
+		case 'n':
+			if (!cli_valid_name(optarg)) {
+				cli_err("recv: --node '%s': not a valid name", optarg);
+				return PMG_EXIT_USAGE;
+			}
+			snprintf(o.node, sizeof(o.node), "%s", optarg);
+			break;
+		case 'a':
+			snprintf(o.allow, sizeof(o.allow), "%s", optarg);
+			break;
+		case 'I':
+			o.insecure = 1;
+			break;
+		case 'r':
+			if (setenv("PML_MIGRATE_RUNDIR", optarg, 1) < 0)
+				return PMG_EXIT_FAIL;
+			break;
+		case 'p':
+			snprintf(o.port_file, sizeof(o.port_file), "%s", optarg);
+			break;
+		case 'm':
+			if (cli_parse_uint(optarg, 1, 1024, &v) < 0) {
+				cli_err("recv: --max-sessions '%s': must be 1..1024", optarg);
+				return PMG_EXIT_USAGE;
+			}
+			o.max_sessions = (unsigned)v;
+			break;
+		case 'S':
+			if (cli_parse_uint(optarg, 3, 1024, &v) < 0) {
+				cli_err("recv: --session-fd is internal");
+				return PMG_EXIT_USAGE;
+			}
+			o.session_fd = (int)v;
+			break;
+		case 'h':
+			recv_usage(stdout);
+			return PMG_EXIT_OK;
+		default:
+			if (optopt)
+				cli_err("recv: option '-%c' is unknown or needs a value (see 'pml-migrate recv --help')", optopt);
+			else
+				cli_err("recv: unknown option '%s' (see 'pml-migrate recv --help')", argv[optind - 1]);
+			return PMG_EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		cli_err("recv: unexpected argument '%s'", argv[optind]);
+		return PMG_EXIT_USAGE;
+	}
+	if (!o.insecure && !o.certs[0]) {
+		cli_err("recv: --certs DIR is required (or --insecure for plaintext)");
+		return PMG_EXIT_USAGE;
+	}
+	if (o.session_fd >= 0)
+		return recv_session(&o);
+	if (!o.listen[0]) {
+		cli_err("recv: --listen HOST:PORT is required (see 'pml-migrate recv --help')");
+		return PMG_EXIT_USAGE;
+	}
+	return recv_agent(&o);
+}

@@ -1,0 +1,652 @@
+/*
+ * cli/runner.c - one VM's host process: guest callbacks, the control
+ * socket, the background harvester, outgoing migrations, the report.
+ *
+ * Threads: the loop thread runs the control socket, signals, the
+ * VM-stopped notification and the migration's transport; one thread per
+ * vCPU (hv/); one harvester thread that consumes the dirty log
+ * continuously while no migration does, so its ring never fills and its
+ * cost can be watched.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <uv.h>
+#include "cli/runner.h"
+#include "cli/util.h"
+
+struct ctl_client {
+	uv_pipe_t pipe;
+	struct runner *r;
+	char buf[2048];
+	size_t len;
+};
+
+/* ---- guest callbacks (vCPU threads) ---- */
+
+static void run__console(void *opaque, unsigned vcpu, const char *buf, size_t len)
+{
+	struct runner *r = opaque;
+	(void)vcpu;
+	fwrite(buf, 1, len, r->con);
+	fflush(r->con);
+}
+
+static void run__report(void *opaque, const struct pmg_report *rep)
+{
+	struct runner *r = opaque;
+	pthread_mutex_lock(&r->lock);
+	r->report = *rep;
+	r->have_report = 1;
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void run__stopped(void *opaque, enum hv_stop_reason why, int code, const char *detail)
+{
+	struct runner *r = opaque;
+	pthread_mutex_lock(&r->lock);
+	r->why = why;
+	r->exit_code = code;
+	snprintf(r->detail, sizeof(r->detail), "%s", detail);
+	r->t_end = cli_now_ns();
+	pthread_mutex_unlock(&r->lock);
+	uv_async_send(&r->stopped_async);
+}
+
+const struct hv_guest_ops runner_guest_ops = {
+	.console = run__console,
+	.report = run__report,
+	.stopped = run__stopped,
+};
+
+/* ---- harvester ---- */
+
+static void run__harvest_once(struct runner *r)
+{
+	pthread_mutex_lock(&r->lock);
+	long n = precopy_dirtylog_harvest(r->dl, &r->set);
+	for (long i = 0; i < n; i++)
+		if (precopy_dirtylog_hotness(r->dl, r->set.gfns[i]) == 1)
+			r->unique_frames++;
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void *run__harvester(void *arg)
+{
+	struct runner *r = arg;
+	pthread_setname_np(pthread_self(), "harvest");
+	while (!atomic_load(&r->harvest_stop)) {
+		usleep(r->harvest_ms * 1000u);
+		run__harvest_once(r);
+	}
+	return NULL;
+}
+
+/* ---- control socket ---- */
+
+
+static void ctl__free(uv_handle_t *h)
+{
+	struct ctl_client *c = h->data;
+	if (c->r->mig_client == c)
+		c->r->mig_client = NULL;
+	free(c);
+}
+
+static void ctl__written(uv_write_t *w, int status)
+{
+	(void)status;
+	free(w->data);
+	free(w);
+}
+
+static void ctl__reply(struct ctl_client *c, char *text, size_t len)
+{
+	uv_write_t *w = malloc(sizeof(*w));
+	if (!w) {
+		free(text);
+		return;
+	}
+	w->data = text;
+	uv_buf_t b = uv_buf_init(text, (unsigned)len);
+	if (uv_write(w, (uv_stream_t *)&c->pipe, &b, 1, ctl__written) < 0) {
+		free(text);
+		free(w);
+	}
+}
+
+static const char *run__state(struct runner *r)
+{
+	if (r->migrated)
+		return "migrated";
+	if (r->indeterminate)
+		return "indeterminate";
+	if (r->t_end)
+		return "stopped";
+	if (r->incoming)
+		return "incoming";
+	if (r->mig)
+		return "migrating";
+	return r->paused ? "paused" : "running";
+}
+
+static void run__migrate(struct ctl_client *c, char *args, struct json *j);
+
+static void ctl__command(struct ctl_client *c, const char *cmd)
+{
+	struct runner *r = c->r;
+	char *out = NULL;
+	size_t outlen = 0;
+	FILE *f = open_memstream(&out, &outlen);
+	struct json j;
+
+	if (!f)
+		return;
+	json_begin(&j, f);
+	if (!strcmp(cmd, "status")) {
+		json_bool(&j, "ok", 1);
+		json_str(&j, "name", r->name);
+		json_str(&j, "state", run__state(r));
+		json_u64(&j, "pid", (uint64_t)getpid());
+		json_u64(&j, "vcpus", r->cfg.vcpus);
+		json_u64(&j, "mem_bytes", r->cfg.mem_bytes);
+		json_str(&j, "dirty_log", hv_dirty_mode_name(r->cfg.dirty_mode));
+		json_u64(&j, "uptime_ms", ((r->t_end ? r->t_end : cli_now_ns()) - r->t_start) / 1000000);
+	} else if (!strncmp(cmd, "migrate", 7) && (cmd[7] == ' ' || !cmd[7])) {
+		run__migrate(c, (char *)cmd + 7, &j);
+		if (!j.f) { /* accepted: events follow on this connection */
+			fclose(f);
+			free(out);
+			return;
+		}
+	} else if (!strcmp(cmd, "stop") && !r->incoming) {
+		hv_vm_stop(r->vm);
+		json_bool(&j, "ok", 1);
+	} else if ((!strcmp(cmd, "pause") || !strcmp(cmd, "resume")) &&
+		   (r->incoming || r->mig || r->indeterminate || r->migrated)) {
+		json_bool(&j, "ok", 0);
+		json_str(&j, "error",
+			 r->indeterminate ? "migration outcome indeterminate: check the destination; "
+					    "'ctl NAME stop' discards this paused copy"
+			 : r->mig	  ? "a migration is in progress"
+			 : r->migrated	  ? "the VM has migrated away"
+					  : "the VM is still arriving");
+	} else if (!strcmp(cmd, "pause")) {
+		if (r->t_end) {
+			json_bool(&j, "ok", 0);
+			json_str(&j, "error", "VM has stopped");
+		} else {
+			uint64_t t0 = cli_now_ns();
+			hv_vm_pause(r->vm);
+			uint64_t dt = cli_now_ns() - t0;
+			r->paused++;
+			json_bool(&j, "ok", 1);
+			json_f64(&j, "pause_us", (double)dt / 1000.0);
+		}
+	} else if (!strcmp(cmd, "resume")) {
+		if (!r->paused) {
+			json_bool(&j, "ok", 0);
+			json_str(&j, "error", "VM is not paused");
+		} else {
+			hv_vm_resume(r->vm);
+			r->paused--;
+			json_bool(&j, "ok", 1);
+		}
+	} else if (!strcmp(cmd, "stats")) {
+		json_bool(&j, "ok", 1);
+		json_str(&j, "dirty_log", hv_dirty_mode_name(r->cfg.dirty_mode));
+		pthread_mutex_lock(&r->lock);
+		if (r->dl) {
+			struct precopy_dirtylog_stats st;
+			precopy_dirtylog_get_stats(r->dl, &st);
+			json_u64(&j, "harvests", st.harvests);
+			json_u64(&j, "dirty_pages_harvested", st.frames);
+			json_u64(&j, "unique_pages_dirtied", r->unique_frames);
+			json_f64(&j, "harvest_time_ms", (double)st.total_ns / 1e6);
+			json_f64(&j, "harvest_max_ms", (double)st.max_ns / 1e6);
+			json_u64(&j, "ring_full_exits", st.ring_full_exits);
+		}
+		pthread_mutex_unlock(&r->lock);
+	} else {
+		json_bool(&j, "ok", 0);
+		json_str(&j, "error", "unknown command (status, pause, resume, stats, stop, migrate)");
+	}
+	json_end(&j);
+	fclose(f);
+	ctl__reply(c, out, outlen);
+}
+
+static void ctl__alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
+{
+	struct ctl_client *c = h->data;
+	(void)sz;
+	*b = uv_buf_init(c->buf + c->len, (unsigned)(sizeof(c->buf) - c->len));
+}
+
+static void ctl__read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+	struct ctl_client *c = s->data;
+	(void)b;
+	if (n < 0) {
+		uv_close((uv_handle_t *)s, ctl__free);
+		return;
+	}
+	c->len += (size_t)n;
+	char *nl;
+	while ((nl = memchr(c->buf, '\n', c->len))) {
+		*nl = 0;
+		if (nl > c->buf && nl[-1] == '\r')
+			nl[-1] = 0;
+		ctl__command(c, c->buf);
+		size_t used = (size_t)(nl - c->buf) + 1;
+		memmove(c->buf, nl + 1, c->len - used);
+		c->len -= used;
+	}
+	if (c->len == sizeof(c->buf)) /* a line longer than any command */
+		uv_close((uv_handle_t *)s, ctl__free);
+}
+
+static void ctl__connection(uv_stream_t *server, int status)
+{
+	struct runner *r = server->data;
+	if (status < 0)
+		return;
+	struct ctl_client *c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	c->r = r;
+	uv_pipe_init(&r->loop, &c->pipe, 0);
+	c->pipe.data = c;
+	if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0 ||
+	    uv_read_start((uv_stream_t *)&c->pipe, ctl__alloc, ctl__read) < 0)
+		uv_close((uv_handle_t *)&c->pipe, ctl__free);
+}
+
+/* A socket file that nobody answers on is stale and may be replaced; one
+ * that answers belongs to a running VM of the same name. */
+static int run__socket_in_use(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int used = 0;
+	if (fd < 0)
+		return 0;
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+		used = 1;
+	close(fd);
+	return used;
+}
+
+static int run__open_ctl(struct runner *r)
+{
+	char dir[80];
+	int e = cli_run_dir(dir, sizeof(dir), 1);
+	if (e < 0) {
+		cli_err("control socket directory: %s", strerror(-e));
+		return e;
+	}
+	if ((size_t)snprintf(r->sock_path, sizeof(r->sock_path), "%s/%s.sock", dir, r->name) >= sizeof(r->sock_path)) {
+		cli_err("control socket path too long");
+		return -ENAMETOOLONG;
+	}
+	if (run__socket_in_use(r->sock_path)) {
+		cli_err("a VM named '%s' is already running (%s)", r->name, r->sock_path);
+		return -EEXIST;
+	}
+	unlink(r->sock_path);
+	uv_pipe_init(&r->loop, &r->server, 0);
+	r->server.data = r;
+	r->server_open = 1;
+	e = uv_pipe_bind(&r->server, r->sock_path);
+	if (!e)
+		e = uv_listen((uv_stream_t *)&r->server, 16, ctl__connection);
+	if (e < 0) {
+		cli_err("control socket %s: %s", r->sock_path, uv_strerror(e));
+		return e;
+	}
+	return 0;
+}
+
+static void run__close_walk(uv_handle_t *h, void *arg)
+{
+	struct runner *r = arg;
+	if (uv_is_closing(h))
+		return;
+	/* Control clients own their memory; everything else lives in runner. */
+	if (h->type == UV_NAMED_PIPE && h != (uv_handle_t *)&r->server)
+		uv_close(h, ctl__free);
+	else
+		uv_close(h, NULL);
+}
+
+static void run__on_stopped(uv_async_t *a)
+{
+	struct runner *r = a->data;
+	if (r->mig) {
+		/* Finish the migration's bookkeeping first; done() stops the loop. */
+		r->stop_after_mig = 1;
+		migrate_src_cancel(r->mig, "the guest stopped during the migration");
+		return;
+	}
+	uv_stop(a->loop);
+}
+
+static void run__on_signal(uv_signal_t *s, int sig)
+{
+	struct runner *r = s->data;
+	(void)sig;
+	hv_vm_stop(r->vm);
+}
+
+/* ---- report ---- */
+
+static void run__print_report(struct runner *r, FILE *f, int json)
+{
+	double secs = (double)(r->t_end - r->t_start) / 1e9;
+	struct precopy_dirtylog_stats st = { 0 };
+	if (r->dl)
+		precopy_dirtylog_get_stats(r->dl, &st);
+	double stall_us = 0;
+	if (r->have_report && r->report.tsc_khz)
+		stall_us = (double)r->report.max_stall_tsc * 1000.0 / (double)r->report.tsc_khz;
+	const char *result = r->migrated ? "migrated" : r->indeterminate ? "indeterminate" : r->why == HV_STOP_EXIT ? (r->exit_code == 0 && r->have_report ? "ok" : "guest-failed")
+			     : r->why == HV_STOP_CRASH ? "crashed"
+						       : "stopped";
+	if (json) {
+		struct json j;
+		char dig[17];
+		json_begin(&j, f);
+		json_str(&j, "result", result);
+		json_i64(&j, "exit_code", r->exit_code);
+		if (r->why != HV_STOP_EXIT && !r->migrated)
+			json_str(&j, "detail", r->detail);
+		if (r->migrated || r->indeterminate)
+			json_str(&j, "migrated_to", r->mig_target);
+		json_str(&j, "name", r->name);
+		if (r->have_report) {
+			snprintf(dig, sizeof(dig), "%016" PRIx64, r->report.digest);
+			json_str(&j, "workload", r->report.workload);
+			json_u64(&j, "seed", r->report.seed);
+			json_u64(&j, "ops", r->report.ops);
+			json_str(&j, "digest", dig);
+			json_f64(&j, "max_stall_us", stall_us);
+			json_u64(&j, "max_stall_tsc", r->report.max_stall_tsc);
+			json_u64(&j, "tsc_backwards", r->report.tsc_backwards);
+		}
+		json_f64(&j, "run_time_ms", secs * 1000.0);
+		json_u64(&j, "vcpus", r->cfg.vcpus);
+		json_u64(&j, "mem_bytes", r->cfg.mem_bytes);
+		json_str(&j, "dirty_log", hv_dirty_mode_name(r->cfg.dirty_mode));
+		json_u64(&j, "harvests", st.harvests);
+		json_u64(&j, "dirty_pages_harvested", st.frames);
+		json_u64(&j, "unique_pages_dirtied", r->unique_frames);
+		json_f64(&j, "harvest_time_ms", (double)st.total_ns / 1e6);
+		json_f64(&j, "harvest_mean_us", st.harvests ? (double)st.total_ns / 1e3 / (double)st.harvests : 0);
+		json_f64(&j, "harvest_max_us", (double)st.max_ns / 1e3);
+		json_u64(&j, "ring_full_exits", st.ring_full_exits);
+		json_end(&j);
+		return;
+	}
+	fprintf(f, "\n== pml-migrate run: %s ==\n", r->name);
+	fprintf(f, "  result           %s", result);
+	if (r->migrated || r->indeterminate)
+		fprintf(f, " (to %s; the guest finishes there)\n", r->mig_target);
+	else if (r->why == HV_STOP_EXIT)
+		fprintf(f, " (guest exit code %d)\n", r->exit_code);
+	else
+		fprintf(f, " (%s)\n", r->detail);
+	if (r->have_report) {
+		fprintf(f, "  workload         %s (seed %" PRIu64 ")\n", r->report.workload, r->report.seed);
+		fprintf(f, "  ops              %" PRIu64 "\n", r->report.ops);
+		fprintf(f, "  digest           %016" PRIx64 "\n", r->report.digest);
+		fprintf(f, "  max stall        %.3f ms (guest-observed)\n", stall_us / 1000.0);
+	}
+	fprintf(f, "  run time         %.3f s\n", secs);
+	fprintf(f, "  dirty log        %s", hv_dirty_mode_name(r->cfg.dirty_mode));
+	if (r->dl)
+		fprintf(f, ": %" PRIu64 " harvests, %" PRIu64 " pages (%" PRIu64 " distinct), %.3f ms total, "
+			   "%.1f us mean, %.1f us max, %" PRIu64 " ring-full exits\n",
+			st.harvests, st.frames, r->unique_frames, (double)st.total_ns / 1e6,
+			st.harvests ? (double)st.total_ns / 1e3 / (double)st.harvests : 0, (double)st.max_ns / 1e3,
+			st.ring_full_exits);
+	else
+		fputc('\n', f);
+}
+
+
+/* ---- outgoing migration ---- */
+
+static void run__start_harvester(struct runner *r);
+static void run__stop_harvester(struct runner *r);
+
+static void run__mig_line(struct runner *r, const char *json)
+{
+	if (!r->mig_client)
+		return;
+	size_t n = strlen(json);
+	char *t = malloc(n + 1);
+	if (!t)
+		return;
+	memcpy(t, json, n);
+	t[n] = '\n';
+	ctl__reply(r->mig_client, t, n + 1);
+}
+
+static void run__mig_event(void *opaque, const char *json) { run__mig_line(opaque, json); }
+
+static void run__mig_done(void *opaque, enum migrate_result res, const char *json)
+{
+	struct runner *r = opaque;
+	run__mig_line(r, json);
+	free(r->mig_report);
+	r->mig_report = strdup(json);
+	r->mig = NULL;
+	if (res == MIGRATE_OK) {
+		/* The guest lives on the destination now; this copy never runs again. */
+		r->migrated = 1;
+		hv_vm_stop(r->vm);
+	} else if (res == MIGRATE_INDETERMINATE) {
+		r->indeterminate = 1; /* stays paused until an operator decides */
+	} else if (r->stop_after_mig) {
+		uv_stop(&r->loop);
+	} else {
+		run__start_harvester(r);
+	}
+	if (r->stop_after_mig && res != MIGRATE_FAILED)
+		uv_stop(&r->loop);
+}
+
+static const struct migrate_src_ops run_mig_ops = {
+	.event = run__mig_event,
+	.done = run__mig_done,
+};
+
+/* "migrate key=value ...": starts a migration; on success j->f is cleared
+ * and the connection receives progress events and the result instead. */
+static void run__migrate(struct ctl_client *c, char *args, struct json *j)
+{
+	struct runner *r = c->r;
+	struct migrate_src_opts o;
+	char err[512] = "";
+	char *save = NULL;
+
+	migrate_src_opts_default(&o);
+	for (char *w = strtok_r(args, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+		char *eq = strchr(w, '=');
+		if (!eq) {
+			snprintf(err, sizeof(err), "migrate: '%s' is not key=value", w);
+			goto refuse;
+		}
+		*eq = 0;
+		if (migrate_src_opt_set(&o, w, eq + 1, err, sizeof(err)) < 0)
+			goto refuse;
+	}
+	if (r->mig) {
+		snprintf(err, sizeof(err), "a migration of '%s' is already in progress", r->name);
+		goto refuse;
+	}
+	if (r->t_end || r->migrated || r->indeterminate || r->incoming) {
+		snprintf(err, sizeof(err), "'%s' is not running here", r->name);
+		goto refuse;
+	}
+	if (r->paused) {
+		snprintf(err, sizeof(err), "'%s' is paused: resume it first", r->name);
+		goto refuse;
+	}
+	if (!r->dl) {
+		snprintf(err, sizeof(err), "'%s' runs without a dirty log (--dirty-log off): cannot pre-copy", r->name);
+		goto refuse;
+	}
+	run__stop_harvester(r); /* the engine harvests from now on */
+	int e = migrate_src_start(&r->loop, r->vm, r->dl, r->name, &o, &run_mig_ops, r, &r->mig, err, sizeof(err));
+	if (e < 0) {
+		run__start_harvester(r);
+		goto refuse;
+	}
+	snprintf(r->mig_target, sizeof(r->mig_target), "%s", o.target);
+	r->mig_client = c;
+	r->stop_after_mig = 0;
+	j->f = NULL;
+	char line[512];
+	snprintf(line, sizeof(line), "{\"ok\":true,\"event\":\"started\",\"name\":\"%s\",\"target\":\"%s\"}", r->name,
+		 o.target);
+	run__mig_line(r, line);
+	return;
+refuse:
+	json_bool(j, "ok", 0);
+	json_str(j, "error", err);
+}
+
+/* ---- lifecycle ---- */
+
+static void run__start_harvester(struct runner *r)
+{
+	if (!r->dl || r->harvester_started)
+		return;
+	atomic_store(&r->harvest_stop, 0);
+	if (pthread_create(&r->harvester, NULL, run__harvester, r) == 0)
+		r->harvester_started = 1;
+}
+
+static void run__stop_harvester(struct runner *r)
+{
+	if (!r->harvester_started)
+		return;
+	atomic_store(&r->harvest_stop, 1);
+	pthread_join(r->harvester, NULL);
+	r->harvester_started = 0;
+}
+
+int runner_init(struct runner *r, const char *name)
+{
+	memset(r, 0, sizeof(*r));
+	r->cfg.mem_bytes = 256ull << 20;
+	r->cfg.vcpus = 1;
+	r->cfg.dirty_mode = HV_DIRTY_RING;
+	r->harvest_ms = 10;
+	r->con = stdout;
+	r->out = stdout;
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	pthread_mutex_init(&r->lock, NULL);
+	if (uv_loop_init(&r->loop) < 0) {
+		cli_err("event loop init failed");
+		return -ENOMEM;
+	}
+	r->loop_ok = 1;
+	uv_async_init(&r->loop, &r->stopped_async, run__on_stopped);
+	r->stopped_async.data = r;
+	uv_signal_init(&r->loop, &r->sigint);
+	uv_signal_init(&r->loop, &r->sigterm);
+	r->sigint.data = r->sigterm.data = r;
+	uv_signal_start(&r->sigint, run__on_signal, SIGINT);
+	uv_signal_start(&r->sigterm, run__on_signal, SIGTERM);
+	return 0;
+}
+
+int runner_claim_name(struct runner *r, const char *name)
+{
+	if (name != r->name)
+		snprintf(r->name, sizeof(r->name), "%s", name);
+	return run__open_ctl(r);
+}
+
+int runner_went_live(struct runner *r)
+{
+	r->incoming = 0;
+	r->t_start = cli_now_ns();
+	if (r->cfg.dirty_mode != HV_DIRTY_OFF && !r->dl) {
+		int e = precopy_dirtylog_open(r->vm, &r->dl);
+		if (e < 0) {
+			cli_err("starting the %s dirty log: %s", hv_dirty_mode_name(r->cfg.dirty_mode), strerror(-e));
+			return e;
+		}
+	}
+	run__start_harvester(r);
+	return 0;
+}
+
+static void run__write_result_file(struct runner *r)
+{
+	if (!r->result_path[0])
+		return;
+	char tmp[220];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", r->result_path);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return;
+	run__print_report(r, f, 1);
+	/* Rename: a reader never sees half a report. */
+	if (fclose(f) == 0)
+		rename(tmp, r->result_path);
+}
+
+int runner_run(struct runner *r)
+{
+	uv_run(&r->loop, UV_RUN_DEFAULT);
+	return runner_finish(r);
+}
+
+int runner_finish(struct runner *r)
+{
+	hv_vm_wait(r->vm);
+	if (r->harvester_started) {
+		run__stop_harvester(r);
+		run__harvest_once(r); /* the tail since the last periodic harvest */
+	}
+	if (!r->t_end)
+		r->t_end = cli_now_ns();
+	run__write_result_file(r);
+	run__print_report(r, r->out, r->json);
+	fflush(r->out);
+	if (r->why == HV_STOP_CRASH && !r->json)
+		cli_err("guest crashed: %s", r->detail);
+	if (r->migrated)
+		return PMG_EXIT_OK;
+	if (r->indeterminate)
+		return PMG_EXIT_INDETERMINATE;
+	return (r->why == HV_STOP_EXIT && r->exit_code == 0 && r->have_report) ? PMG_EXIT_OK : PMG_EXIT_FAIL;
+}
+
+void runner_cleanup(struct runner *r)
+{
+	run__stop_harvester(r);
+	if (r->server_open)
+		unlink(r->sock_path);
+	if (r->loop_ok) {
+		uv_walk(&r->loop, run__close_walk, r);
+		uv_run(&r->loop, UV_RUN_DEFAULT);
+		uv_loop_close(&r->loop);
+	}
+	precopy_dirtylog_close(r->dl);
+	precopy_dirty_set_free(&r->set);
+	hv_vm_destroy(r->vm);
+	free(r->mig_report);
+	pthread_mutex_destroy(&r->lock);
+}

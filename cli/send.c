@@ -1,0 +1,308 @@
+/*
+ * cli/send.c - `pml-migrate send NAME HOST:PORT`: asks the process that
+ * hosts VM NAME (its control socket) to migrate it live, and shows the
+ * progress and the final report. The migration itself runs in that
+ * process, which alone can read the VM's memory and dirty log.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "cli/commands.h"
+#include "cli/util.h"
+#include "migrate/source.h"
+
+static void send_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: pml-migrate send NAME HOST:PORT [options]\n"
+		"\n"
+		"Migrates the running VM NAME (started with 'pml-migrate run' or received by an\n"
+		"agent on this host) live to the agent at HOST:PORT ('pml-migrate recv').\n"
+		"\n"
+		"options:\n"
+		"  --downtime MS          switch over once the expected downtime is at most MS\n"
+		"                         milliseconds (default 50)\n"
+		"  --max-time S           give up after S seconds; the guest keeps running here\n"
+		"                         (default 600)\n"
+		"  --max-bandwidth RATE   cap the send rate, bytes per second with K/M/G\n"
+		"                         suffixes (default: unlimited)\n"
+		"  --streams N            parallel connections, 1..8 (default 1)\n"
+		"  --compress MODE        auto (default: LZ4 while it speeds things up), on, off\n"
+		"  --verify               the destination checks its memory page by page\n"
+		"                         against this side's at switchover (costs downtime)\n"
+		"  --no-throttle          never slow the guest's vCPUs to make it converge\n"
+		"  --certs DIR            certificate directory (ca.pem, NODE.pem, NODE.key)\n"
+		"  --node NAME            our certificate's name in DIR (default: sender)\n"
+		"  --peer NAME            name the agent's certificate must carry (default: HOST)\n"
+		"  --insecure             plaintext, no authentication (the agent must agree)\n"
+		"  --json                 one JSON object per progress event, then the report\n"
+		"  -h, --help             this text\n"
+		"\n"
+		"exit codes: 0 migrated (the guest runs on the destination);\n"
+		"            1 failed (the guest still runs here);\n"
+		"            2 usage error;\n"
+		"            3 indeterminate: COMMIT was sent but no answer came back, so the\n"
+		"              guest runs on the destination or nowhere - never on both.\n");
+}
+
+static int send__add(char *cmd, size_t len, const char *key, const char *val)
+{
+	struct migrate_src_opts o;
+	char err[512];
+	migrate_src_opts_default(&o);
+	if (migrate_src_opt_set(&o, key, val, err, sizeof(err)) < 0) {
+		cli_err("send: %s", err);
+		return -EINVAL;
+	}
+	size_t used = strlen(cmd);
+	if ((size_t)snprintf(cmd + used, len - used, " %s=%s", key, val) >= len - used) {
+		cli_err("send: options too long");
+		return -E2BIG;
+	}
+	return 0;
+}
+
+/* Pulls "key":number or "key":"string" out of one of our own JSON lines. */
+static int send__field(const char *json, const char *key, char *out, size_t outlen)
+{
+	char pat[64];
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	const char *p = strstr(json, pat);
+	if (!p)
+		return -ENOENT;
+	p += strlen(pat);
+	size_t n = 0;
+	if (*p == '"') {
+		p++;
+		while (p[n] && p[n] != '"')
+			n++;
+	} else {
+		while (p[n] && p[n] != ',' && p[n] != '}')
+			n++;
+	}
+	if (n >= outlen)
+		n = outlen - 1;
+	memcpy(out, p, n);
+	out[n] = 0;
+	return 0;
+}
+
+static double send__num(const char *json, const char *key)
+{
+	char v[64];
+	return send__field(json, key, v, sizeof(v)) ? 0 : strtod(v, NULL);
+}
+
+static void send__bar(const char *ev)
+{
+	double sent = send__num(ev, "pages_sent"), rem = send__num(ev, "remaining_pages");
+	double frac = sent + rem > 0 ? sent / (sent + rem) : 0;
+	char bar[21];
+	for (int i = 0; i < 20; i++)
+		bar[i] = i < (int)(frac * 20) ? '#' : '.';
+	bar[20] = 0;
+	char phase[32] = "";
+	send__field(ev, "phase", phase, sizeof(phase));
+	fprintf(stderr, "\r  round %-4.0f [%s] remaining %-8.0f %7.0f Mbit/s  dirty %7.0f p/s  expected %7.1f ms  throttle %2.0f%% %-10s",
+		send__num(ev, "round"), bar, rem + send__num(ev, "deferred_pages"), send__num(ev, "throughput_mbps"),
+		send__num(ev, "dirty_rate_pages_per_s"), send__num(ev, "expected_downtime_ms"),
+		send__num(ev, "throttle_pct"), phase);
+	fflush(stderr);
+}
+
+static void send__human(const char *rep)
+{
+	static const char *const keys[][2] = {
+		{ "result", "result" },
+		{ "error", "error" },
+		{ "target", "destination" },
+		{ "total_time_ms", "total time (ms)" },
+		{ "setup_time_ms", "setup time (ms)" },
+		{ "downtime_ms", "downtime (ms)" },
+		{ "expected_downtime_ms", "expected downtime (ms)" },
+		{ "rounds", "rounds" },
+		{ "pages_sent", "pages sent" },
+		{ "zero_pages", "zero pages" },
+		{ "lz4_pages", "LZ4 pages" },
+		{ "bytes_sent", "bytes sent" },
+		{ "bytes_on_wire", "bytes on wire" },
+		{ "compression_ratio", "compression ratio" },
+		{ "throughput_mbps", "throughput (Mbit/s)" },
+		{ "dirty_rate_pages_per_s", "dirty rate (pages/s)" },
+		{ "dirty_log", "dirty log" },
+		{ "harvests", "harvests" },
+		{ "harvest_time_ms", "harvest time (ms)" },
+		{ "deferred_hot_pages", "hot pages held back" },
+		{ "throttle_max_pct", "max vCPU throttle (%)" },
+		{ "streams", "streams" },
+		{ "tls", "TLS" },
+		{ "verified_chunks", "verified chunks" },
+	};
+	char v[600];
+	printf("\n== pml-migrate send ==\n");
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (send__field(rep, keys[i][0], v, sizeof(v)) == 0)
+			printf("  %-24s %s\n", keys[i][1], v);
+}
+
+int cmd_send(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "downtime", required_argument, 0, 'd' },
+		{ "max-time", required_argument, 0, 't' },
+		{ "max-bandwidth", required_argument, 0, 'b' },
+		{ "streams", required_argument, 0, 's' },
+		{ "compress", required_argument, 0, 'z' },
+		{ "verify", no_argument, 0, 'V' },
+		{ "no-throttle", no_argument, 0, 'T' },
+		{ "certs", required_argument, 0, 'c' },
+		{ "node", required_argument, 0, 'n' },
+		{ "peer", required_argument, 0, 'p' },
+		{ "insecure", no_argument, 0, 'I' },
+		{ "json", no_argument, 0, 'j' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	char cmd[2048] = "migrate", num[32], certs[PATH_MAX] = "", node[65] = "sender";
+	int c, json = 0, insecure = 0;
+	uint64_t v;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		const char *key = NULL, *val = optarg;
+		switch (c) {
+		case 'd': key = "downtime"; break;
+		case 't': key = "max_time"; break;
+		case 's': key = "streams"; break;
+		case 'z': key = "compress"; break;
+		case 'p': key = "peer"; break;
+		case 'V': key = "verify"; val = "1"; break;
+		case 'T': key = "throttle"; val = "0"; break;
+		case 'I': insecure = 1; break;
+		case 'j': json = 1; break;
+		case 'b':
+			if (cli_parse_size(optarg, &v) < 0) {
+				cli_err("send: --max-bandwidth '%s': expected bytes per second, e.g. 500M", optarg);
+				return PMG_EXIT_USAGE;
+			}
+			snprintf(num, sizeof(num), "%llu", (unsigned long long)v);
+			key = "max_bandwidth";
+			val = num;
+			break;
+		case 'c':
+			if (!realpath(optarg, certs)) {
+				cli_err("send: --certs '%s': %s", optarg, strerror(errno));
+				return PMG_EXIT_USAGE;
+			}
+			break;
+		case 'n':
+			snprintf(node, sizeof(node), "%s", optarg);
+			break;
+		case 'h':
+			send_usage(stdout);
+			return PMG_EXIT_OK;
+		default:
+			if (optopt)
+				cli_err("send: option '-%c' is unknown or needs a value (see 'pml-migrate send --help')", optopt);
+			else
+				cli_err("send: unknown option '%s' (see 'pml-migrate send --help')", argv[optind - 1]);
+			return PMG_EXIT_USAGE;
+		}
+		if (key && send__add(cmd, sizeof(cmd), key, val) < 0)
+			return PMG_EXIT_USAGE;
+	}
+	if (argc - optind != 2) {
+		cli_err("send: expected NAME HOST:PORT (see 'pml-migrate send --help')");
+		return PMG_EXIT_USAGE;
+	}
+	const char *name = argv[optind], *target = argv[optind + 1];
+	if (!cli_valid_name(name)) {
+		cli_err("send: invalid VM name '%s'", name);
+		return PMG_EXIT_USAGE;
+	}
+	if (send__add(cmd, sizeof(cmd), "target", target) < 0)
+		return PMG_EXIT_USAGE;
+	if (insecure) {
+		if (send__add(cmd, sizeof(cmd), "insecure", "1") < 0)
+			return PMG_EXIT_USAGE;
+	} else {
+		if (!certs[0]) {
+			cli_err("send: --certs DIR is required (or --insecure for plaintext)");
+			return PMG_EXIT_USAGE;
+		}
+		if (send__add(cmd, sizeof(cmd), "certs", certs) < 0 || send__add(cmd, sizeof(cmd), "node", node) < 0)
+			return PMG_EXIT_USAGE;
+	}
+
+	int fd = cli_ctl_connect("send", name);
+	if (fd < 0)
+		return PMG_EXIT_FAIL;
+	size_t n = strlen(cmd);
+	cmd[n++] = '\n';
+	if (write(fd, cmd, n) != (ssize_t)n) {
+		cli_err("send: writing to '%s': %s", name, strerror(errno));
+		close(fd);
+		return PMG_EXIT_FAIL;
+	}
+	char buf[65536], line[8192], res[32];
+	size_t have = 0;
+	int tty = !json && isatty(2), rc = PMG_EXIT_INDETERMINATE, started = 0;
+	for (;;) {
+		int l = cli_read_line(fd, buf, sizeof(buf), &have, line, sizeof(line), -1);
+		if (l <= 0) {
+			if (tty)
+				fputc('\n', stderr);
+			if (!started) {
+				cli_err("send: '%s' closed the control connection without answering", name);
+				rc = PMG_EXIT_FAIL;
+			} else {
+				cli_err("send: lost contact with the process hosting '%s' before the result: outcome unknown",
+					name);
+			}
+			break;
+		}
+		if (!started) {
+			started = 1;
+			if (strstr(line, "\"ok\":false")) {
+				char err[600] = "refused";
+				send__field(line, "error", err, sizeof(err));
+				cli_err("send: %s", err);
+				rc = PMG_EXIT_FAIL;
+				break;
+			}
+			if (json)
+				printf("%s\n", line);
+			continue;
+		}
+		if (send__field(line, "event", res, sizeof(res)) == 0 && !strcmp(res, "progress")) {
+			if (json) {
+				printf("%s\n", line);
+				fflush(stdout);
+			} else if (tty) {
+				send__bar(line);
+			}
+			continue;
+		}
+		if (tty)
+			fputc('\n', stderr);
+		if (json)
+			printf("%s\n", line);
+		else
+			send__human(line);
+		send__field(line, "result", res, sizeof(res));
+		rc = !strcmp(res, "migrated") ? PMG_EXIT_OK : !strcmp(res, "indeterminate") ? PMG_EXIT_INDETERMINATE
+											: PMG_EXIT_FAIL;
+		if (rc == PMG_EXIT_FAIL && !json) {
+			char err[600] = "";
+			send__field(line, "error", err, sizeof(err));
+			cli_err("send: migration failed, '%s' keeps running here: %s", name, err);
+		}
+		break;
+	}
+	close(fd);
+	return rc;
+}

@@ -1,0 +1,768 @@
+/*
+ * migrate/dest.c - receiving side: record dispatch on the loop, page
+ * decoding in one worker per connection (so each connection's pages are
+ * applied in the order sent), READY only after every page and vCPU is in
+ * place, then COMMIT -> start -> RUNNING.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include "compress/compress.h"
+#include "migrate/dest.h"
+#include "migrate/verify.h"
+
+#define DST_MAX_STREAMS 16
+#define DST_QUEUE_HIGH (4u << 20) /* decoded-later bytes per connection before reading pauses */
+#define DST_QUEUE_LOW (1u << 20)
+#define DST_IDLE_TIMEOUT_MS 60000  /* nothing at all from the source for this long: give up */
+
+enum dst_phase { DST_HELLO, DST_SHAPE, DST_RECEIVING, DST_APPLYING, DST_READY, DST_RUNNING, DST_FAILED };
+
+struct dst_job {
+	struct dst_job *next;
+	uint32_t len;
+	uint8_t payload[];
+};
+
+struct migrate_dst;
+
+struct dst_stream {
+	struct migrate_dst *d;
+	unsigned idx;
+	int joined;
+	struct xport_conn *x;
+	struct stream_reader rd;
+	pthread_t worker;
+	int worker_started;
+	struct dst_job *qhead, *qtail; /* under d->lock */
+	size_t qbytes;
+	int busy, paused;
+};
+
+struct migrate_dst {
+	uv_loop_t *loop;
+	struct xport_tls *tls;
+	const struct migrate_dst_ops *ops;
+	void *opaque;
+	enum dst_phase phase;
+	char name[STREAM_MAX_NAME + 1];
+	struct stream_shape shape;
+	uint64_t nframes;
+	struct hv_vm *vm;
+	struct dst_stream st[DST_MAX_STREAMS];
+	unsigned nstreams, njoined;
+	uint64_t token;
+	uv_tcp_t join_server;
+	int join_open;
+	uv_timer_t idle_timer;
+	uv_async_t wake;
+	uv_work_t verify_work;
+	int verify_busy, verify_rc;
+	char verify_why[256];
+	int handles_open, freeing;
+	uint64_t rx_at;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int stop_workers;
+	int werr;
+	char werr_why[256];
+	atomic_uint_fast64_t applied, zero_pages;
+
+	uint64_t total_pages;
+	int state_done;
+	void *vcpu_blob[HV_MAX_VCPUS];
+	uint32_t vcpu_len[HV_MAX_VCPUS];
+	uint8_t *verify;  /* VERIFY records concatenated: first(8) count(4) digests */
+	size_t verify_len;
+	uint32_t rounds;
+	uint64_t t_start, t_ready;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- failure ---- */
+
+static void dst__stop_workers(struct migrate_dst *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->stop_workers = 1;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	for (unsigned i = 0; i < DST_MAX_STREAMS; i++)
+		if (d->st[i].worker_started) {
+			pthread_join(d->st[i].worker, NULL);
+			d->st[i].worker_started = 0;
+		}
+}
+
+static void dst__fail(struct migrate_dst *d, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void dst__fail(struct migrate_dst *d, int err, const char *fmt, ...)
+{
+	char why[600];
+	va_list ap;
+	if (d->phase == DST_FAILED || d->phase == DST_RUNNING)
+		return;
+	d->phase = DST_FAILED;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (d->st[0].x && xport_is_ready(d->st[0].x)) {
+		struct stream_buf b = { 0 };
+		if (stream_put_error(&b, (uint32_t)(err < 0 ? -err : EPROTO), why) == 0)
+			xport_write(d->st[0].x, b.p, b.len);
+		stream_buf_free(&b);
+	}
+	dst__stop_workers(d);
+	for (unsigned i = 0; i < DST_MAX_STREAMS; i++)
+		if (d->st[i].x)
+			xport_close(d->st[i].x, 0, why); /* graceful: the ERROR goes out first */
+	uv_timer_stop(&d->idle_timer);
+	d->ops->failed(d->opaque, why);
+}
+
+/* ---- decode workers ---- */
+
+static int dst__apply_page(void *opaque, uint64_t gfn, unsigned codec, const uint8_t *data, uint32_t len)
+{
+	struct migrate_dst *d = opaque;
+	void *dst = hv_mem(d->vm, gfn << HV_PAGE_SHIFT, HV_PAGE_SIZE);
+	if (!dst)
+		return -ERANGE;
+	if (codec == COMPRESS_ZERO) {
+		/* Reading an untouched page maps the shared zero page: a zero
+		 * page the guest never had here costs no memory. */
+		if (!compress_is_zero(dst))
+			memset(dst, 0, HV_PAGE_SIZE);
+		atomic_fetch_add(&d->zero_pages, 1);
+	} else if (compress_page_decode(codec, data, len, dst) < 0) {
+		return -EBADMSG;
+	}
+	atomic_fetch_add(&d->applied, 1);
+	return 0;
+}
+
+static void *dst__worker(void *arg)
+{
+	struct dst_stream *s = arg;
+	struct migrate_dst *d = s->d;
+	char name[16];
+	snprintf(name, sizeof(name), "decode%u", s->idx);
+	pthread_setname_np(pthread_self(), name);
+	for (;;) {
+		pthread_mutex_lock(&d->lock);
+		s->busy = 0;
+		while (!s->qhead && !d->stop_workers)
+			pthread_cond_wait(&d->cond, &d->lock);
+		struct dst_job *j = d->stop_workers ? NULL : s->qhead;
+		if (j) {
+			s->qhead = j->next;
+			if (!s->qhead)
+				s->qtail = NULL;
+			s->busy = 1;
+		}
+		pthread_mutex_unlock(&d->lock);
+		if (!j)
+			return NULL;
+		struct stream_record rec = { .type = STREAM_PAGES, .len = j->len, .payload = j->payload };
+		int e = stream_parse_pages(&rec, d->nframes, dst__apply_page, d);
+		pthread_mutex_lock(&d->lock);
+		s->qbytes -= j->len;
+		if (e && !d->werr) {
+			d->werr = e;
+			snprintf(d->werr_why, sizeof(d->werr_why), "%s",
+				 e == -ERANGE	  ? "a PAGES record names a frame outside the guest's memory"
+				 : e == -EBADMSG ? "a page failed to decode (bad LZ4 data or wrong decoded size)"
+						 : "a malformed PAGES record (count, codec, lengths or reserved bytes)");
+		}
+		pthread_mutex_unlock(&d->lock);
+		free(j);
+		uv_async_send(&d->wake);
+	}
+}
+
+/* ---- completion ---- */
+
+static void dst__send0(struct migrate_dst *d, enum stream_type t)
+{
+	struct stream_buf b = { 0 };
+	if (stream_put_empty(&b, t) == 0)
+		xport_write(d->st[0].x, b.p, b.len);
+	stream_buf_free(&b);
+}
+
+static void dst__verify_work(uv_work_t *w)
+{
+	struct migrate_dst *d = w->data;
+	size_t off = 0;
+	uint64_t bad = 0, first_bad = 0;
+	d->verify_rc = 0;
+	while (off < d->verify_len) {
+		uint64_t first;
+		uint32_t count;
+		memcpy(&first, d->verify + off, 8);
+		memcpy(&count, d->verify + off + 8, 4);
+		off += 12;
+		uint64_t *mine = malloc(8ull * count);
+		if (!mine || migrate_verify_digests(d->vm, first, count, mine) < 0) {
+			free(mine);
+			d->verify_rc = -ENOMEM;
+			snprintf(d->verify_why, sizeof(d->verify_why), "verify: cannot hash memory");
+			return;
+		}
+		for (uint32_t i = 0; i < count; i++) {
+			uint64_t theirs;
+			memcpy(&theirs, d->verify + off + 8ull * i, 8);
+			if (theirs != mine[i] && !bad++)
+				first_bad = (first + i) * STREAM_VERIFY_CHUNK;
+		}
+		off += 8ull * count;
+		free(mine);
+	}
+	if (bad) {
+		d->verify_rc = -EIO;
+		snprintf(d->verify_why, sizeof(d->verify_why),
+			 "verify: destination memory differs from the source in %" PRIu64 " chunk(s), first at frame %" PRIu64,
+			 bad, first_bad);
+	}
+}
+
+static void dst__finish_ready(struct migrate_dst *d)
+{
+	for (unsigned i = 0; i < d->shape.vcpus; i++) {
+		int e = hv_vcpu_load(d->vm, i, d->vcpu_blob[i], d->vcpu_len[i]);
+		if (e < 0) {
+			dst__fail(d, e, "vCPU %u state refused: %s", i, strerror(-e));
+			return;
+		}
+	}
+	d->phase = DST_READY;
+	d->t_ready = now_ns();
+	dst__send0(d, STREAM_READY);
+}
+
+static void dst__verify_done(uv_work_t *w, int status)
+{
+	struct migrate_dst *d = w->data;
+	d->verify_busy = 0;
+	if (d->freeing) {
+		uv_async_send(&d->wake); /* free was waiting for us */
+		return;
+	}
+	if (d->phase != DST_APPLYING)
+		return;
+	if (status < 0 || d->verify_rc < 0) {
+		dst__fail(d, -EIO, "%s", d->verify_rc < 0 ? d->verify_why : "verify cancelled");
+		return;
+	}
+	dst__finish_ready(d);
+}
+
+/* Everything announced by STATE_DONE is applied: vCPUs, verify, READY. */
+static void dst__check_complete(struct migrate_dst *d)
+{
+	if (d->phase != DST_APPLYING || d->verify_busy)
+		return;
+	pthread_mutex_lock(&d->lock);
+	int idle = 1;
+	for (unsigned i = 0; i < d->nstreams; i++)
+		if (d->st[i].qhead || d->st[i].busy)
+			idle = 0;
+	pthread_mutex_unlock(&d->lock);
+	uint64_t applied = atomic_load(&d->applied);
+	if (applied > d->total_pages) {
+		dst__fail(d, -EPROTO, "received %" PRIu64 " pages but STATE_DONE announced %" PRIu64, applied,
+			  d->total_pages);
+		return;
+	}
+	if (!idle || applied < d->total_pages)
+		return;
+	for (unsigned i = 0; i < d->shape.vcpus; i++)
+		if (!d->vcpu_blob[i]) {
+			dst__fail(d, -EPROTO, "STATE_DONE before the state of vCPU %u", i);
+			return;
+		}
+	if (d->verify_len) {
+		d->verify_busy = 1;
+		d->verify_work.data = d;
+		if (uv_queue_work(d->loop, &d->verify_work, dst__verify_work, dst__verify_done) < 0) {
+			d->verify_busy = 0;
+			dst__fail(d, -EIO, "cannot start the memory check");
+		}
+		return;
+	}
+	dst__finish_ready(d);
+}
+
+static void dst__wake(uv_async_t *a)
+{
+	struct migrate_dst *d = a->data;
+	if (d->freeing)
+		return;
+	pthread_mutex_lock(&d->lock);
+	int werr = d->werr;
+	char why[256];
+	snprintf(why, sizeof(why), "%s", d->werr_why);
+	pthread_mutex_unlock(&d->lock);
+	if (werr) {
+		dst__fail(d, werr, "%s", why);
+		return;
+	}
+	for (unsigned i = 0; i < d->nstreams; i++) {
+		struct dst_stream *s = &d->st[i];
+		pthread_mutex_lock(&d->lock);
+		int resume = s->paused && s->qbytes < DST_QUEUE_LOW;
+		pthread_mutex_unlock(&d->lock);
+		if (resume && s->x) {
+			s->paused = 0;
+			xport_read_pause(s->x, 0);
+		}
+	}
+	dst__check_complete(d);
+}
+
+/* ---- records ---- */
+
+static int dst__queue_pages(struct dst_stream *s, const struct stream_record *rec)
+{
+	struct migrate_dst *d = s->d;
+	struct dst_job *j = malloc(sizeof(*j) + rec->len);
+	if (!j)
+		return -ENOMEM;
+	j->next = NULL;
+	j->len = rec->len;
+	memcpy(j->payload, rec->payload, rec->len);
+	pthread_mutex_lock(&d->lock);
+	if (s->qtail)
+		s->qtail->next = j;
+	else
+		s->qhead = j;
+	s->qtail = j;
+	s->qbytes += rec->len;
+	s->busy = 1;
+	int pause = s->qbytes > DST_QUEUE_HIGH;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	if (pause && !s->paused) {
+		s->paused = 1;
+		xport_read_pause(s->x, 1);
+	}
+	return 0;
+}
+
+static int dst__start_worker(struct dst_stream *s)
+{
+	if (pthread_create(&s->worker, NULL, dst__worker, s))
+		return -EAGAIN;
+	s->worker_started = 1;
+	return 0;
+}
+
+static void dst__join_connection(uv_stream_t *server, int status);
+static const struct xport_callbacks dst_cb;
+
+
+/* Extra connections come to a port of this session's own, on the address
+ * the source already reached, so the agent never sees them. */
+static int dst__open_join(struct migrate_dst *d, unsigned *port)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	int e = xport_sockname(d->st[0].x, &ss);
+	if (e < 0)
+		return e;
+	if (ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_port = 0;
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+	uv_tcp_init(d->loop, &d->join_server);
+	d->join_server.data = d;
+	d->join_open = 1;
+	d->handles_open++;
+	if ((e = uv_tcp_bind(&d->join_server, (struct sockaddr *)&ss, 0)) < 0 ||
+	    (e = uv_listen((uv_stream_t *)&d->join_server, 16, dst__join_connection)) < 0)
+		return e;
+	len = sizeof(ss);
+	if ((e = uv_tcp_getsockname(&d->join_server, (struct sockaddr *)&ss, &len)) < 0)
+		return e;
+	*port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+					      : ((struct sockaddr_in6 *)&ss)->sin6_port);
+	return 0;
+}
+
+static void dst__join_connection(uv_stream_t *server, int status)
+{
+	struct migrate_dst *d = server->data;
+	unsigned slot = 1;
+	if (status < 0)
+		return;
+	while (slot < d->nstreams && d->st[slot].x)
+		slot++;
+	if (slot >= d->nstreams || d->phase != DST_RECEIVING) {
+		/* More connections than announced: take it and drop it. */
+		uv_tcp_t *t = malloc(sizeof(*t));
+		if (!t)
+			return;
+		uv_tcp_init(d->loop, t);
+		if (uv_accept(server, (uv_stream_t *)t) == 0)
+			uv_close((uv_handle_t *)t, (uv_close_cb)free);
+		else
+			uv_close((uv_handle_t *)t, (uv_close_cb)free);
+		return;
+	}
+	if (xport_accept(server, d->tls, &dst_cb, &d->st[slot], &d->st[slot].x) < 0)
+		d->st[slot].x = NULL;
+}
+
+static void dst__handle_closed(uv_handle_t *h);
+
+static int dst__reply_hello(struct migrate_dst *d)
+{
+	struct stream_buf b = { 0 };
+	int e = stream_put_hello(&b, 0, d->name);
+	if (!e && d->nstreams > 1) {
+		struct stream_join j = { .token = d->token, .index = 0, .count = (uint16_t)d->nstreams };
+		unsigned port = 0;
+		e = dst__open_join(d, &port);
+		j.port = (uint16_t)port;
+		if (!e)
+			e = stream_put_join(&b, &j);
+	}
+	if (!e)
+		e = xport_write(d->st[0].x, b.p, b.len);
+	stream_buf_free(&b);
+	return e;
+}
+
+static int dst__on_record(void *opaque, const struct stream_record *rec)
+{
+	struct dst_stream *s = opaque;
+	struct migrate_dst *d = s->d;
+	char why[256];
+	int e;
+
+	d->rx_at = now_ns();
+	if (d->phase == DST_FAILED || d->phase == DST_RUNNING)
+		return -ECANCELED;
+	if (rec->type == STREAM_ERROR) {
+		uint32_t code;
+		char text[STREAM_MAX_TEXT + 1];
+		if (stream_parse_error(rec, &code, text, sizeof(text)) < 0)
+			snprintf(text, sizeof(text), "(malformed ERROR record)");
+		dst__fail(d, -ECONNABORTED, "the source aborted: %s", text);
+		return -ECANCELED;
+	}
+	if (s->idx > 0) {
+		if (!s->joined) {
+			struct stream_join j;
+			if (rec->type != STREAM_JOIN || stream_parse_join(rec, &j) < 0 || j.token != d->token ||
+			    j.index == 0 || j.count != d->nstreams) {
+				dst__fail(d, -EACCES, "connection %u did not join with this migration's token", s->idx);
+				return -EACCES;
+			}
+			s->joined = 1;
+			d->njoined++;
+			if ((e = dst__start_worker(s)) < 0) {
+				dst__fail(d, e, "cannot start a decode thread");
+				return e;
+			}
+			if (d->njoined + 1 == d->nstreams && d->join_open) {
+				uv_close((uv_handle_t *)&d->join_server, dst__handle_closed);
+				d->join_open = 0;
+			}
+			return 0;
+		}
+		if (rec->type != STREAM_PAGES || d->phase != DST_RECEIVING) {
+			dst__fail(d, -EPROTO, "unexpected %s record on connection %u", stream_type_name(rec->type), s->idx);
+			return -EPROTO;
+		}
+		return dst__queue_pages(s, rec);
+	}
+	switch (d->phase) {
+	case DST_HELLO: {
+		struct stream_hello h;
+		if (rec->type != STREAM_HELLO || (e = stream_parse_hello(rec, &h)) < 0) {
+			dst__fail(d, -EPROTO, "the stream does not start with a valid HELLO (got %s)",
+				  stream_type_name(rec->type));
+			return -EPROTO;
+		}
+		if (!h.name[0]) {
+			dst__fail(d, -EINVAL, "HELLO carries no VM name");
+			return -EINVAL;
+		}
+		snprintf(d->name, sizeof(d->name), "%s", h.name);
+		if ((e = d->ops->claim(d->opaque, d->name, why, sizeof(why))) < 0) {
+			dst__fail(d, e, "%s", why);
+			return e;
+		}
+		d->phase = DST_SHAPE;
+		return 0;
+	}
+	case DST_SHAPE:
+		if (rec->type == STREAM_SHAPE && !d->vm) {
+			if ((e = stream_parse_shape(rec, &d->shape)) < 0) {
+				dst__fail(d, e, "invalid SHAPE (memory size, vCPUs or page size outside the limits)");
+				return e;
+			}
+			d->nframes = d->shape.mem_bytes >> HV_PAGE_SHIFT;
+			if ((e = d->ops->create_vm(d->opaque, &d->shape, &d->vm, why, sizeof(why))) < 0) {
+				dst__fail(d, e, "%s", why);
+				return e;
+			}
+			if ((e = dst__start_worker(&d->st[0])) < 0) {
+				dst__fail(d, e, "cannot start a decode thread");
+				return e;
+			}
+			return 0; /* a JOIN may follow, else the first PAGES */
+		}
+		if (rec->type == STREAM_JOIN && d->vm) {
+			struct stream_join j;
+			if (stream_parse_join(rec, &j) < 0 || j.index != 0 || j.count > DST_MAX_STREAMS) {
+				dst__fail(d, -EPROTO, "invalid JOIN");
+				return -EPROTO;
+			}
+			d->nstreams = j.count;
+			if (getrandom(&d->token, sizeof(d->token), 0) != sizeof(d->token) || !d->token)
+				d->token = now_ns() | 1;
+			if ((e = dst__reply_hello(d)) < 0) {
+				dst__fail(d, e, "cannot answer HELLO: %s", strerror(-e));
+				return e;
+			}
+			d->phase = DST_RECEIVING;
+			return 0;
+		}
+		dst__fail(d, -EPROTO, "expected %s, got %s", d->vm ? "JOIN" : "SHAPE", stream_type_name(rec->type));
+		return -EPROTO;
+	case DST_RECEIVING:
+		switch (rec->type) {
+		case STREAM_PAGES:
+			return dst__queue_pages(s, rec);
+		case STREAM_ROUND_END: {
+			struct stream_round_end re;
+			if (stream_parse_round_end(rec, &re) < 0)
+				break;
+			d->rounds = re.round;
+			return 0;
+		}
+		case STREAM_VCPU: {
+			uint32_t idx, len;
+			const uint8_t *blob;
+			if (stream_parse_vcpu(rec, d->shape.vcpus, &idx, &blob, &len) < 0)
+				break;
+			void *copy = malloc(len);
+			if (!copy)
+				return -ENOMEM;
+			memcpy(copy, blob, len);
+			free(d->vcpu_blob[idx]);
+			d->vcpu_blob[idx] = copy;
+			d->vcpu_len[idx] = len;
+			return 0;
+		}
+		case STREAM_VERIFY: {
+			uint64_t first;
+			uint32_t count;
+			const uint8_t *dg;
+			if ((e = stream_parse_verify(rec, d->nframes, &first, &count, &dg)) < 0)
+				break;
+			uint8_t *v = realloc(d->verify, d->verify_len + 12 + 8ull * count);
+			if (!v)
+				return -ENOMEM;
+			memcpy(v + d->verify_len, &first, 8);
+			memcpy(v + d->verify_len + 8, &count, 4);
+			memcpy(v + d->verify_len + 12, dg, 8ull * count);
+			d->verify = v;
+			d->verify_len += 12 + 8ull * count;
+			return 0;
+		}
+		case STREAM_STATE_DONE:
+			if (stream_parse_state_done(rec, &d->total_pages) < 0)
+				break;
+			if (d->njoined + 1 < d->nstreams) {
+				dst__fail(d, -EPROTO, "STATE_DONE before all %u connections joined", d->nstreams);
+				return -EPROTO;
+			}
+			d->phase = DST_APPLYING;
+			dst__check_complete(d);
+			return 0;
+		default:
+			break;
+		}
+		dst__fail(d, -EPROTO, "unexpected or malformed %s record while receiving memory",
+			  stream_type_name(rec->type));
+		return -EPROTO;
+	case DST_APPLYING:
+		dst__fail(d, -EPROTO, "%s record after STATE_DONE", stream_type_name(rec->type));
+		return -EPROTO;
+	case DST_READY:
+		if (rec->type != STREAM_COMMIT || stream_parse_empty(rec) < 0) {
+			dst__fail(d, -EPROTO, "expected COMMIT, got %s", stream_type_name(rec->type));
+			return -EPROTO;
+		}
+		dst__stop_workers(d);
+		if ((e = hv_vm_start(d->vm)) < 0) {
+			/* COMMIT taken: the source will not resume. Say so. */
+			dst__fail(d, e, "starting the guest after COMMIT failed: %s", strerror(-e));
+			return e;
+		}
+		d->phase = DST_RUNNING;
+		dst__send0(d, STREAM_RUNNING);
+		uv_timer_stop(&d->idle_timer);
+		for (unsigned i = 0; i < d->nstreams; i++)
+			if (d->st[i].x)
+				xport_close(d->st[i].x, 0, "migration complete");
+		char stats[400];
+		snprintf(stats, sizeof(stats),
+			 "{\"pages\":%" PRIu64 ",\"zero_pages\":%" PRIu64 ",\"rounds\":%u,\"streams\":%u,"
+			 "\"receive_ms\":%.3f,\"commit_wait_ms\":%.3f,\"verified\":%s}",
+			 (uint64_t)atomic_load(&d->applied), (uint64_t)atomic_load(&d->zero_pages), d->rounds, d->nstreams,
+			 (double)(d->t_ready - d->t_start) / 1e6, (double)(now_ns() - d->t_ready) / 1e6,
+			 d->verify_len ? "true" : "false");
+		d->ops->running(d->opaque, stats);
+		return -ECANCELED; /* nothing may follow COMMIT */
+	default:
+		break;
+	}
+	return -EPROTO;
+}
+
+static int dst__on_data(struct xport_conn *x, const uint8_t *p, size_t n, void *opaque)
+{
+	struct dst_stream *s = opaque;
+	struct migrate_dst *d = s->d;
+	(void)x;
+	int e = stream_reader_feed(&s->rd, p, n, dst__on_record, s);
+	if (e && e != -ECANCELED && d->phase != DST_FAILED && d->phase != DST_RUNNING)
+		dst__fail(d, e, "connection %u: not a valid pml-migrate stream (%s)", s->idx,
+			  e == -E2BIG ? "record longer than its type allows" : "unknown record type or bad header");
+	return e == -ECANCELED ? 0 : e;
+}
+
+static void dst__on_close(struct xport_conn *x, int err, const char *why, void *opaque)
+{
+	struct dst_stream *s = opaque;
+	struct migrate_dst *d = s->d;
+	(void)x;
+	if (d->phase != DST_FAILED && d->phase != DST_RUNNING)
+		dst__fail(d, err ? err : -ECONNRESET, "connection %u from the source lost before COMMIT: %s", s->idx,
+			  why);
+}
+
+static void dst__on_ready(struct xport_conn *x, void *opaque)
+{
+	(void)x;
+	(void)opaque;
+}
+
+static const struct xport_callbacks dst_cb = {
+	.on_ready = dst__on_ready,
+	.on_data = dst__on_data,
+	.on_close = dst__on_close,
+};
+
+static void dst__idle(uv_timer_t *t)
+{
+	struct migrate_dst *d = t->data;
+	if (now_ns() - d->rx_at >= (uint64_t)DST_IDLE_TIMEOUT_MS * 1000000ull && d->phase < DST_APPLYING)
+		dst__fail(d, -ETIMEDOUT, "nothing received from the source for %d s", DST_IDLE_TIMEOUT_MS / 1000);
+}
+
+/* ---- lifetime ---- */
+
+static void dst__handle_closed(uv_handle_t *h)
+{
+	struct migrate_dst *d = h->data;
+	if (--d->handles_open)
+		return;
+	for (unsigned i = 0; i < DST_MAX_STREAMS; i++) {
+		xport_free(d->st[i].x);
+		stream_reader_free(&d->st[i].rd);
+		struct dst_job *j = d->st[i].qhead;
+		while (j) {
+			struct dst_job *n = j->next;
+			free(j);
+			j = n;
+		}
+	}
+	for (unsigned i = 0; i < HV_MAX_VCPUS; i++)
+		free(d->vcpu_blob[i]);
+	free(d->verify);
+	pthread_mutex_destroy(&d->lock);
+	pthread_cond_destroy(&d->cond);
+	free(d);
+}
+
+static void dst__free_now(struct migrate_dst *d)
+{
+	dst__stop_workers(d);
+	uv_close((uv_handle_t *)&d->idle_timer, dst__handle_closed);
+	uv_close((uv_handle_t *)&d->wake, dst__handle_closed);
+	if (d->join_open)
+		uv_close((uv_handle_t *)&d->join_server, dst__handle_closed);
+}
+
+static void dst__free_later(uv_async_t *a)
+{
+	struct migrate_dst *d = a->data;
+	if (!d->verify_busy)
+		dst__free_now(d);
+}
+
+void migrate_dst_free(struct migrate_dst *d)
+{
+	if (!d || d->freeing)
+		return;
+	d->freeing = 1;
+	/* Callbacks of the connections may still be on the stack: finish on
+	 * the next loop turn (and after a running verify). */
+	d->wake.async_cb = dst__free_later;
+	uv_async_send(&d->wake);
+}
+
+int migrate_dst_start(uv_loop_t *loop, struct xport_tls *tls, int fd, const struct migrate_dst_ops *ops,
+		      void *opaque, struct migrate_dst **out)
+{
+	struct migrate_dst *d = calloc(1, sizeof(*d));
+	if (!d) {
+		return -ENOMEM;
+	}
+	d->loop = loop;
+	d->tls = tls;
+	d->ops = ops;
+	d->opaque = opaque;
+	d->nstreams = 1;
+	d->t_start = d->rx_at = now_ns();
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_cond_init(&d->cond, NULL);
+	for (unsigned i = 0; i < DST_MAX_STREAMS; i++) {
+		d->st[i].d = d;
+		d->st[i].idx = i;
+		stream_reader_init(&d->st[i].rd);
+	}
+	uv_timer_init(loop, &d->idle_timer);
+	uv_async_init(loop, &d->wake, dst__wake);
+	d->idle_timer.data = d->wake.data = d;
+	d->handles_open = 2;
+	int e = xport_accept_fd(loop, tls, fd, &dst_cb, &d->st[0], &d->st[0].x);
+	if (e < 0) {
+		d->st[0].x = NULL;
+		migrate_dst_free(d);
+		return e;
+	}
+	uv_timer_start(&d->idle_timer, dst__idle, 1000, 1000);
+	*out = d;
+	return 0;
+}

@@ -1,0 +1,48 @@
+/*
+ * migrate/dest.h - the receiving side of one migration.
+ *
+ * Runs in its own process (one per incoming migration, started by the
+ * agent), on that process's libuv loop. Reads and validates the stream,
+ * decodes pages in one worker thread per connection straight into guest
+ * memory, loads the vCPU state, answers READY only once everything is
+ * applied, and on COMMIT starts the guest and answers RUNNING.
+ *
+ * Threads: everything here is called on the loop thread and every
+ * callback runs there.
+ */
+#ifndef PMG_MIGRATE_DEST_H
+#define PMG_MIGRATE_DEST_H
+
+#include <stddef.h>
+#include <uv.h>
+#include "hv/hv.h"
+#include "migrate/stream.h"
+#include "transport/xport.h"
+
+struct migrate_dst_ops {
+	/* HELLO arrived: reserve the VM name on this host (its control
+	 * socket). 0, or -errno with why filled. */
+	int (*claim)(void *opaque, const char *name, char *why, size_t len);
+	/* SHAPE arrived: create an empty VM of that shape (ownership stays
+	 * with the owner). 0, or -errno with why filled. */
+	int (*create_vm)(void *opaque, const struct stream_shape *sh, struct hv_vm **vm, char *why, size_t len);
+	/* COMMIT applied: the guest runs here now and RUNNING was sent.
+	 * stats: JSON object with what was received. */
+	void (*running)(void *opaque, const char *stats);
+	/* The migration ended without the guest running here (why: a clear
+	 * reason, also sent to the source as ERROR when the link is up). */
+	void (*failed)(void *opaque, const char *why);
+};
+
+struct migrate_dst;
+
+/* Serves one migration on the accepted TCP socket fd (ownership moves
+ * in). Extra connections (--streams) are accepted on a port this session
+ * opens on the same local address. */
+int migrate_dst_start(uv_loop_t *loop, struct xport_tls *tls, int fd, const struct migrate_dst_ops *ops,
+		      void *opaque, struct migrate_dst **out);
+/* Releases everything once running() or failed() has been called; may
+ * be called from inside those callbacks. The VM stays with the owner. */
+void migrate_dst_free(struct migrate_dst *d);
+
+#endif

@@ -1,0 +1,1446 @@
+/*
+ * migrate/source.c - sending side: connection setup on the loop, the
+ * pre-copy engine thread, encoder threads, switchover commit.
+ *
+ * Pages: a pending queue (FIFO, deduplicated by a bitmap) fed by the
+ * dirty log, which the engine harvests every few milliseconds while it
+ * dispatches, and a scan cursor for the first pass over every backed page.
+ * A round is the queue as it stood when the round began; pages dirtied
+ * during a round go to the next. A page seen dirty in HOT_ROUNDS rounds is
+ * deferred to the final (paused) round, within a budget the downtime
+ * target can pay for. Stream s carries the pages with gfn % streams == s,
+ * so a page's newer copy always follows its older one on the same TCP
+ * connection and the destination needs no reordering.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "compress/compress.h"
+#include "migrate/source.h"
+#include "migrate/stream.h"
+#include "migrate/verify.h"
+#include "transport/xport.h"
+
+#define HOT_ROUNDS 3           /* dirty in this many rounds: hold back to the end */
+#define HARVEST_EVERY_NS 5000000ull
+#define PROGRESS_EVERY_NS 200000000ull
+#define JOBQ_DEPTH 4 /* jobs of 256 pages per stream: short, so switchover never waits long */
+#define SETUP_TIMEOUT_MS 15000
+#define REPLY_TIMEOUT_MS 30000
+#define ADAPT_WINDOW 32        /* jobs per adaptive-compression measurement */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- options ---- */
+
+void migrate_src_opts_default(struct migrate_src_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->downtime_ms = 50;
+	o->max_time_s = 600;
+	o->streams = 1;
+	o->throttle = 1;
+}
+
+static int opt__uint(const char *v, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+	char *end;
+	if (!*v || *v == '-')
+		return -EINVAL;
+	errno = 0;
+	unsigned long long x = strtoull(v, &end, 10);
+	if (errno || *end || x < lo || x > hi)
+		return -EINVAL;
+	*out = x;
+	return 0;
+}
+
+static int opt__bool(const char *v, int *out)
+{
+	if (!strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on"))
+		*out = 1;
+	else if (!strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "off"))
+		*out = 0;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int opt__str(char *dst, size_t len, const char *v)
+{
+	if (strlen(v) >= len || strpbrk(v, " \t\r\n"))
+		return -EINVAL;
+	strcpy(dst, v);
+	return 0;
+}
+
+int migrate_src_opt_set(struct migrate_src_opts *o, const char *key, const char *val, char *err, size_t errlen)
+{
+	uint64_t v;
+	int e = -EINVAL;
+	const char *want = "";
+
+	if (!strcmp(key, "target")) {
+		char host[256];
+		unsigned port;
+		want = "HOST:PORT";
+		if (xport_split_hostport(val, host, sizeof(host), &port) == 0 && port && strlen(val) < sizeof(o->target)) {
+			strcpy(o->target, val);
+			e = 0;
+		}
+	} else if (!strcmp(key, "downtime")) {
+		want = "milliseconds, 1..60000";
+		if (!(e = opt__uint(val, 1, 60000, &v)))
+			o->downtime_ms = (unsigned)v;
+	} else if (!strcmp(key, "max_time")) {
+		want = "seconds, 1..86400";
+		if (!(e = opt__uint(val, 1, 86400, &v)))
+			o->max_time_s = (unsigned)v;
+	} else if (!strcmp(key, "max_bandwidth")) {
+		want = "bytes per second (0 = unlimited)";
+		if (!(e = opt__uint(val, 0, UINT64_MAX / 2, &v)))
+			o->max_bandwidth = v;
+	} else if (!strcmp(key, "streams")) {
+		want = "1..8";
+		if (!(e = opt__uint(val, 1, MIGRATE_MAX_STREAMS, &v)))
+			o->streams = (unsigned)v;
+	} else if (!strcmp(key, "compress")) {
+		want = "auto, on or off";
+		e = 0;
+		if (!strcmp(val, "auto"))
+			o->compress = MIGRATE_COMPRESS_AUTO;
+		else if (!strcmp(val, "on"))
+			o->compress = MIGRATE_COMPRESS_ON;
+		else if (!strcmp(val, "off"))
+			o->compress = MIGRATE_COMPRESS_OFF;
+		else
+			e = -EINVAL;
+	} else if (!strcmp(key, "verify")) {
+		want = "0 or 1";
+		e = opt__bool(val, &o->verify);
+	} else if (!strcmp(key, "throttle")) {
+		want = "0 or 1";
+		e = opt__bool(val, &o->throttle);
+	} else if (!strcmp(key, "insecure")) {
+		want = "0 or 1";
+		e = opt__bool(val, &o->insecure);
+	} else if (!strcmp(key, "certs")) {
+		want = "a directory path without spaces";
+		e = opt__str(o->certs, sizeof(o->certs), val);
+	} else if (!strcmp(key, "node")) {
+		want = "a certificate name";
+		e = opt__str(o->node, sizeof(o->node), val);
+	} else if (!strcmp(key, "peer")) {
+		want = "a certificate name";
+		e = opt__str(o->peer, sizeof(o->peer), val);
+	} else {
+		snprintf(err, errlen, "unknown migration option '%s'", key);
+		return -EINVAL;
+	}
+	if (e)
+		snprintf(err, errlen, "%s '%s': expected %s", key, val, want);
+	return e;
+}
+
+int migrate_src_opts_check(const struct migrate_src_opts *o, char *err, size_t errlen)
+{
+	if (!o->target[0]) {
+		snprintf(err, errlen, "no destination HOST:PORT");
+		return -EINVAL;
+	}
+	if (!o->insecure && (!o->certs[0] || !o->node[0])) {
+		snprintf(err, errlen, "TLS needs --certs DIR and --node NAME (or --insecure for plaintext)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* ---- state ---- */
+
+struct msrc_job {
+	struct msrc_job *next;
+	int round_end;
+	struct stream_round_end re;
+	unsigned n;
+	uint64_t gfns[STREAM_MAX_BATCH];
+};
+
+struct migrate_src;
+
+struct msrc_stream {
+	struct migrate_src *m;
+	unsigned idx;
+	struct xport_conn *x;
+	struct stream_reader rd;
+	int ready, closed;
+	pthread_t worker;
+	int worker_started;
+	/* job queue, under m->lock */
+	struct msrc_job *qhead, *qtail;
+	unsigned qlen;
+	int busy;
+	struct msrc_job *fill; /* engine-side batch being built */
+};
+
+struct migrate_src {
+	uv_loop_t *loop;
+	struct hv_vm *vm;
+	struct precopy_dirtylog *dl;
+	char name[STREAM_MAX_NAME + 1];
+	struct migrate_src_opts o;
+	const struct migrate_src_ops *ops;
+	void *opaque;
+	struct xport_tls *tls;
+	struct xport_callbacks xcb;
+	char host[256];
+	struct msrc_stream st[MIGRATE_MAX_STREAMS];
+	unsigned nstreams, nready;
+	uint64_t token;
+
+	uv_timer_t setup_timer;
+	uv_async_t done_async, ev_async;
+	int handles_open;
+	pthread_t engine;
+	int engine_started, finished;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int got_hello, got_ready, got_running, stop_workers;
+	int failed; /* reason in fail_why */
+	char fail_why[512];
+	int committed, cancel;
+	char *events; /* newline-separated JSON lines for the loop */
+	size_t ev_len;
+	enum migrate_result result;
+	char *report;
+
+	/* timing */
+	uint64_t t_start, t_setup_done, t_hello_sent, rtt_ns, t_pause, t_running, t_state_sent, t_ready;
+	uint64_t final_pages;
+
+	/* page bookkeeping (engine thread) */
+	uint64_t nframes;
+	uint64_t *pend_bits, *defer_bits;
+	uint64_t *queue;
+	size_t qhead, qlen, qcap;
+	uint64_t *deferred;
+	size_t ndeferred, defer_cap, defer_budget, deferred_total;
+	uint8_t *rounds_dirty, *last_round;
+	unsigned round;
+	uint64_t scan_cursor;
+
+	/* statistics (atomics: workers add) */
+	atomic_uint_fast64_t pages_sent, zero_pages, lz4_pages, page_payload, record_bytes, pages_done, busy_ns;
+	uint64_t link_Bps; /* wire bytes/s, measured while the send queue stayed backlogged */
+	uint64_t dirty_rate_pps, rate_pps, expected_downtime_ns, vcpu_save_ns, vcpu_bytes;
+	uint64_t harvest_ns0, harvests0, dirty_added;
+	unsigned throttle_pct[HV_MAX_VCPUS], throttle_max;
+	uint64_t throttle_ns, last_vcpu_entries[HV_MAX_VCPUS];
+	int forced;
+	uint64_t verify_chunks;
+
+	/* --max-bandwidth token bucket */
+	pthread_mutex_t bw_lock;
+	uint64_t bw_t0, bw_sent;
+};
+
+static void msrc__fail(struct migrate_src *m, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void msrc__fail(struct migrate_src *m, int err, const char *fmt, ...)
+{
+	va_list ap;
+	pthread_mutex_lock(&m->lock);
+	if (!m->failed) {
+		m->failed = err ? err : -EIO;
+		va_start(ap, fmt);
+		vsnprintf(m->fail_why, sizeof(m->fail_why), fmt, ap);
+		va_end(ap);
+	}
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+}
+
+static int msrc__aborted(struct migrate_src *m)
+{
+	pthread_mutex_lock(&m->lock);
+	int r = m->failed || m->cancel;
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+static void msrc__event(struct migrate_src *m, const char *json)
+{
+	size_t n = strlen(json);
+	pthread_mutex_lock(&m->lock);
+	char *p = realloc(m->events, m->ev_len + n + 2);
+	if (p) {
+		memcpy(p + m->ev_len, json, n);
+		p[m->ev_len + n] = '\n';
+		p[m->ev_len + n + 1] = 0;
+		m->events = p;
+		m->ev_len += n + 1;
+	}
+	pthread_mutex_unlock(&m->lock);
+	uv_async_send(&m->ev_async);
+}
+
+/* ---- encoder workers ---- */
+
+struct msrc_adapt {
+	int lz4;            /* current choice */
+	int probing;        /* 0: steady; 1: measuring on; 2: measuring off */
+	unsigned jobs, steady_left;
+	uint64_t t0, bytes0;
+	double rate_on, rate_off;
+};
+
+/* Adaptive compression: measure how many page bytes per second a stream
+ * moves with LZ4 and without, keep the faster, and re-measure every so
+ * often since the link and the content change. */
+static void msrc__adapt(struct migrate_src *m, struct msrc_adapt *a, uint64_t raw_bytes)
+{
+	if (m->o.compress != MIGRATE_COMPRESS_AUTO) {
+		a->lz4 = m->o.compress == MIGRATE_COMPRESS_ON;
+		return;
+	}
+	if (++a->jobs < ADAPT_WINDOW)
+		return;
+	uint64_t t = now_ns();
+	double rate = (double)(raw_bytes - a->bytes0) / ((double)(t - a->t0) + 1.0);
+	a->jobs = 0;
+	a->t0 = t;
+	a->bytes0 = raw_bytes;
+	if (a->probing == 1) {
+		a->rate_on = rate;
+		a->probing = 2;
+		a->lz4 = 0;
+	} else if (a->probing == 2) {
+		a->rate_off = rate;
+		a->probing = 0;
+		a->lz4 = a->rate_on >= a->rate_off;
+		a->steady_left = 16;
+	} else if (!a->steady_left--) {
+		a->probing = 1;
+		a->lz4 = 1;
+	}
+}
+
+static void msrc__bw_wait(struct migrate_src *m, size_t n)
+{
+	if (!m->o.max_bandwidth)
+		return;
+	pthread_mutex_lock(&m->bw_lock);
+	uint64_t t = now_ns();
+	double allowed = (double)(t - m->bw_t0) * (double)m->o.max_bandwidth / 1e9;
+	/* No credit for idle time beyond 50 ms: a cap, not an average. */
+	if (allowed - (double)m->bw_sent > (double)m->o.max_bandwidth * 0.05) {
+		m->bw_t0 = t;
+		m->bw_sent = 0;
+		allowed = 0;
+	}
+	m->bw_sent += n;
+	double over = (double)m->bw_sent - allowed;
+	pthread_mutex_unlock(&m->bw_lock);
+	if (over > 0)
+		usleep((useconds_t)(over * 1e6 / (double)m->o.max_bandwidth));
+}
+
+static struct msrc_job *msrc__take_job(struct msrc_stream *s)
+{
+	struct migrate_src *m = s->m;
+	pthread_mutex_lock(&m->lock);
+	s->busy = 0;
+	pthread_cond_broadcast(&m->cond);
+	while (!s->qhead && !m->stop_workers)
+		pthread_cond_wait(&m->cond, &m->lock);
+	struct msrc_job *j = s->qhead;
+	if (j) {
+		s->qhead = j->next;
+		if (!s->qhead)
+			s->qtail = NULL;
+		s->qlen--;
+		s->busy = 1;
+		pthread_cond_broadcast(&m->cond);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return j;
+}
+
+static void *msrc__worker(void *arg)
+{
+	struct msrc_stream *s = arg;
+	struct migrate_src *m = s->m;
+	struct msrc_adapt a = { .lz4 = m->o.compress != MIGRATE_COMPRESS_OFF, .probing = 1, .t0 = now_ns() };
+	uint64_t raw_bytes = 0;
+	uint8_t enc[COMPRESS_MAX_PAYLOAD];
+	char tname[16];
+	struct msrc_job *j;
+
+	snprintf(tname, sizeof(tname), "encode%u", s->idx);
+	pthread_setname_np(pthread_self(), tname);
+	while ((j = msrc__take_job(s))) {
+		struct stream_buf b = { 0 };
+		uint64_t t_job = now_ns();
+		int e = 0;
+		if (j->round_end) {
+			e = stream_put_round_end(&b, &j->re);
+		} else {
+			size_t mark;
+			uint64_t zero = 0, lz4 = 0, payload = 0;
+			e = stream_put_pages_begin(&b, &mark);
+			for (unsigned i = 0; !e && i < j->n; i++) {
+				const void *page = hv_mem(m->vm, j->gfns[i] << HV_PAGE_SHIFT, HV_PAGE_SIZE);
+				size_t len = 0;
+				enum compress_codec c = compress_page_encode(page, enc, &len, a.lz4);
+				zero += c == COMPRESS_ZERO;
+				lz4 += c == COMPRESS_LZ4;
+				payload += len;
+				e = stream_put_page(&b, j->gfns[i], c, enc, (uint32_t)len);
+			}
+			if (!e)
+				e = stream_put_pages_end(&b, mark);
+			atomic_fetch_add(&m->pages_sent, j->n);
+			atomic_fetch_add(&m->zero_pages, zero);
+			atomic_fetch_add(&m->lz4_pages, lz4);
+			atomic_fetch_add(&m->page_payload, payload);
+			raw_bytes += (uint64_t)(j->n - zero) * HV_PAGE_SIZE;
+		}
+		unsigned n = j->round_end ? 0 : j->n;
+		free(j);
+		if (e) {
+			stream_buf_free(&b);
+			msrc__fail(m, e, "encoding a record: %s", strerror(-e));
+			continue;
+		}
+		atomic_fetch_add(&m->record_bytes, b.len);
+		msrc__bw_wait(m, b.len);
+		e = xport_send(s->x, b.p, b.len);
+		if (e < 0)
+			msrc__fail(m, e, "stream %u: connection lost while sending pages", s->idx);
+		atomic_fetch_add(&m->pages_done, n);
+		atomic_fetch_add(&m->busy_ns, now_ns() - t_job);
+		msrc__adapt(m, &a, raw_bytes);
+	}
+	return NULL;
+}
+
+/* Engine: queues a job for stream s, waiting while its queue is full. */
+static int msrc__push_job(struct migrate_src *m, struct msrc_stream *s, struct msrc_job *j)
+{
+	pthread_mutex_lock(&m->lock);
+	while (s->qlen >= JOBQ_DEPTH && !m->failed && !m->cancel)
+		pthread_cond_wait(&m->cond, &m->lock);
+	int aborted = m->failed || m->cancel;
+	if (!aborted) {
+		j->next = NULL;
+		if (s->qtail)
+			s->qtail->next = j;
+		else
+			s->qhead = j;
+		s->qtail = j;
+		s->qlen++;
+		pthread_cond_broadcast(&m->cond);
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (aborted) {
+		free(j);
+		return -ECANCELED;
+	}
+	return 0;
+}
+
+static int msrc__flush_fill(struct migrate_src *m, struct msrc_stream *s)
+{
+	struct msrc_job *j = s->fill;
+	if (!j || !j->n)
+		return 0;
+	s->fill = NULL;
+	return msrc__push_job(m, s, j);
+}
+
+static int msrc__send_page(struct migrate_src *m, uint64_t gfn)
+{
+	struct msrc_stream *s = &m->st[gfn % m->nstreams];
+	if (!s->fill) {
+		s->fill = malloc(sizeof(*s->fill));
+		if (!s->fill)
+			return -ENOMEM;
+		memset(s->fill, 0, offsetof(struct msrc_job, gfns));
+	}
+	s->fill->gfns[s->fill->n++] = gfn;
+	if (s->fill->n == STREAM_MAX_BATCH)
+		return msrc__flush_fill(m, s);
+	return 0;
+}
+
+static int msrc__flush_all(struct migrate_src *m)
+{
+	for (unsigned i = 0; i < m->nstreams; i++) {
+		int e = msrc__flush_fill(m, &m->st[i]);
+		if (e)
+			return e;
+	}
+	return 0;
+}
+
+/* Waits until every queued job has been encoded and handed to transport. */
+static int msrc__workers_idle(struct migrate_src *m)
+{
+	pthread_mutex_lock(&m->lock);
+	for (;;) {
+		int idle = 1;
+		for (unsigned i = 0; i < m->nstreams; i++)
+			if (m->st[i].qlen || m->st[i].busy)
+				idle = 0;
+		if (idle || m->failed || m->cancel)
+			break;
+		pthread_cond_wait(&m->cond, &m->lock);
+	}
+	int e = m->failed ? m->failed : 0;
+	pthread_mutex_unlock(&m->lock);
+	return e;
+}
+
+/* Everything queued so far is encoded and on the wire. */
+static int msrc__drain(struct migrate_src *m)
+{
+	int e = msrc__workers_idle(m);
+	for (unsigned i = 0; !e && i < m->nstreams; i++)
+		e = xport_flush_wait(m->st[i].x);
+	return e;
+}
+
+/* ---- page sets (engine thread) ---- */
+
+static int bit_test(const uint64_t *b, uint64_t i) { return (b[i >> 6] >> (i & 63)) & 1; }
+static void bit_set(uint64_t *b, uint64_t i) { b[i >> 6] |= 1ull << (i & 63); }
+static void bit_clear(uint64_t *b, uint64_t i) { b[i >> 6] &= ~(1ull << (i & 63)); }
+
+static int msrc__queue_push(struct migrate_src *m, uint64_t gfn)
+{
+	if (bit_test(m->pend_bits, gfn))
+		return 0;
+	if (m->qhead + m->qlen == m->qcap) {
+		if (m->qhead) { /* compact before growing */
+			memmove(m->queue, m->queue + m->qhead, m->qlen * sizeof(uint64_t));
+			m->qhead = 0;
+		}
+		if (m->qlen == m->qcap) {
+			size_t cap = m->qcap ? m->qcap * 2 : 65536;
+			uint64_t *q = realloc(m->queue, cap * sizeof(uint64_t));
+			if (!q)
+				return -ENOMEM;
+			m->queue = q;
+			m->qcap = cap;
+		}
+	}
+	m->queue[m->qhead + m->qlen++] = gfn;
+	bit_set(m->pend_bits, gfn);
+	m->dirty_added++;
+	return 0;
+}
+
+static int msrc__defer(struct migrate_src *m, uint64_t gfn)
+{
+	if (m->ndeferred == m->defer_cap) {
+		size_t cap = m->defer_cap ? m->defer_cap * 2 : 4096;
+		uint64_t *d = realloc(m->deferred, cap * sizeof(uint64_t));
+		if (!d)
+			return -ENOMEM;
+		m->deferred = d;
+		m->defer_cap = cap;
+	}
+	m->deferred[m->ndeferred++] = gfn;
+	m->deferred_total++;
+	bit_set(m->defer_bits, gfn);
+	return 0;
+}
+
+/* Harvests the dirty log into the pending queue (or the deferred set for
+ * pages that keep coming back). final: the guest is paused; defer nothing. */
+static int msrc__harvest(struct migrate_src *m, struct precopy_dirty_set *set, int final)
+{
+	long n = precopy_dirtylog_harvest(m->dl, set);
+	if (n == -ENOMEM) {
+		/* Entries were consumed and lost: everything must be resent. */
+		m->scan_cursor = 0;
+		return 0;
+	}
+	if (n < 0)
+		return (int)n;
+	for (long i = 0; i < n; i++) {
+		uint64_t g = set->gfns[i];
+		if (bit_test(m->defer_bits, g))
+			continue;
+		if (m->last_round[g] != (uint8_t)m->round) {
+			m->last_round[g] = (uint8_t)m->round;
+			if (m->rounds_dirty[g] < 255)
+				m->rounds_dirty[g]++;
+		}
+		if (!final && m->rounds_dirty[g] >= HOT_ROUNDS && m->ndeferred < m->defer_budget &&
+		    !bit_test(m->pend_bits, g)) {
+			if (msrc__defer(m, g) < 0)
+				return -ENOMEM;
+			continue;
+		}
+		if (msrc__queue_push(m, g) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Next page of the first pass: backed pages only, so memory the guest
+ * never touched costs nothing. Returns 1 with *gfn, 0 when done. */
+static int msrc__scan_next(struct migrate_src *m, uint64_t *gfn)
+{
+	static __thread uint8_t vec[512];
+	static __thread uint64_t vec_base = UINT64_MAX, vec_n;
+	while (m->scan_cursor < m->nframes) {
+		uint64_t g = m->scan_cursor;
+		if (g < vec_base || g >= vec_base + vec_n) {
+			vec_base = g & ~511ull;
+			vec_n = m->nframes - vec_base < 512 ? m->nframes - vec_base : 512;
+			if (hv_mem_present_range(m->vm, vec_base, vec_n, vec) < 0)
+				memset(vec, 1, sizeof(vec)); /* cannot tell: send it */
+			/* Skip whole absent chunks fast. */
+			if (!memchr(vec + (g - vec_base), 1, vec_n - (g - vec_base))) {
+				m->scan_cursor = vec_base + vec_n;
+				continue;
+			}
+		}
+		m->scan_cursor++;
+		if (vec[g - vec_base] && !bit_test(m->pend_bits, g) && !bit_test(m->defer_bits, g)) {
+			*gfn = g;
+			return 1;
+		}
+	}
+	vec_base = UINT64_MAX;
+	return 0;
+}
+
+/* ---- convergence ---- */
+
+static uint64_t msrc__fixed_cost_ns(struct migrate_src *m)
+{
+	uint64_t byte_rate = m->rate_pps ? m->rate_pps * 1024 : 100000000; /* ~1/4 page per page is a floor */
+	return m->vcpu_save_ns + m->vcpu_bytes * 1000000000ull / byte_rate + m->rtt_ns * 3 / 2;
+}
+
+static uint64_t msrc__pending_bytes(struct migrate_src *m)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < m->nstreams; i++)
+		n += xport_pending(m->st[i].x);
+	return n;
+}
+
+/* What is still dirty at the encoders' measured rate, plus what already
+ * waits in the send queues at the link's measured rate, plus the fixed
+ * cost of vCPU state and the commit round trips. */
+static uint64_t msrc__expected_ns(struct migrate_src *m, uint64_t pages)
+{
+	uint64_t pps = m->rate_pps ? m->rate_pps : 50000;
+	uint64_t link = m->link_Bps ? m->link_Bps : (uint64_t)pps * HV_PAGE_SIZE;
+	return pages * 1000000000ull / pps + msrc__pending_bytes(m) * 1000000000ull / link + msrc__fixed_cost_ns(m);
+}
+
+/* Per-vCPU dirty-rate limiting (ring: the log says who wrote) or a common
+ * duty cycle (bitmap: it cannot). Engaged when the guest dirties more
+ * than half of what the link moves; eased off when it falls well below. */
+static void msrc__throttle(struct migrate_src *m, uint64_t dt_ns)
+{
+	unsigned nv = hv_vm_config(m->vm)->vcpus;
+	if (!m->o.throttle || !dt_ns || m->round < 3)
+		return;
+	double link = (double)m->rate_pps, dirty = (double)m->dirty_rate_pps;
+	uint64_t ent[HV_MAX_VCPUS];
+	int per_vcpu = 1;
+	for (unsigned i = 0; i < nv; i++)
+		if (hv_dirty_vcpu_entries(m->vm, i, &ent[i]) < 0)
+			per_vcpu = 0;
+	for (unsigned i = 0; i < nv; i++) {
+		unsigned p = m->throttle_pct[i];
+		if (per_vcpu) {
+			double rate = (double)(ent[i] - m->last_vcpu_entries[i]) * 1e9 / (double)dt_ns;
+			m->last_vcpu_entries[i] = ent[i];
+			double limit = 0.5 * link / nv;
+			if (rate > limit && dirty > 0.5 * link)
+				p = p + 10 > 95 ? 95 : p + 10;
+			else if (rate < 0.5 * limit)
+				p = p >= 5 ? p - 5 : 0;
+		} else {
+			if (dirty > 0.5 * link)
+				p = p + 10 > 95 ? 95 : p + 10;
+			else if (dirty < 0.25 * link)
+				p = p >= 5 ? p - 5 : 0;
+		}
+		if (p != m->throttle_pct[i]) {
+			m->throttle_pct[i] = p;
+			hv_vcpu_throttle(m->vm, i, p);
+		}
+		if (p > m->throttle_max)
+			m->throttle_max = p;
+		if (p)
+			m->throttle_ns += dt_ns * p / 100;
+	}
+}
+
+static void msrc__unthrottle(struct migrate_src *m)
+{
+	for (unsigned i = 0; i < hv_vm_config(m->vm)->vcpus; i++)
+		if (m->throttle_pct[i]) {
+			m->throttle_pct[i] = 0;
+			hv_vcpu_throttle(m->vm, i, 0);
+		}
+}
+
+static uint64_t msrc__wire_out(struct migrate_src *m)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < m->nstreams; i++)
+		n += xport_wire_out(m->st[i].x);
+	return n;
+}
+
+static void msrc__progress(struct migrate_src *m, const char *phase)
+{
+	char buf[768];
+	uint64_t el = now_ns() - m->t_start;
+	double mbps = el ? (double)msrc__wire_out(m) * 8.0 * 1000.0 / (double)el : 0;
+	unsigned tmax = 0;
+	for (unsigned i = 0; i < hv_vm_config(m->vm)->vcpus; i++)
+		if (m->throttle_pct[i] > tmax)
+			tmax = m->throttle_pct[i];
+	snprintf(buf, sizeof(buf),
+		 "{\"event\":\"progress\",\"phase\":\"%s\",\"round\":%u,\"remaining_pages\":%zu,\"deferred_pages\":%zu,"
+		 "\"pages_sent\":%" PRIu64 ",\"bytes_on_wire\":%" PRIu64 ",\"throughput_mbps\":%.1f,"
+		 "\"dirty_rate_pages_per_s\":%" PRIu64 ",\"expected_downtime_ms\":%.3f,\"throttle_pct\":%u,"
+		 "\"elapsed_ms\":%.1f}",
+		 phase, m->round, m->qlen + (m->scan_cursor < m->nframes ? 1 : 0), m->ndeferred,
+		 (uint64_t)atomic_load(&m->pages_sent), msrc__wire_out(m), mbps, m->dirty_rate_pps,
+		 (double)m->expected_downtime_ns / 1e6, tmax, (double)el / 1e6);
+	msrc__event(m, buf);
+}
+
+/* ---- waiting for the destination ---- */
+
+static int msrc__wait(struct migrate_src *m, int *flag, unsigned timeout_ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&m->lock);
+	int e = 0;
+	while (!*flag && !m->failed && (!m->cancel || m->committed))
+		if (pthread_cond_timedwait(&m->cond, &m->lock, &ts) == ETIMEDOUT) {
+			e = -ETIMEDOUT;
+			break;
+		}
+	if (*flag)
+		e = 0;
+	else if (!e)
+		e = m->failed ? m->failed : -ECANCELED;
+	pthread_mutex_unlock(&m->lock);
+	return e;
+}
+
+static int msrc__send0(struct migrate_src *m, struct stream_buf *b, int e)
+{
+	if (e) {
+		stream_buf_free(b);
+		return e;
+	}
+	atomic_fetch_add(&m->record_bytes, b->len);
+	e = xport_send(m->st[0].x, b->p, b->len);
+	memset(b, 0, sizeof(*b));
+	return e;
+}
+
+/* ---- the engine ---- */
+
+static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
+{
+	uint64_t deadline = m->t_start + (uint64_t)m->o.max_time_s * 1000000000ull;
+	uint64_t last_harvest = 0, last_progress = 0, round_t0 = now_ns(), round_done0 = 0;
+	/* Rates are measured over windows of several rounds: late rounds are
+	 * tiny and a rate from one of them is noise. */
+	uint64_t w_t0 = now_ns(), w_done0 = 0, w_busy0 = 0, w_dirty0 = 0, w_wire0 = 0, w_pend0 = 0;
+	uint64_t budget_pages;
+	size_t round_left = 0; /* queue entries that belong to this round */
+	int scanning = 1, e;
+
+	m->round = 1;
+	for (;;) {
+		if (msrc__aborted(m))
+			return -ECANCELED;
+		uint64_t t = now_ns();
+		if (t > deadline) {
+			msrc__fail(m, -ETIMEDOUT,
+				   "did not converge within --max-time %us (expected downtime %.1f ms, limit %u ms)",
+				   m->o.max_time_s, (double)m->expected_downtime_ns / 1e6, m->o.downtime_ms);
+			return -ETIMEDOUT;
+		}
+		if (t - last_harvest >= HARVEST_EVERY_NS) {
+			if ((e = msrc__harvest(m, set, 0)) < 0)
+				return e;
+			last_harvest = t;
+		}
+		if (t - last_progress >= PROGRESS_EVERY_NS) {
+			msrc__progress(m, "precopy");
+			last_progress = t;
+		}
+		/* Next page: this round's queue entries first, then the scan. */
+		uint64_t gfn;
+		int have = 0;
+		if (round_left) {
+			gfn = m->queue[m->qhead++];
+			m->qlen--;
+			round_left--;
+			bit_clear(m->pend_bits, gfn);
+			have = 1;
+		} else if (scanning) {
+			have = msrc__scan_next(m, &gfn);
+			if (!have)
+				scanning = 0;
+		}
+		if (have) {
+			if ((e = msrc__send_page(m, gfn)) < 0)
+				return e;
+			continue;
+		}
+
+		/* Round boundary. */
+		if ((e = msrc__flush_all(m)) < 0)
+			return e;
+		t = now_ns();
+		uint64_t dt = t - round_t0;
+		uint64_t done = atomic_load(&m->pages_done);
+		if ((e = msrc__harvest(m, set, 0)) < 0)
+			return e;
+		last_harvest = t;
+		uint64_t wdt = t - w_t0, busy = atomic_load(&m->busy_ns), wire = msrc__wire_out(m);
+		uint64_t pend = msrc__pending_bytes(m);
+		if (wdt >= 50000000ull) {
+			if (done - w_done0 >= 256 && busy > w_busy0) {
+				uint64_t r = (done - w_done0) * 1000000000ull * m->nstreams / (busy - w_busy0);
+				m->rate_pps = m->rate_pps ? (m->rate_pps * 3 + r) / 4 : r;
+			}
+			if (w_pend0 > (1u << 20) && pend > (1u << 20)) {
+				uint64_t l = (wire - w_wire0) * 1000000000ull / wdt;
+				m->link_Bps = m->link_Bps ? (m->link_Bps * 3 + l) / 4 : l;
+			}
+			m->dirty_rate_pps = (m->dirty_added - w_dirty0) * 1000000000ull / wdt;
+			msrc__throttle(m, wdt);
+			w_t0 = t;
+			w_done0 = done;
+			w_busy0 = busy;
+			w_dirty0 = m->dirty_added;
+			w_wire0 = wire;
+			w_pend0 = pend;
+		}
+		budget_pages = m->rate_pps * m->o.downtime_ms / 2000; /* half the downtime for held-back pages */
+		m->defer_budget = budget_pages;
+		/* A smaller budget than before (slower link, lower target): the
+		 * excess goes back to the regular rounds. */
+		while (m->ndeferred > m->defer_budget) {
+			uint64_t g = m->deferred[--m->ndeferred];
+			bit_clear(m->defer_bits, g);
+			m->rounds_dirty[g] = 0;
+			if ((e = msrc__queue_push(m, g)) < 0)
+				return e;
+		}
+		m->expected_downtime_ns = msrc__expected_ns(m, m->qlen + m->ndeferred);
+		struct msrc_job *j = calloc(1, sizeof(*j));
+		if (!j)
+			return -ENOMEM;
+		j->round_end = 1;
+		j->re = (struct stream_round_end){ .round = m->round,
+						   .pages = done - round_done0,
+						   .bytes = atomic_load(&m->record_bytes),
+						   .remaining = m->qlen + m->ndeferred };
+		if ((e = msrc__push_job(m, &m->st[0], j)) < 0)
+			return e;
+		msrc__progress(m, "round");
+		last_progress = t;
+		if (m->expected_downtime_ns <= (uint64_t)m->o.downtime_ms * 1000000ull) {
+			/* Close: let the pipeline empty while the guest still runs,
+			 * then judge again on what is dirty now. */
+			if ((e = msrc__drain(m)) < 0)
+				return e;
+			if ((e = msrc__harvest(m, set, 0)) < 0)
+				return e;
+			m->expected_downtime_ns = msrc__expected_ns(m, m->qlen + m->ndeferred);
+			if (m->expected_downtime_ns <= (uint64_t)m->o.downtime_ms * 1000000ull)
+				return 0;
+		}
+		/* The fixed cost alone may exceed the limit: then nothing more can
+		 * be gained by waiting once the dirty set is this small. */
+		if (msrc__fixed_cost_ns(m) > (uint64_t)m->o.downtime_ms * 1000000ull && m->qlen + m->ndeferred < 64) {
+			m->forced = 1;
+			return 0;
+		}
+		(void)dt;
+		if (m->qlen < 64)
+			usleep(2000); /* let some dirt gather instead of spinning on tiny rounds */
+		m->round++;
+		round_left = m->qlen;
+		round_t0 = now_ns();
+		round_done0 = atomic_load(&m->pages_done);
+	}
+}
+
+static int msrc__send_verify(struct migrate_src *m)
+{
+	uint64_t nchunks = (m->nframes + STREAM_VERIFY_CHUNK - 1) / STREAM_VERIFY_CHUNK;
+	uint64_t *d = malloc(sizeof(uint64_t) * (nchunks < STREAM_MAX_VERIFY ? nchunks : STREAM_MAX_VERIFY));
+	int e = d ? 0 : -ENOMEM;
+	for (uint64_t c = 0; !e && c < nchunks;) {
+		uint32_t n = nchunks - c < STREAM_MAX_VERIFY ? (uint32_t)(nchunks - c) : STREAM_MAX_VERIFY;
+		e = migrate_verify_digests(m->vm, c, n, d);
+		if (!e) {
+			struct stream_buf b = { 0 };
+			e = msrc__send0(m, &b, stream_put_verify(&b, c, n, d));
+		}
+		c += n;
+	}
+	m->verify_chunks = nchunks;
+	free(d);
+	return e;
+}
+
+/* Paused from here: final pages, vCPU state, READY, COMMIT, RUNNING. */
+static int msrc__switchover(struct migrate_src *m, struct precopy_dirty_set *set)
+{
+	unsigned nv = hv_vm_config(m->vm)->vcpus;
+	int e;
+
+	m->t_pause = now_ns();
+	hv_vm_pause(m->vm);
+	msrc__unthrottle(m);
+	if (hv_vm_has_ended(m->vm)) {
+		msrc__fail(m, -ESRCH, "the guest stopped during the migration");
+		return -ESRCH;
+	}
+	/* Paused: every vCPU is out of KVM_RUN, so the log is complete. */
+	if ((e = msrc__harvest(m, set, 1)) < 0)
+		return e;
+	for (size_t i = 0; i < m->ndeferred; i++) {
+		bit_clear(m->defer_bits, m->deferred[i]);
+		if ((e = msrc__queue_push(m, m->deferred[i])) < 0)
+			return e;
+	}
+	m->ndeferred = 0;
+	for (uint64_t g; msrc__scan_next(m, &g);) /* only after a lost harvest */
+		if ((e = msrc__send_page(m, g)) < 0)
+			return e;
+	m->final_pages = m->qlen;
+	while (m->qlen) {
+		uint64_t g = m->queue[m->qhead++];
+		m->qlen--;
+		bit_clear(m->pend_bits, g);
+		if ((e = msrc__send_page(m, g)) < 0)
+			return e;
+	}
+	if ((e = msrc__flush_all(m)) < 0 || (e = msrc__workers_idle(m)) < 0)
+		return e;
+	for (unsigned i = 0; i < nv; i++) {
+		void *blob;
+		size_t len;
+		struct stream_buf b = { 0 };
+		if ((e = hv_vcpu_save(m->vm, i, &blob, &len)) < 0) {
+			msrc__fail(m, e, "saving vCPU %u: %s", i, strerror(-e));
+			return e;
+		}
+		e = msrc__send0(m, &b, stream_put_vcpu(&b, i, blob, (uint32_t)len));
+		free(blob);
+		if (e < 0)
+			return e;
+	}
+	if (m->o.verify && (e = msrc__send_verify(m)) < 0)
+		return e;
+	struct stream_buf b = { 0 };
+	if ((e = msrc__send0(m, &b, stream_put_state_done(&b, atomic_load(&m->pages_sent)))) < 0)
+		return e;
+	m->t_state_sent = now_ns();
+	msrc__progress(m, "switchover");
+	if ((e = msrc__wait(m, &m->got_ready, REPLY_TIMEOUT_MS)) < 0) {
+		if (e == -ETIMEDOUT)
+			msrc__fail(m, e, "the destination did not answer READY within %u s", REPLY_TIMEOUT_MS / 1000);
+		return e;
+	}
+	m->t_ready = now_ns();
+	/* The point of no return: from here the source never resumes. */
+	pthread_mutex_lock(&m->lock);
+	m->committed = 1;
+	pthread_mutex_unlock(&m->lock);
+	if ((e = msrc__send0(m, &b, stream_put_empty(&b, STREAM_COMMIT))) < 0) {
+		/* Never queued: the destination cannot have it. */
+		pthread_mutex_lock(&m->lock);
+		m->committed = 0;
+		pthread_mutex_unlock(&m->lock);
+		return e;
+	}
+	e = msrc__wait(m, &m->got_running, REPLY_TIMEOUT_MS);
+	m->t_running = now_ns();
+	return e;
+}
+
+static void msrc__report(struct migrate_src *m, const char *result, const char *why)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	if (!f)
+		return;
+	struct precopy_dirtylog_stats st;
+	precopy_dirtylog_get_stats(m->dl, &st);
+	uint64_t end = m->t_running ? m->t_running : now_ns();
+	uint64_t total = end - m->t_start;
+	uint64_t pages = atomic_load(&m->pages_sent), zero = atomic_load(&m->zero_pages);
+	uint64_t payload = atomic_load(&m->page_payload), wire = msrc__wire_out(m);
+	double ratio = payload ? (double)(pages - zero) * HV_PAGE_SIZE / (double)payload : 0;
+	fprintf(f, "{\"event\":\"result\",\"result\":\"%s\"", result);
+	if (why) {
+		fputs(",\"error\":\"", f);
+		for (const char *p = why; *p; p++)
+			fprintf(f, (*p == '"' || *p == '\\') ? "\\%c" : ((unsigned char)*p < 0x20 ? "?" : "%c"), *p);
+		fputc('"', f);
+	}
+	fprintf(f,
+		",\"name\":\"%s\",\"target\":\"%s\",\"total_time_ms\":%.3f,\"setup_time_ms\":%.3f,"
+		"\"downtime_ms\":%.3f,\"expected_downtime_ms\":%.3f,\"rounds\":%u,\"pages_sent\":%" PRIu64
+		",\"zero_pages\":%" PRIu64 ",\"lz4_pages\":%" PRIu64 ",\"bytes_sent\":%" PRIu64 ",\"bytes_on_wire\":%" PRIu64
+		",\"compression_ratio\":%.3f,\"throughput_mbps\":%.1f,\"dirty_rate_pages_per_s\":%" PRIu64
+		",\"dirty_log\":\"%s\",\"harvests\":%" PRIu64 ",\"harvest_time_ms\":%.3f,\"deferred_hot_pages\":%zu"
+		",\"throttle_max_pct\":%u,\"throttle_time_ms\":%.1f,\"streams\":%u,\"tls\":%s,\"verified_chunks\":%" PRIu64
+		",\"forced_switchover\":%s,\"final_pages\":%" PRIu64 ",\"final_send_ms\":%.3f,\"ready_wait_ms\":%.3f,"
+		"\"commit_wait_ms\":%.3f,\"rtt_ms\":%.3f}",
+		m->name, m->o.target, (double)total / 1e6,
+		m->t_setup_done ? (double)(m->t_setup_done - m->t_start) / 1e6 : 0,
+		m->t_running && m->t_pause ? (double)(m->t_running - m->t_pause) / 1e6 : 0,
+		(double)m->expected_downtime_ns / 1e6, m->round, pages, zero, (uint64_t)atomic_load(&m->lz4_pages),
+		(uint64_t)atomic_load(&m->record_bytes), wire, ratio, total ? (double)wire * 8000.0 / (double)total : 0,
+		m->dirty_rate_pps, hv_dirty_mode_name(precopy_dirtylog_mode(m->dl)), st.harvests - m->harvests0,
+		(double)(st.total_ns - m->harvest_ns0) / 1e6, m->deferred_total, m->throttle_max,
+		(double)m->throttle_ns / 1e6, m->nstreams, m->o.insecure ? "false" : "true", m->verify_chunks,
+		m->forced ? "true" : "false", m->final_pages,
+		m->t_state_sent ? (double)(m->t_state_sent - m->t_pause) / 1e6 : 0,
+		m->t_ready ? (double)(m->t_ready - m->t_state_sent) / 1e6 : 0,
+		m->t_running ? (double)(m->t_running - m->t_ready) / 1e6 : 0, (double)m->rtt_ns / 1e6);
+	fclose(f);
+	m->report = out;
+}
+
+static void *msrc__engine_main(void *arg)
+{
+	struct migrate_src *m = arg;
+	struct precopy_dirty_set set = { 0 };
+	unsigned nv = hv_vm_config(m->vm)->vcpus;
+	int e;
+
+	pthread_setname_np(pthread_self(), "precopy");
+	/* Cost of the vCPU state, measured with a pause as short as the save. */
+	hv_vm_pause(m->vm);
+	uint64_t t0 = now_ns();
+	for (unsigned i = 0; i < nv; i++) {
+		void *blob;
+		size_t len;
+		if (hv_vcpu_save(m->vm, i, &blob, &len) == 0) {
+			m->vcpu_bytes += len;
+			free(blob);
+		}
+	}
+	m->vcpu_save_ns = now_ns() - t0;
+	hv_vm_resume(m->vm);
+	for (unsigned i = 0; i < nv; i++)
+		hv_dirty_vcpu_entries(m->vm, i, &m->last_vcpu_entries[i]);
+	/* Whatever the log holds predates the first pass, which reads every
+	 * backed page after this point anyway. */
+	precopy_dirtylog_harvest(m->dl, &set);
+
+	e = msrc__precopy(m, &set);
+	if (!e)
+		e = msrc__switchover(m, &set);
+	precopy_dirty_set_free(&set);
+	msrc__unthrottle(m);
+
+	pthread_mutex_lock(&m->lock);
+	int committed = m->committed, running = m->got_running;
+	char why[sizeof(m->fail_why)];
+	snprintf(why, sizeof(why), "%s", m->fail_why[0] ? m->fail_why : (m->cancel ? "cancelled" : strerror(-e)));
+	pthread_mutex_unlock(&m->lock);
+	if (!e && running) {
+		m->result = MIGRATE_OK;
+		msrc__report(m, "migrated", NULL);
+	} else if (committed) {
+		/* COMMIT went out: resuming here could make two copies. */
+		m->result = MIGRATE_INDETERMINATE;
+		char w[700];
+		snprintf(w, sizeof(w), "COMMIT sent but no RUNNING (%s): the guest runs on the destination or nowhere; "
+				       "the source copy stays paused", why);
+		msrc__report(m, "indeterminate", w);
+	} else {
+		if (m->t_pause)
+			hv_vm_resume(m->vm);
+		m->result = MIGRATE_FAILED;
+		msrc__report(m, "failed", why);
+	}
+	uv_async_send(&m->done_async);
+	return NULL;
+}
+
+/* ---- loop side: connections and records ---- */
+
+static void msrc__start_engine(struct migrate_src *m)
+{
+	uv_timer_stop(&m->setup_timer);
+	m->t_setup_done = now_ns();
+	m->bw_t0 = now_ns();
+	for (unsigned i = 0; i < m->nstreams; i++) {
+		if (pthread_create(&m->st[i].worker, NULL, msrc__worker, &m->st[i])) {
+			msrc__fail(m, -EAGAIN, "cannot start encoder threads");
+			uv_async_send(&m->done_async);
+			return;
+		}
+		m->st[i].worker_started = 1;
+	}
+	if (pthread_create(&m->engine, NULL, msrc__engine_main, m)) {
+		msrc__fail(m, -EAGAIN, "cannot start the engine thread");
+		uv_async_send(&m->done_async);
+		return;
+	}
+	m->engine_started = 1;
+}
+
+static void msrc__join_ready(struct xport_conn *x, void *opaque)
+{
+	struct msrc_stream *s = opaque;
+	struct migrate_src *m = s->m;
+	struct stream_buf b = { 0 };
+	struct stream_join j = { .token = m->token, .index = s->idx, .count = (uint16_t)m->nstreams };
+	if (stream_put_join(&b, &j) == 0)
+		xport_write(x, b.p, b.len);
+	stream_buf_free(&b);
+	s->ready = 1;
+	if (++m->nready == m->nstreams && !m->failed)
+		msrc__start_engine(m);
+}
+
+static void msrc__ready0(struct xport_conn *x, void *opaque)
+{
+	struct msrc_stream *s = opaque;
+	struct migrate_src *m = s->m;
+	struct stream_buf b = { 0 };
+	const struct hv_vm_config *cfg = hv_vm_config(m->vm);
+	struct stream_shape sh = { .mem_bytes = cfg->mem_bytes, .vcpus = cfg->vcpus,
+				   .dirty_log = (uint8_t)cfg->dirty_mode };
+	struct stream_join j = { .index = 0, .count = (uint16_t)m->nstreams };
+	int e = stream_put_hello(&b, 0, m->name);
+	if (!e)
+		e = stream_put_shape(&b, &sh);
+	if (!e)
+		e = stream_put_join(&b, &j); /* announces the connection count, even 1 */
+	if (!e)
+		xport_write(x, b.p, b.len);
+	stream_buf_free(&b);
+	m->t_hello_sent = now_ns();
+	s->ready = 1;
+	m->nready = 1;
+}
+
+static void msrc__connect_extra(struct migrate_src *m, unsigned port)
+{
+	char hp[300];
+	if (strchr(m->host, ':'))
+		snprintf(hp, sizeof(hp), "[%s]:%u", m->host, port);
+	else
+		snprintf(hp, sizeof(hp), "%s:%u", m->host, port);
+	for (unsigned i = 1; i < m->nstreams; i++) {
+		int e = xport_connect(m->loop, m->tls, hp, &m->xcb, &m->st[i], &m->st[i].x);
+		if (e < 0) {
+			msrc__fail(m, e, "stream %u to %s: %s", i, hp, strerror(-e));
+			uv_async_send(&m->done_async);
+			return;
+		}
+	}
+}
+
+static int msrc__on_record(void *opaque, const struct stream_record *rec)
+{
+	struct msrc_stream *s = opaque;
+	struct migrate_src *m = s->m;
+	int e = -EPROTO;
+
+	if (rec->type == STREAM_ERROR) {
+		uint32_t code;
+		char text[STREAM_MAX_TEXT + 1];
+		if (stream_parse_error(rec, &code, text, sizeof(text)) == 0)
+			msrc__fail(m, -(int)(code ? code : EIO), "destination: %s", text);
+		else
+			msrc__fail(m, -EPROTO, "destination sent a malformed ERROR record");
+		return -ECONNABORTED;
+	}
+	if (s->idx == 0) {
+		if (rec->type == STREAM_HELLO && !m->got_hello) {
+			struct stream_hello h;
+			if ((e = stream_parse_hello(rec, &h)) == 0) {
+				/* The kernel's smoothed RTT: the HELLO round trip also
+				 * covers the destination creating the VM. */
+				unsigned rtt_us = xport_rtt_us(m->st[0].x);
+				m->rtt_ns = rtt_us ? rtt_us * 1000ull : now_ns() - m->t_hello_sent;
+				m->got_hello = 1;
+				if (m->nstreams == 1)
+					msrc__start_engine(m);
+			}
+		} else if (rec->type == STREAM_JOIN && m->got_hello && m->nstreams > 1 && !m->token) {
+			struct stream_join j;
+			if ((e = stream_parse_join(rec, &j)) == 0 && (j.index != 0 || j.count != m->nstreams || !j.port || !j.token))
+				e = -EPROTO;
+			if (!e) {
+				m->token = j.token;
+				msrc__connect_extra(m, j.port);
+			}
+		} else if (rec->type == STREAM_READY || rec->type == STREAM_RUNNING) {
+			if ((e = stream_parse_empty(rec)) == 0) {
+				pthread_mutex_lock(&m->lock);
+				if (rec->type == STREAM_READY)
+					m->got_ready = 1;
+				else if (m->committed)
+					m->got_running = 1;
+				else
+					e = -EPROTO;
+				pthread_cond_broadcast(&m->cond);
+				pthread_mutex_unlock(&m->lock);
+			}
+		}
+	}
+	if (e) {
+		msrc__fail(m, -EPROTO, "unexpected or malformed %s record from the destination",
+			   stream_type_name(rec->type));
+		return -EPROTO;
+	}
+	return 0;
+}
+
+static int msrc__on_data(struct xport_conn *x, const uint8_t *p, size_t n, void *opaque)
+{
+	struct msrc_stream *s = opaque;
+	(void)x;
+	int e = stream_reader_feed(&s->rd, p, n, msrc__on_record, s);
+	if (e && !s->m->failed)
+		msrc__fail(s->m, e, "stream %u: the destination sent an invalid stream (%s)", s->idx, strerror(-e));
+	return e;
+}
+
+static void msrc__on_close(struct xport_conn *x, int err, const char *why, void *opaque)
+{
+	struct msrc_stream *s = opaque;
+	struct migrate_src *m = s->m;
+	(void)x;
+	s->closed = 1;
+	pthread_mutex_lock(&m->lock);
+	int expected = m->got_running || m->finished;
+	pthread_mutex_unlock(&m->lock);
+	if (!expected)
+		msrc__fail(m, err ? err : -ECONNRESET, "connection %u to %s closed: %s", s->idx, m->o.target, why);
+	if (!m->engine_started && !m->finished)
+		uv_async_send(&m->done_async);
+}
+
+static void msrc__setup_timeout(uv_timer_t *t)
+{
+	struct migrate_src *m = t->data;
+	msrc__fail(m, -ETIMEDOUT, "no answer from %s within %d s (connect, TLS handshake, HELLO)", m->o.target,
+		   SETUP_TIMEOUT_MS / 1000);
+	if (!m->engine_started)
+		uv_async_send(&m->done_async);
+}
+
+static void msrc__ev_async(uv_async_t *a)
+{
+	struct migrate_src *m = a->data;
+	pthread_mutex_lock(&m->lock);
+	char *ev = m->events;
+	m->events = NULL;
+	m->ev_len = 0;
+	pthread_mutex_unlock(&m->lock);
+	if (!ev)
+		return;
+	char *save = NULL;
+	for (char *line = strtok_r(ev, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		m->ops->event(m->opaque, line);
+	free(ev);
+}
+
+static void msrc__handle_closed(uv_handle_t *h)
+{
+	struct migrate_src *m = h->data;
+	if (--m->handles_open)
+		return;
+	for (unsigned i = 0; i < m->nstreams; i++) {
+		xport_free(m->st[i].x);
+		stream_reader_free(&m->st[i].rd);
+		free(m->st[i].fill);
+	}
+	xport_tls_free(m->tls);
+	free(m->pend_bits);
+	free(m->defer_bits);
+	free(m->queue);
+	free(m->deferred);
+	free(m->rounds_dirty);
+	free(m->last_round);
+	free(m->events);
+	free(m->report);
+	pthread_mutex_destroy(&m->lock);
+	pthread_cond_destroy(&m->cond);
+	pthread_mutex_destroy(&m->bw_lock);
+	free(m);
+}
+
+static void msrc__done_async(uv_async_t *a)
+{
+	struct migrate_src *m = a->data;
+	if (m->finished)
+		return;
+	pthread_mutex_lock(&m->lock);
+	int engine_done = !m->engine_started || m->report;
+	pthread_mutex_unlock(&m->lock);
+	if (!engine_done)
+		return; /* the engine posts again when it ends */
+	m->finished = 1;
+	if (m->engine_started)
+		pthread_join(m->engine, NULL);
+	pthread_mutex_lock(&m->lock);
+	m->stop_workers = 1;
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+	for (unsigned i = 0; i < m->nstreams; i++) {
+		if (m->st[i].worker_started)
+			pthread_join(m->st[i].worker, NULL);
+		if (m->st[i].x)
+			xport_close(m->st[i].x, m->result == MIGRATE_OK ? 0 : -ECANCELED, "migration ended");
+	}
+	if (!m->engine_started) {
+		m->result = MIGRATE_FAILED;
+		msrc__report(m, "failed", m->fail_why[0] ? m->fail_why : "cancelled");
+	}
+	msrc__ev_async(&m->ev_async);
+	m->ops->done(m->opaque, m->result, m->report ? m->report : "{\"event\":\"result\",\"result\":\"failed\"}");
+	uv_close((uv_handle_t *)&m->setup_timer, msrc__handle_closed);
+	uv_close((uv_handle_t *)&m->done_async, msrc__handle_closed);
+	uv_close((uv_handle_t *)&m->ev_async, msrc__handle_closed);
+}
+
+void migrate_src_cancel(struct migrate_src *m, const char *why)
+{
+	pthread_mutex_lock(&m->lock);
+	if (!m->cancel && !m->failed)
+		snprintf(m->fail_why, sizeof(m->fail_why), "%s", why);
+	m->cancel = 1;
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+	if (!m->engine_started)
+		uv_async_send(&m->done_async);
+}
+
+int migrate_src_start(uv_loop_t *loop, struct hv_vm *vm, struct precopy_dirtylog *dl, const char *name,
+		      const struct migrate_src_opts *o, const struct migrate_src_ops *ops, void *opaque,
+		      struct migrate_src **out, char *err, size_t errlen)
+{
+	struct migrate_src *m;
+	unsigned port;
+	int e;
+
+	if ((e = migrate_src_opts_check(o, err, errlen)) < 0)
+		return e;
+	if (strlen(name) > STREAM_MAX_NAME) {
+		snprintf(err, errlen, "VM name too long");
+		return -EINVAL;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	m->loop = loop;
+	m->vm = vm;
+	m->dl = dl;
+	m->o = *o;
+	m->ops = ops;
+	m->opaque = opaque;
+	m->nstreams = o->streams ? o->streams : 1;
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	xport_split_hostport(o->target, m->host, sizeof(m->host), &port);
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->cond, NULL);
+	pthread_mutex_init(&m->bw_lock, NULL);
+	m->nframes = hv_vm_config(vm)->mem_bytes >> HV_PAGE_SHIFT;
+	size_t words = (m->nframes + 63) / 64;
+	m->pend_bits = calloc(words, 8);
+	m->defer_bits = calloc(words, 8);
+	m->rounds_dirty = calloc(m->nframes, 1);
+	m->last_round = calloc(m->nframes, 1);
+	if (!m->pend_bits || !m->defer_bits || !m->rounds_dirty || !m->last_round) {
+		snprintf(err, errlen, "out of memory for page bookkeeping");
+		e = -ENOMEM;
+		goto err_free;
+	}
+	struct xport_tls_config tc = { .insecure = o->insecure, .certs_dir = o->certs, .node = o->node,
+				       .peer_name = o->peer[0] ? o->peer : m->host };
+	if ((e = xport_tls_new(&tc, &m->tls, err, errlen)) < 0)
+		goto err_free;
+	m->xcb = (struct xport_callbacks){ .on_ready = msrc__join_ready, .on_data = msrc__on_data,
+					   .on_close = msrc__on_close };
+	static const struct xport_callbacks cb0 = { .on_ready = msrc__ready0, .on_data = msrc__on_data,
+						    .on_close = msrc__on_close };
+	for (unsigned i = 0; i < m->nstreams; i++) {
+		m->st[i].m = m;
+		m->st[i].idx = i;
+		stream_reader_init(&m->st[i].rd);
+	}
+	struct precopy_dirtylog_stats st;
+	precopy_dirtylog_get_stats(dl, &st);
+	m->harvest_ns0 = st.total_ns;
+	m->harvests0 = st.harvests;
+	m->t_start = now_ns();
+	if ((e = xport_connect(loop, m->tls, o->target, &cb0, &m->st[0], &m->st[0].x)) < 0) {
+		snprintf(err, errlen, "connecting to %s: %s", o->target, strerror(-e));
+		goto err_tls;
+	}
+	uv_timer_init(loop, &m->setup_timer);
+	uv_async_init(loop, &m->done_async, msrc__done_async);
+	uv_async_init(loop, &m->ev_async, msrc__ev_async);
+	m->setup_timer.data = m->done_async.data = m->ev_async.data = m;
+	m->handles_open = 3;
+	uv_timer_start(&m->setup_timer, msrc__setup_timeout, SETUP_TIMEOUT_MS, 0);
+	*out = m;
+	return 0;
+
+err_tls:
+	xport_tls_free(m->tls);
+err_free:
+	free(m->pend_bits);
+	free(m->defer_bits);
+	free(m->rounds_dirty);
+	free(m->last_round);
+	free(m);
+	return e;
+}
