@@ -4,7 +4,9 @@
  * oversized length (before its payload arrives), truncated records, frame
  * numbers outside memory, unknown codecs, bad lengths, garbage before the
  * handshake, an LZ4 payload that decodes to the wrong size.
- * With --seeds DIR it writes valid streams as a fuzzing corpus instead.
+ * With --seeds DIR it writes valid streams as a fuzzing corpus instead;
+ * with --hostile KIND it writes one hostile stream to stdout for the
+ * agent tests (tests/test-migrate-faults.sh).
  */
 #include <errno.h>
 #include <lz4.h>
@@ -134,6 +136,60 @@ static void write_seeds(const char *dir)
 	stream_buf_free(&b);
 }
 
+/* A stream that opens like a real migration (HELLO, SHAPE of 64 MiB,
+ * JOIN) and then goes wrong in the named way. */
+static int write_hostile(const char *kind)
+{
+	struct stream_buf b = { 0 };
+	struct stream_shape sh = { .mem_bytes = 64ull << 20, .vcpus = 1, .dirty_log = 1 };
+	struct stream_join j = { .index = 0, .count = 1 };
+	static uint8_t page[4096];
+	char name[64];
+	size_t mark;
+
+	if (!strcmp(kind, "garbage")) {
+		fputs("GET / HTTP/1.1\r\nHost: agent\r\n\r\n", stdout);
+		return 0;
+	}
+	snprintf(name, sizeof(name), "hostile-%s", kind);
+	stream_put_hello(&b, 0, name);
+	stream_put_shape(&b, &sh);
+	stream_put_join(&b, &j);
+	if (!strcmp(kind, "oversized")) {
+		uint8_t h[8] = { STREAM_PAGES, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f };
+		fwrite(b.p, 1, b.len, stdout);
+		fwrite(h, 1, sizeof(h), stdout);
+		stream_buf_free(&b);
+		return 0;
+	}
+	stream_put_pages_begin(&b, &mark);
+	if (!strcmp(kind, "badgfn")) {
+		stream_put_page(&b, sh.mem_bytes >> 12, COMPRESS_ZERO, NULL, 0);
+	} else if (!strcmp(kind, "badcodec")) {
+		stream_put_page(&b, 1, COMPRESS_ZERO, NULL, 0);
+		b.p[b.len - 4] = 7; /* the entry's codec byte */
+	} else if (!strcmp(kind, "lz4size")) {
+		char out[256];
+		int n = LZ4_compress_default((const char *)page, out, 100, (int)sizeof(out));
+		stream_put_page(&b, 1, COMPRESS_LZ4, out, (uint32_t)n);
+	} else if (!strcmp(kind, "truncated")) {
+		memset(page, 0xab, sizeof(page));
+		stream_put_page(&b, 1, COMPRESS_RAW, page, sizeof(page));
+		stream_put_pages_end(&b, mark);
+		fwrite(b.p, 1, b.len - 2000, stdout);
+		stream_buf_free(&b);
+		return 0;
+	} else {
+		fprintf(stderr, "unknown hostile kind '%s'\n", kind);
+		stream_buf_free(&b);
+		return 2;
+	}
+	stream_put_pages_end(&b, mark);
+	fwrite(b.p, 1, b.len, stdout);
+	stream_buf_free(&b);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct stream_buf b = { 0 };
@@ -142,7 +198,9 @@ int main(int argc, char **argv)
 		write_seeds(argv[2]);
 		return 0;
 	}
-	tap_plan(17);
+	if (argc == 3 && !strcmp(argv[1], "--hostile"))
+		return write_hostile(argv[2]);
+	tap_plan(21);
 	build_valid(&b);
 	int all = 1;
 	for (size_t chunk = 1; chunk <= b.len; chunk = chunk * 3 + 1) {
@@ -242,5 +300,31 @@ int main(int argc, char **argv)
 	tap_ok(stream_parse_shape(&rec, &got) == -EPROTO, "shape with memory not a multiple of 2 MiB refused");
 	stream_buf_free(&sb);
 	stream_buf_free(&b);
+
+	/* JOIN and VERIFY (multi-stream and --verify) */
+	{
+		struct stream_buf jb = { 0 };
+		struct stream_join jw = { .token = 0x1234567890abcdefull, .index = 2, .port = 4567, .count = 3 }, jr;
+		stream_put_join(&jb, &jw);
+		struct stream_record r2 = { .type = STREAM_JOIN, .len = (uint32_t)jb.len - 8, .payload = jb.p + 8 };
+		tap_ok(stream_parse_join(&r2, &jr) == 0 && jr.token == jw.token && jr.index == 2 && jr.port == 4567 &&
+			       jr.count == 3,
+		       "JOIN round-trips");
+		jb.p[8 + 8] = 3; /* index == count */
+		tap_ok(stream_parse_join(&r2, &jr) == -EPROTO, "JOIN with index >= count refused");
+		stream_buf_free(&jb);
+		uint64_t dg[3] = { 1, 2, 3 }, first;
+		uint32_t count;
+		const uint8_t *dp;
+		stream_put_verify(&jb, 1, 3, dg);
+		struct stream_record r3 = { .type = STREAM_VERIFY, .len = (uint32_t)jb.len - 8, .payload = jb.p + 8 };
+		/* 64 MiB = 16384 frames = 32 chunks: chunks 1..3 fit, 30..32 do not */
+		tap_ok(stream_parse_verify(&r3, 16384, &first, &count, &dp) == 0 && first == 1 && count == 3,
+		       "VERIFY round-trips");
+		uint64_t far = 30;
+		memcpy(jb.p + 8, &far, 8);
+		tap_ok(stream_parse_verify(&r3, 16384, &first, &count, &dp) == -ERANGE, "VERIFY past memory refused");
+		stream_buf_free(&jb);
+	}
 	return tap_done();
 }

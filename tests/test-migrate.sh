@@ -1,0 +1,100 @@
+#!/bin/sh
+# End to end over TLS on loopback: each workload migrated mid-run with
+# the ring and with the bitmap finishes on the destination with the digest
+# of an unmigrated run; --verify proves the destination's memory equals
+# the source's at switchover; the guest's TSC never goes backwards and its
+# stall covers the downtime; A -> B -> A; two migrations into one agent at
+# once.
+. "$(dirname "$0")/tap.sh"
+. "$(dirname "$0")/migrate-lib.sh"
+if [ ! -e /dev/kvm ]; then
+	skip_all "/dev/kvm absent"
+fi
+echo "1..41"
+make_certs; ok $? "certificates for agent and sender"
+start_agent b "$T/hostB"
+[ -n "$PORT" ]; ok $? "agent B listening on 127.0.0.1:$PORT"
+PB=$PORT
+
+IDLE="ops=150 period_us=10000"
+MEM="ws=48M rate=48 ops=36864 content=text"
+KV="ops=2500000"
+for w in idle memstress kvstore; do
+	# tol: how much of the downtime the guest may legitimately not see.
+	# The source times downtime until RUNNING reaches it, one loopback hop
+	# after the guest resumed (1 ms); and a guest that was asleep on purpose
+	# when paused (idle between ops, memstress between rate-limited
+	# batches) does not count the overlap with its planned sleep.
+	case $w in
+	idle) a=$IDLE tol=11000 ;;        # period_us=10000
+	memstress) a=$MEM tol=2500 ;;     # 16-page batches at 48 MB/s: 1.4 ms
+	kvstore) a=$KV tol=1000 ;;        # never sleeps
+	esac
+	ref=$(reference $w $a)
+	for mode in ring bitmap; do
+		vm="$w-$mode"
+		start_vm "$T/hostA" "$vm" $w $mode $a
+		sleep 0.4
+		send_vm "$T/hostA" "$vm" "$PB" --verify
+		rc=$?
+		wait_result "$T/hostB" "$vm"
+		got=$(field "$T/hostB/$vm.result.json" digest)
+		down=$(field "$T/$vm.send" downtime_ms)
+		[ $rc = 0 ] && [ "$(field "$T/$vm.send" tls)" = true ] && [ "$(field "$T/$vm.send" verified_chunks)" -gt 0 ]
+		ok $? "$vm: migrated over TLS with --verify (exit $rc, downtime $down ms, $(field "$T/$vm.send" rounds) rounds)"
+		[ -n "$ref" ] && [ "$got" = "$ref" ]
+		ok $? "$vm: destination digest $got = unmigrated $ref"
+		[ "$(field "$T/hostB/$vm.result.json" tsc_backwards)" = 0 ]
+		ok $? "$vm: guest TSC never went backwards"
+		stall=$(field "$T/hostB/$vm.result.json" max_stall_us)
+		awk -v s="$stall" -v d="$down" -v t=$tol 'BEGIN { exit !(s + t >= d * 1000) }'
+		ok $? "$vm: guest-observed stall $stall us >= downtime $down ms (less $tol us, see above)"
+		wait $VPID
+		[ "$(field "$T/$vm.src.json" result)" = migrated ]
+		ok $? "$vm: source process ended with result 'migrated'"
+	done
+done
+
+# A -> B -> A: the VM that arrived on B is migrated onward, back to A.
+start_agent a "$T/hostA"
+PA=$PORT
+kvref=$(reference kvstore ops=6000000)
+start_vm "$T/hostA" pingpong kvstore ring ops=6000000
+sleep 0.3
+send_vm "$T/hostA" pingpong "$PB"
+ok $? "A -> B: $(field "$T/pingpong.send" result)"
+wait $VPID
+for i in $(seq 100); do
+	PML_MIGRATE_RUNDIR="$T/hostB" "$PM" ctl pingpong status 2>/dev/null | grep -q '"state":"running"' && break
+	sleep 0.05
+done
+PML_MIGRATE_RUNDIR="$T/hostB" "$PM" list >"$T/listB"
+grep -q '^pingpong .*running' "$T/listB"
+ok $? "list on B shows the arrived VM running"
+send_vm "$T/hostB" pingpong "$PA"
+ok $? "B -> A: $(field "$T/pingpong.send" result)"
+wait_result "$T/hostA" pingpong
+[ "$(field "$T/hostA/pingpong.result.json" digest)" = "$kvref" ]
+ok $? "A -> B -> A: digest $(field "$T/hostA/pingpong.result.json" digest) = unmigrated $kvref"
+[ "$(field "$T/hostB/pingpong.result.json" result)" = migrated ]
+ok $? "B's copy ended as 'migrated'"
+
+# Two migrations into one agent at the same time.
+start_vm "$T/hostA" twin1 kvstore ring $KV
+p1=$VPID
+start_vm "$T/hostA" twin2 kvstore bitmap $KV
+p2=$VPID
+kref=$(reference kvstore $KV)
+sleep 0.3
+send_vm "$T/hostA" twin1 "$PB" & s1=$!
+send_vm "$T/hostA" twin2 "$PB" --streams 2 & s2=$!
+wait $s1; r1=$?
+wait $s2; r2=$?
+[ $r1 = 0 ] && [ $r2 = 0 ]; ok $? "two concurrent migrations into agent B (exit $r1, $r2; second with 2 streams)"
+wait_result "$T/hostB" twin1 && wait_result "$T/hostB" twin2
+[ "$(field "$T/hostB/twin1.result.json" digest)" = "$kref" ] && [ "$(field "$T/hostB/twin2.result.json" digest)" = "$kref" ]
+ok $? "both finished on B with the unmigrated digest"
+[ "$(field "$T/twin2.send" streams)" = 2 ]; ok $? "the second used 2 connections"
+wait $p1 $p2
+kill -0 $APID 2>/dev/null; ok $? "agent A still serving"
+exit $fail
