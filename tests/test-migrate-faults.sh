@@ -1,0 +1,120 @@
+#!/bin/bash
+# Faults: the connection cut before COMMIT (nobody listening; the
+# destination session killed mid-stream, mid-batch) and a refusal by the
+# destination: the source guest keeps running and later finishes with the
+# right digest, and the agent keeps serving. Hostile input to the agent
+# (garbage before the handshake, truncated records, oversized lengths,
+# frames outside memory, unknown codecs, LZ4 that decodes to the wrong
+# size, a client with no certificate, one from another CA, one not on the
+# allow-list): each refused with a clear error, the agent still serving.
+. "$(dirname "$0")/tap.sh"
+. "$(dirname "$0")/migrate-lib.sh"
+if [ ! -e /dev/kvm ]; then
+	skip_all "/dev/kvm absent"
+fi
+TS=${TOP_BUILDDIR:-.}/tests/test-stream
+echo "1..22"
+make_certs && "$PM" certs issue "$C" intruder >/dev/null; ok $? "certificates"
+start_agent b "$T/hostB"
+PB=$PORT
+MEM="ws=32M rate=32 ops=40960 content=random"
+ref=$(reference memstress $MEM)
+
+# 1. Nobody listening.
+start_vm "$T/hostA" f1 memstress ring $MEM
+send_vm "$T/hostA" f1 1
+rc=$?
+[ $rc = 1 ]; ok $? "send to a port nobody listens on fails with exit 1 ($(field "$T/f1.send" error))"
+PML_MIGRATE_RUNDIR="$T/hostA" "$PM" ctl f1 status | grep -q '"state":"running"'
+ok $? "the guest still runs on the source"
+wait $VPID
+[ "$(field "$T/f1.src.json" digest)" = "$ref" ]; ok $? "and finishes there with the unmigrated digest"
+
+# 2. The destination session dies mid-stream (slowed to 4 MB/s so the cut
+# lands inside the page stream, mid-batch).
+start_vm "$T/hostA" f2 memstress ring $MEM
+send_vm "$T/hostA" f2 "$PB" --max-bandwidth 4M &
+spid=$!
+sess=""
+for i in $(seq 100); do
+	sess=$(sed -n 's/.*connection handed to session \([0-9]*\).*/\1/p' "$T/b.log" | tail -n 1)
+	[ -n "$sess" ] && break
+	sleep 0.05
+done
+sleep 0.7
+kill -9 "$sess" 2>/dev/null
+wait $spid
+rc=$?
+[ $rc = 1 ]; ok $? "session killed mid-stream: send exits 1 ($(field "$T/f2.send" error))"
+wait $VPID
+[ "$(field "$T/f2.src.json" digest)" = "$ref" ]; ok $? "the source guest finished with the unmigrated digest"
+kill -0 $APID; ok $? "agent B survived its session's death"
+
+# 3. The destination refuses: a VM of that name already runs there.
+start_vm "$T/hostB" dup idle ring ops=300 period_us=10000
+bpid=$VPID
+start_vm "$T/hostA" dup memstress bitmap $MEM
+send_vm "$T/hostA" dup "$PB"
+rc=$?
+[ $rc = 1 ] && grep -q "already runs" "$T/dup.send"
+ok $? "destination refuses a duplicate name: $(field "$T/dup.send" error)"
+wait $VPID
+[ "$(field "$T/dup.src.json" digest)" = "$ref" ]; ok $? "the refused guest finished at the source"
+kill $bpid 2>/dev/null
+wait $bpid 2>/dev/null
+
+# 4. Hostile streams into a plaintext agent (no TLS, so raw bytes reach
+# the parser; every session runs in its own process).
+start_agent h "$T/hostH" --insecure
+PH=$PORT
+hostile() {
+	before=$(grep -c "failed:" "$T/h.log")
+	{ "$TS" --hostile "$1"; sleep 0.5; } 2>/dev/null >/dev/tcp/127.0.0.1/"$PH"
+	for i in $(seq 60); do [ "$(grep -c "failed:" "$T/h.log")" -gt "$before" ] && break; sleep 0.05; done
+	grep "failed:" "$T/h.log" | tail -n 1 | sed 's/.*failed: //'
+}
+m=$(hostile garbage); echo "$m" | grep -q "not a valid pml-migrate stream"; ok $? "garbage before the handshake: $m"
+m=$(hostile truncated); echo "$m" | grep -q "lost before COMMIT"; ok $? "truncated record: $m"
+m=$(hostile oversized); echo "$m" | grep -q "longer than its type allows"; ok $? "oversized length: $m"
+m=$(hostile badgfn); echo "$m" | grep -q "outside the guest's memory"; ok $? "frame outside memory: $m"
+m=$(hostile badcodec); echo "$m" | grep -q "malformed PAGES"; ok $? "unknown codec: $m"
+m=$(hostile lz4size); echo "$m" | grep -q "failed to decode"; ok $? "LZ4 decoding to the wrong size: $m"
+kill -0 $APID && kill -0 $(sed -n 's/.*recv\[\([0-9]*\)\]: listening.*/\1/p' "$T/h.log" | head -n 1)
+ok $? "both agents still running"
+
+# 5. TLS refusals, with openssl s_client as the client.
+tls() {
+	before=$(grep -c "failed:" "$T/b.log")
+	timeout 10 openssl s_client -connect 127.0.0.1:"$PB" -CAfile "$C/ca.pem" "$@" </dev/null >/dev/null 2>&1
+	for i in $(seq 60); do [ "$(grep -c "failed:" "$T/b.log")" -gt "$before" ] && break; sleep 0.05; done
+	grep "failed:" "$T/b.log" | tail -n 1 | sed 's/.*failed: //'
+}
+if command -v openssl >/dev/null; then
+	m=$(tls); echo "$m" | grep -qi "certificate"; ok $? "client without a certificate refused: $m"
+	mkdir -p "$T/other"
+	"$PM" certs init "$T/other" >/dev/null && "$PM" certs issue "$T/other" sender >/dev/null
+	m=$(tls -cert "$T/other/sender.pem" -key "$T/other/sender.key")
+	echo "$m" | grep -qi "certificate"; ok $? "client certificate from another CA refused: $m"
+	m=$(tls -cert "$C/intruder.pem" -key "$C/intruder.key")
+	echo "$m" | grep -q "not on the allow-list"; ok $? "client not on the allow-list refused: $m"
+else
+	for t in 1 2 3; do echo "ok $((n + t)) # SKIP openssl command absent"; done
+	n=$((n + 3))
+fi
+# The agent's own name check works the other way round too: a sender that
+# expects another name refuses the agent.
+start_vm "$T/hostA" f5 memstress ring $MEM
+send_vm "$T/hostA" f5 "$PB" --peer someone-else
+rc=$?
+[ $rc = 1 ] && grep -qi "certificate" "$T/f5.send"; ok $? "sender refuses an agent with the wrong name: $(field "$T/f5.send" error)"
+wait $VPID
+
+# 6. After all that, agent B still migrates.
+start_vm "$T/hostA" last memstress ring $MEM
+sleep 0.3
+send_vm "$T/hostA" last "$PB"
+ok $? "agent B still serves: $(field "$T/last.send" result)"
+wait_result "$T/hostB" last
+[ "$(field "$T/hostB/last.result.json" digest)" = "$ref" ]; ok $? "and that guest finishes with the right digest"
+wait $VPID
+exit $fail
