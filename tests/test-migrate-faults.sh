@@ -30,10 +30,11 @@ ok $? "the guest still runs on the source"
 wait $VPID
 [ "$(field "$T/f1.src.json" digest)" = "$ref" ]; ok $? "and finishes there with the unmigrated digest"
 
-# 2. The destination session dies mid-stream (slowed to 4 MB/s so the cut
+# 2. The destination session dies mid-stream (slowed to 2 MB/s so the cut
 # lands inside the page stream, mid-batch).
 start_vm "$T/hostA" f2 memstress ring $MEM
-send_vm "$T/hostA" f2 "$PB" --max-bandwidth 4M &
+sleep 1 # ~32 MB touched: at 2 MB/s the page stream lasts far longer than the cut below
+send_vm "$T/hostA" f2 "$PB" --max-bandwidth 2M &
 spid=$!
 sess=""
 for i in $(seq 100); do
