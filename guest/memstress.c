@@ -3,6 +3,8 @@
  * Args: ws=SIZE (64M) rate=MBPS (64; 0 = as fast as possible)
  *       ops=PAGES (3 s worth at the rate; 262144 when unlimited)
  *       dist=uniform|zipf  content=zero|text|random  seed=N  batch=N (16)
+ *       prefill=1: first write every page of the working set once (with the
+ *       content), at full speed, before the rate-limited writes
  *       rounds=R round_pages=N: instead, R rounds that each write the same
  *       N pages (split over vCPUs) and then wait at a host barrier; for
  *       benchmarks that need an exact dirty set per round.
@@ -14,7 +16,7 @@
 const char *const rt_workload_name = "memstress";
 enum { DIST_UNIFORM, DIST_ZIPF };
 enum { CONTENT_ZERO, CONTENT_TEXT, CONTENT_RANDOM };
-static uint64_t ws_pages, rate_mbps, ops_total, batch, rounds, round_pages;
+static uint64_t ws_pages, rate_mbps, ops_total, batch, rounds, round_pages, prefill;
 static int dist, content;
 
 static const char *const words[] = {
@@ -33,6 +35,7 @@ void workload_init(struct rt_ctx *c)
 	rate_mbps = rt_arg_u64(c, "rate", 64);
 	ops_total = rt_arg_u64(c, "ops", rate_mbps ? rate_mbps * 256 * 3 : 262144);
 	batch = rt_arg_u64(c, "batch", 16);
+	prefill = rt_arg_u64(c, "prefill", 0);
 	rounds = rt_arg_u64(c, "rounds", 0);
 	round_pages = rt_arg_u64(c, "round_pages", 4096);
 	if (rounds && ws_pages < round_pages)
@@ -111,6 +114,13 @@ uint64_t workload_run(struct rt_ctx *c, unsigned vcpu, uint64_t *ops)
 			rt_hcall(PMG_HC_BARRIER, r, 0, 0);
 		}
 		return rt_hash(mix64(s, rounds), base, mine * PAGE_SIZE);
+	}
+	if (prefill) {
+		for (uint64_t p = 0; p < per; p++) {
+			if (p % batch == 0)
+				rt_tick();
+			fill(base + p * (PAGE_SIZE / 8), &s, p);
+		}
 	}
 	uint64_t t0 = rdtsc();
 	for (uint64_t i = 0; i < n; i++) {

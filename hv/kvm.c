@@ -110,7 +110,8 @@ static int kvm__create(struct hv_vm *vm)
 		k->mem = NULL;
 		goto err_vm;
 	}
-	madvise(k->mem, k->mem_size, MADV_NOHUGEPAGE); /* 4 KiB granularity keeps sparse guests sparse */
+	/* 4 KiB granularity keeps sparse guests sparse, unless asked otherwise. */
+	madvise(k->mem, k->mem_size, vm->cfg.huge_pages ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 
 	/* The dirty ring must be enabled before any vCPU exists. */
 	r = kvm__dirty_init(k);

@@ -45,7 +45,7 @@ if [ "$run" = 1 ]; then
 		echo "setup: /dev/kvm is absent, so no guest can run here; build finished" >&2
 		exit 1
 	fi
-	echo "setup: running a kvstore guest in the built-in VMM with the dirty ring:"
-	echo "       ./pml-migrate run guest/kvstore.elf --mem 1G --dirty-log ring"
-	exec ./pml-migrate run guest/kvstore.elf --mem 1G --dirty-log ring
+	echo "setup: migrating a kvstore guest live over TLS on loopback:"
+	echo "       ./pml-migrate demo"
+	exec ./pml-migrate demo
 fi
