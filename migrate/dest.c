@@ -28,6 +28,7 @@ enum dst_phase { DST_HELLO, DST_SHAPE, DST_RECEIVING, DST_APPLYING, DST_READY, D
 
 struct dst_job {
 	struct dst_job *next;
+	uint32_t round; /* non-zero: a ROUND_END marker, answered once reached */
 	uint32_t len;
 	uint8_t payload[];
 };
@@ -45,6 +46,7 @@ struct dst_stream {
 	struct dst_job *qhead, *qtail; /* under d->lock */
 	size_t qbytes;
 	int busy, paused;
+	uint32_t round_reached, round_answered; /* under d->lock */
 };
 
 struct migrate_dst {
@@ -178,6 +180,16 @@ static void *dst__worker(void *arg)
 		pthread_mutex_unlock(&d->lock);
 		if (!j)
 			return NULL;
+		if (j->round) {
+			/* Everything sent before this ROUND_END on this connection
+			 * is in guest memory now: tell the source (from the loop). */
+			pthread_mutex_lock(&d->lock);
+			s->round_reached = j->round;
+			pthread_mutex_unlock(&d->lock);
+			free(j);
+			uv_async_send(&d->wake);
+			continue;
+		}
 		struct stream_record rec = { .type = STREAM_PAGES, .len = j->len, .payload = j->payload };
 		int e = stream_parse_pages(&rec, d->nframes, dst__apply_page, d);
 		pthread_mutex_lock(&d->lock);
@@ -326,7 +338,17 @@ static void dst__wake(uv_async_t *a)
 		struct dst_stream *s = &d->st[i];
 		pthread_mutex_lock(&d->lock);
 		int resume = s->paused && s->qbytes < DST_QUEUE_LOW;
+		uint32_t reached = s->round_reached;
+		int answer = i == 0 && reached != s->round_answered;
+		s->round_answered = reached;
 		pthread_mutex_unlock(&d->lock);
+		if (answer && s->x && d->phase == DST_RECEIVING) {
+			struct stream_buf b = { 0 };
+			struct stream_round_end re = { .round = reached, .pages = atomic_load(&d->applied) };
+			if (stream_put_round_end(&b, &re) == 0)
+				xport_write(s->x, b.p, b.len);
+			stream_buf_free(&b);
+		}
 		if (resume && s->x) {
 			s->paused = 0;
 			xport_read_pause(s->x, 0);
@@ -344,6 +366,7 @@ static int dst__queue_pages(struct dst_stream *s, const struct stream_record *re
 	if (!j)
 		return -ENOMEM;
 	j->next = NULL;
+	j->round = 0;
 	j->len = rec->len;
 	memcpy(j->payload, rec->payload, rec->len);
 	pthread_mutex_lock(&d->lock);
@@ -553,9 +576,22 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 			return dst__queue_pages(s, rec);
 		case STREAM_ROUND_END: {
 			struct stream_round_end re;
-			if (stream_parse_round_end(rec, &re) < 0)
+			if (stream_parse_round_end(rec, &re) < 0 || re.round == 0)
 				break;
 			d->rounds = re.round;
+			struct dst_job *j = calloc(1, sizeof(*j));
+			if (!j)
+				return -ENOMEM;
+			j->round = re.round;
+			pthread_mutex_lock(&d->lock);
+			if (s->qtail)
+				s->qtail->next = j;
+			else
+				s->qhead = j;
+			s->qtail = j;
+			s->busy = 1;
+			pthread_cond_broadcast(&d->cond);
+			pthread_mutex_unlock(&d->lock);
 			return 0;
 		}
 		case STREAM_VCPU: {

@@ -219,6 +219,8 @@ struct migrate_src {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int got_hello, got_ready, got_running, stop_workers;
+	uint32_t dest_round; /* last ROUND_END the destination answered: all before it applied */
+	uint64_t dest_applied;
 	int failed; /* reason in fail_why */
 	char fail_why[512];
 	int committed, cancel;
@@ -514,12 +516,25 @@ static int msrc__workers_idle(struct migrate_src *m)
 	return e;
 }
 
-/* Everything queued so far is encoded and on the wire. */
-static int msrc__drain(struct migrate_src *m)
+/* Everything queued so far is encoded, on the wire, and (up to the last
+ * ROUND_END queued, for round) applied by the destination: a slow
+ * destination must not turn its backlog into downtime. */
+static int msrc__drain(struct migrate_src *m, uint32_t round)
 {
 	int e = msrc__workers_idle(m);
 	for (unsigned i = 0; !e && i < m->nstreams; i++)
 		e = xport_flush_wait(m->st[i].x);
+	if (e)
+		return e;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 10;
+	pthread_mutex_lock(&m->lock);
+	while (m->dest_round < round && !m->failed && !m->cancel)
+		if (pthread_cond_timedwait(&m->cond, &m->lock, &ts) == ETIMEDOUT)
+			break;
+	e = m->failed ? m->failed : 0;
+	pthread_mutex_unlock(&m->lock);
 	return e;
 }
 
@@ -883,7 +898,7 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 		if (m->expected_downtime_ns <= (uint64_t)m->o.downtime_ms * 1000000ull) {
 			/* Close: let the pipeline empty while the guest still runs,
 			 * then judge again on what is dirty now. */
-			if ((e = msrc__drain(m)) < 0)
+			if ((e = msrc__drain(m, m->round)) < 0)
 				return e;
 			if ((e = msrc__harvest(m, set, 0)) < 0)
 				return e;
@@ -1217,6 +1232,15 @@ static int msrc__on_record(void *opaque, const struct stream_record *rec)
 			if (!e) {
 				m->token = j.token;
 				msrc__connect_extra(m, j.port);
+			}
+		} else if (rec->type == STREAM_ROUND_END && m->got_hello) {
+			struct stream_round_end re;
+			if ((e = stream_parse_round_end(rec, &re)) == 0) {
+				pthread_mutex_lock(&m->lock);
+				m->dest_round = re.round;
+				m->dest_applied = re.pages;
+				pthread_cond_broadcast(&m->cond);
+				pthread_mutex_unlock(&m->lock);
 			}
 		} else if (rec->type == STREAM_READY || rec->type == STREAM_RUNNING) {
 			if ((e = stream_parse_empty(rec)) == 0) {
