@@ -231,7 +231,7 @@ struct migrate_src {
 
 	/* timing */
 	uint64_t t_start, t_setup_done, t_hello_sent, rtt_ns, t_pause, t_running, t_state_sent, t_ready;
-	uint64_t final_pages;
+	uint64_t final_pages, t_paused, t_commit;
 
 	/* page bookkeeping (engine thread) */
 	uint64_t nframes;
@@ -949,6 +949,7 @@ static int msrc__switchover(struct migrate_src *m, struct precopy_dirty_set *set
 
 	m->t_pause = now_ns();
 	hv_vm_pause(m->vm);
+	m->t_paused = now_ns(); /* every vCPU is out of the guest from here */
 	msrc__unthrottle(m);
 	if (hv_vm_has_ended(m->vm)) {
 		msrc__fail(m, -ESRCH, "the guest stopped during the migration");
@@ -1006,6 +1007,7 @@ static int msrc__switchover(struct migrate_src *m, struct precopy_dirty_set *set
 	pthread_mutex_lock(&m->lock);
 	m->committed = 1;
 	pthread_mutex_unlock(&m->lock);
+	m->t_commit = now_ns();
 	if ((e = msrc__send0(m, &b, stream_put_empty(&b, STREAM_COMMIT))) < 0) {
 		/* Never queued: the destination cannot have it. */
 		pthread_mutex_lock(&m->lock);
@@ -1047,7 +1049,7 @@ static void msrc__report(struct migrate_src *m, const char *result, const char *
 		",\"dirty_log\":\"%s\",\"harvests\":%" PRIu64 ",\"harvest_time_ms\":%.3f,\"deferred_hot_pages\":%zu"
 		",\"throttle_max_pct\":%u,\"throttle_time_ms\":%.1f,\"streams\":%u,\"tls\":%s,\"verified_chunks\":%" PRIu64
 		",\"forced_switchover\":%s,\"final_pages\":%" PRIu64 ",\"final_send_ms\":%.3f,\"ready_wait_ms\":%.3f,"
-		"\"commit_wait_ms\":%.3f,\"rtt_ms\":%.3f}",
+		"\"commit_wait_ms\":%.3f,\"rtt_ms\":%.3f,\"downtime_min_ms\":%.3f}",
 		m->name, m->o.target, (double)total / 1e6,
 		m->t_setup_done ? (double)(m->t_setup_done - m->t_start) / 1e6 : 0,
 		m->t_running && m->t_pause ? (double)(m->t_running - m->t_pause) / 1e6 : 0,
@@ -1059,7 +1061,8 @@ static void msrc__report(struct migrate_src *m, const char *result, const char *
 		m->forced ? "true" : "false", m->final_pages,
 		m->t_state_sent ? (double)(m->t_state_sent - m->t_pause) / 1e6 : 0,
 		m->t_ready ? (double)(m->t_ready - m->t_state_sent) / 1e6 : 0,
-		m->t_running ? (double)(m->t_running - m->t_ready) / 1e6 : 0, (double)m->rtt_ns / 1e6);
+		m->t_running ? (double)(m->t_running - m->t_ready) / 1e6 : 0, (double)m->rtt_ns / 1e6,
+		m->t_commit ? (double)(m->t_commit - m->t_paused) / 1e6 : 0);
 	fclose(f);
 	m->report = out;
 }
