@@ -445,8 +445,6 @@ static void run__mig_done(void *opaque, enum migrate_result res, const char *jso
 {
 	struct runner *r = opaque;
 	run__mig_line(r, json);
-	free(r->mig_report);
-	r->mig_report = strdup(json);
 	r->mig = NULL;
 	if (res == MIGRATE_OK) {
 		/* The guest lives on the destination now; this copy never runs again. */
@@ -647,6 +645,5 @@ void runner_cleanup(struct runner *r)
 	precopy_dirtylog_close(r->dl);
 	precopy_dirty_set_free(&r->set);
 	hv_vm_destroy(r->vm);
-	free(r->mig_report);
 	pthread_mutex_destroy(&r->lock);
 }

@@ -53,7 +53,6 @@ struct runner {
 	struct ctl_client *mig_client;
 	int migrated, indeterminate, stop_after_mig;
 	char mig_target[300];
-	char *mig_report;
 
 	uv_loop_t loop;
 	int loop_ok;

@@ -794,11 +794,10 @@ static int msrc__send0(struct migrate_src *m, struct stream_buf *b, int e)
 static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 {
 	uint64_t deadline = m->t_start + (uint64_t)m->o.max_time_s * 1000000000ull;
-	uint64_t last_harvest = 0, last_progress = 0, round_t0 = now_ns(), round_done0 = 0;
+	uint64_t last_harvest = 0, last_progress = 0, round_done0 = 0;
 	/* Rates are measured over windows of several rounds: late rounds are
 	 * tiny and a rate from one of them is noise. */
 	uint64_t w_t0 = now_ns(), w_done0 = 0, w_busy0 = 0, w_dirty0 = 0, w_wire0 = 0, w_pend0 = 0;
-	uint64_t budget_pages;
 	size_t round_left = 0; /* queue entries that belong to this round */
 	int scanning = 1, e;
 
@@ -846,7 +845,6 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 		if ((e = msrc__flush_all(m)) < 0)
 			return e;
 		t = now_ns();
-		uint64_t dt = t - round_t0;
 		uint64_t done = atomic_load(&m->pages_done);
 		if ((e = msrc__harvest(m, set, 0)) < 0)
 			return e;
@@ -871,8 +869,7 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 			w_wire0 = wire;
 			w_pend0 = pend;
 		}
-		budget_pages = m->rate_pps * m->o.downtime_ms / 2000; /* half the downtime for held-back pages */
-		m->defer_budget = budget_pages;
+		m->defer_budget = m->rate_pps * m->o.downtime_ms / 2000; /* half the downtime for held-back pages */
 		/* A smaller budget than before (slower link, lower target): the
 		 * excess goes back to the regular rounds. */
 		while (m->ndeferred > m->defer_budget) {
@@ -912,12 +909,10 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 			m->forced = 1;
 			return 0;
 		}
-		(void)dt;
 		if (m->qlen < 64)
 			usleep(2000); /* let some dirt gather instead of spinning on tiny rounds */
 		m->round++;
 		round_left = m->qlen;
-		round_t0 = now_ns();
 		round_done0 = atomic_load(&m->pages_done);
 	}
 }

@@ -160,7 +160,6 @@ void xport_tls_free(struct xport_tls *t)
 	free(t);
 }
 
-int xport_tls_insecure(const struct xport_tls *t) { return t->insecure; }
 
 /* ---- addresses ---- */
 

@@ -41,7 +41,6 @@ struct xport_tls_config {
 struct xport_tls;
 int xport_tls_new(const struct xport_tls_config *cfg, struct xport_tls **out, char *err, size_t errlen);
 void xport_tls_free(struct xport_tls *t);
-int xport_tls_insecure(const struct xport_tls *t);
 
 struct xport_conn;
 
