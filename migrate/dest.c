@@ -359,23 +359,19 @@ static void dst__wake(uv_async_t *a)
 
 /* ---- records ---- */
 
-static int dst__queue_pages(struct dst_stream *s, const struct stream_record *rec)
+/* Hands j to the connection's decode worker, in order; pauses reading
+ * while too much waits undecoded. */
+static void dst__queue_job(struct dst_stream *s, struct dst_job *j)
 {
 	struct migrate_dst *d = s->d;
-	struct dst_job *j = malloc(sizeof(*j) + rec->len);
-	if (!j)
-		return -ENOMEM;
 	j->next = NULL;
-	j->round = 0;
-	j->len = rec->len;
-	memcpy(j->payload, rec->payload, rec->len);
 	pthread_mutex_lock(&d->lock);
 	if (s->qtail)
 		s->qtail->next = j;
 	else
 		s->qhead = j;
 	s->qtail = j;
-	s->qbytes += rec->len;
+	s->qbytes += j->len;
 	s->busy = 1;
 	int pause = s->qbytes > DST_QUEUE_HIGH;
 	pthread_cond_broadcast(&d->cond);
@@ -384,6 +380,17 @@ static int dst__queue_pages(struct dst_stream *s, const struct stream_record *re
 		s->paused = 1;
 		xport_read_pause(s->x, 1);
 	}
+}
+
+static int dst__queue_pages(struct dst_stream *s, const struct stream_record *rec)
+{
+	struct dst_job *j = malloc(sizeof(*j) + rec->len);
+	if (!j)
+		return -ENOMEM;
+	j->round = 0;
+	j->len = rec->len;
+	memcpy(j->payload, rec->payload, rec->len);
+	dst__queue_job(s, j);
 	return 0;
 }
 
@@ -441,10 +448,8 @@ static void dst__join_connection(uv_stream_t *server, int status)
 		if (!t)
 			return;
 		uv_tcp_init(d->loop, t);
-		if (uv_accept(server, (uv_stream_t *)t) == 0)
-			uv_close((uv_handle_t *)t, (uv_close_cb)free);
-		else
-			uv_close((uv_handle_t *)t, (uv_close_cb)free);
+		uv_accept(server, (uv_stream_t *)t);
+		uv_close((uv_handle_t *)t, (uv_close_cb)free);
 		return;
 	}
 	if (xport_accept(server, d->tls, &dst_cb, &d->st[slot], &d->st[slot].x) < 0)
@@ -583,15 +588,7 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 			if (!j)
 				return -ENOMEM;
 			j->round = re.round;
-			pthread_mutex_lock(&d->lock);
-			if (s->qtail)
-				s->qtail->next = j;
-			else
-				s->qhead = j;
-			s->qtail = j;
-			s->busy = 1;
-			pthread_cond_broadcast(&d->cond);
-			pthread_mutex_unlock(&d->lock);
+			dst__queue_job(s, j);
 			return 0;
 		}
 		case STREAM_VCPU: {
