@@ -238,8 +238,8 @@ struct migrate_src {
 	uint64_t *pend_bits, *defer_bits;
 	uint64_t *queue;
 	size_t qhead, qlen, qcap;
-	uint64_t *deferred;
-	size_t ndeferred, defer_cap, defer_budget, deferred_total;
+	struct precopy_dirty_set deferred; /* held back to the final round */
+	size_t defer_budget, deferred_total;
 	uint8_t *rounds_dirty, *last_round;
 	unsigned round;
 	uint64_t scan_cursor;
@@ -570,15 +570,8 @@ static int msrc__queue_push(struct migrate_src *m, uint64_t gfn)
 
 static int msrc__defer(struct migrate_src *m, uint64_t gfn)
 {
-	if (m->ndeferred == m->defer_cap) {
-		size_t cap = m->defer_cap ? m->defer_cap * 2 : 4096;
-		uint64_t *d = realloc(m->deferred, cap * sizeof(uint64_t));
-		if (!d)
-			return -ENOMEM;
-		m->deferred = d;
-		m->defer_cap = cap;
-	}
-	m->deferred[m->ndeferred++] = gfn;
+	if (precopy_dirty_set_push(&m->deferred, gfn) < 0)
+		return -ENOMEM;
 	m->deferred_total++;
 	bit_set(m->defer_bits, gfn);
 	return 0;
@@ -605,7 +598,7 @@ static int msrc__harvest(struct migrate_src *m, struct precopy_dirty_set *set, i
 			if (m->rounds_dirty[g] < 255)
 				m->rounds_dirty[g]++;
 		}
-		if (!final && m->rounds_dirty[g] >= HOT_ROUNDS && m->ndeferred < m->defer_budget &&
+		if (!final && m->rounds_dirty[g] >= HOT_ROUNDS && m->deferred.n < m->defer_budget &&
 		    !bit_test(m->pend_bits, g)) {
 			if (msrc__defer(m, g) < 0)
 				return -ENOMEM;
@@ -744,7 +737,7 @@ static void msrc__progress(struct migrate_src *m, const char *phase)
 		 "\"pages_sent\":%" PRIu64 ",\"bytes_on_wire\":%" PRIu64 ",\"throughput_mbps\":%.1f,"
 		 "\"dirty_rate_pages_per_s\":%" PRIu64 ",\"expected_downtime_ms\":%.3f,\"throttle_pct\":%u,"
 		 "\"elapsed_ms\":%.1f}",
-		 phase, m->round, m->qlen + (m->scan_cursor < m->nframes ? 1 : 0), m->ndeferred,
+		 phase, m->round, m->qlen + (m->scan_cursor < m->nframes ? 1 : 0), m->deferred.n,
 		 (uint64_t)atomic_load(&m->pages_sent), msrc__wire_out(m), mbps, m->dirty_rate_pps,
 		 (double)m->expected_downtime_ns / 1e6, tmax, (double)el / 1e6);
 	msrc__event(m, buf);
@@ -872,14 +865,14 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 		m->defer_budget = m->rate_pps * m->o.downtime_ms / 2000; /* half the downtime for held-back pages */
 		/* A smaller budget than before (slower link, lower target): the
 		 * excess goes back to the regular rounds. */
-		while (m->ndeferred > m->defer_budget) {
-			uint64_t g = m->deferred[--m->ndeferred];
+		while (m->deferred.n > m->defer_budget) {
+			uint64_t g = m->deferred.gfns[--m->deferred.n];
 			bit_clear(m->defer_bits, g);
 			m->rounds_dirty[g] = 0;
 			if ((e = msrc__queue_push(m, g)) < 0)
 				return e;
 		}
-		m->expected_downtime_ns = msrc__expected_ns(m, m->qlen + m->ndeferred);
+		m->expected_downtime_ns = msrc__expected_ns(m, m->qlen + m->deferred.n);
 		struct msrc_job *j = calloc(1, sizeof(*j));
 		if (!j)
 			return -ENOMEM;
@@ -887,7 +880,7 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 		j->re = (struct stream_round_end){ .round = m->round,
 						   .pages = done - round_done0,
 						   .bytes = atomic_load(&m->record_bytes),
-						   .remaining = m->qlen + m->ndeferred };
+						   .remaining = m->qlen + m->deferred.n };
 		if ((e = msrc__push_job(m, &m->st[0], j)) < 0)
 			return e;
 		msrc__progress(m, "round");
@@ -899,13 +892,13 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 				return e;
 			if ((e = msrc__harvest(m, set, 0)) < 0)
 				return e;
-			m->expected_downtime_ns = msrc__expected_ns(m, m->qlen + m->ndeferred);
+			m->expected_downtime_ns = msrc__expected_ns(m, m->qlen + m->deferred.n);
 			if (m->expected_downtime_ns <= (uint64_t)m->o.downtime_ms * 1000000ull)
 				return 0;
 		}
 		/* The fixed cost alone may exceed the limit: then nothing more can
 		 * be gained by waiting once the dirty set is this small. */
-		if (msrc__fixed_cost_ns(m) > (uint64_t)m->o.downtime_ms * 1000000ull && m->qlen + m->ndeferred < 64) {
+		if (msrc__fixed_cost_ns(m) > (uint64_t)m->o.downtime_ms * 1000000ull && m->qlen + m->deferred.n < 64) {
 			m->forced = 1;
 			return 0;
 		}
@@ -953,12 +946,12 @@ static int msrc__switchover(struct migrate_src *m, struct precopy_dirty_set *set
 	/* Paused: every vCPU is out of KVM_RUN, so the log is complete. */
 	if ((e = msrc__harvest(m, set, 1)) < 0)
 		return e;
-	for (size_t i = 0; i < m->ndeferred; i++) {
-		bit_clear(m->defer_bits, m->deferred[i]);
-		if ((e = msrc__queue_push(m, m->deferred[i])) < 0)
+	for (size_t i = 0; i < m->deferred.n; i++) {
+		bit_clear(m->defer_bits, m->deferred.gfns[i]);
+		if ((e = msrc__queue_push(m, m->deferred.gfns[i])) < 0)
 			return e;
 	}
-	m->ndeferred = 0;
+	m->deferred.n = 0;
 	for (uint64_t g; msrc__scan_next(m, &g);) /* only after a lost harvest */
 		if ((e = msrc__send_page(m, g)) < 0)
 			return e;
@@ -1326,7 +1319,7 @@ static void msrc__handle_closed(uv_handle_t *h)
 	free(m->pend_bits);
 	free(m->defer_bits);
 	free(m->queue);
-	free(m->deferred);
+	precopy_dirty_set_free(&m->deferred);
 	free(m->rounds_dirty);
 	free(m->last_round);
 	free(m->events);

@@ -83,20 +83,13 @@ static void dirtylog__emit(void *opaque, uint64_t gfn)
 	dl->st.entries++;
 	if (gfn >= dl->nframes || (dl->seen[gfn >> 6] & bit))
 		return;
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 4096;
-		uint64_t *g = realloc(s->gfns, cap * sizeof(uint64_t));
-		if (!g) {
-			/* Can't drop a dirty frame: remember and fail the harvest;
-			 * the frame is lost from this harvest, so fail loudly. */
-			dl->oom = 1;
-			return;
-		}
-		s->gfns = g;
-		s->cap = cap;
+	if (precopy_dirty_set_push(s, gfn) < 0) {
+		/* Can't drop a dirty frame: remember and fail the harvest;
+		 * the frame is lost from this harvest, so fail loudly. */
+		dl->oom = 1;
+		return;
 	}
 	dl->seen[gfn >> 6] |= bit;
-	s->gfns[s->n++] = gfn;
 	if (dl->hot[gfn] != UINT16_MAX)
 		dl->hot[gfn]++;
 }
@@ -146,6 +139,20 @@ void precopy_dirtylog_get_stats(const struct precopy_dirtylog *dl, struct precop
 enum hv_dirty_mode precopy_dirtylog_mode(const struct precopy_dirtylog *dl)
 {
 	return hv_vm_config(dl->vm)->dirty_mode;
+}
+
+int precopy_dirty_set_push(struct precopy_dirty_set *set, uint64_t gfn)
+{
+	if (set->n == set->cap) {
+		size_t cap = set->cap ? set->cap * 2 : 4096;
+		uint64_t *g = realloc(set->gfns, cap * sizeof(uint64_t));
+		if (!g)
+			return -ENOMEM;
+		set->gfns = g;
+		set->cap = cap;
+	}
+	set->gfns[set->n++] = gfn;
+	return 0;
 }
 
 void precopy_dirty_set_free(struct precopy_dirty_set *set)

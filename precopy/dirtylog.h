@@ -53,6 +53,8 @@ unsigned precopy_dirtylog_hotness(const struct precopy_dirtylog *dl, uint64_t gf
 void precopy_dirtylog_get_stats(const struct precopy_dirtylog *dl, struct precopy_dirtylog_stats *st);
 enum hv_dirty_mode precopy_dirtylog_mode(const struct precopy_dirtylog *dl);
 
+/* Appends gfn (no dedupe), growing the set. Returns 0 or -ENOMEM. */
+int precopy_dirty_set_push(struct precopy_dirty_set *set, uint64_t gfn);
 void precopy_dirty_set_free(struct precopy_dirty_set *set);
 
 #endif
