@@ -91,24 +91,6 @@ static int demo__read(const char *path, char *buf, size_t len)
 	return (int)n;
 }
 
-static void demo__field(const char *json, const char *key, char *out, size_t len)
-{
-	char pat[48];
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	const char *p = strstr(json, pat);
-	out[0] = 0;
-	if (!p)
-		return;
-	p += strlen(pat);
-	if (*p == '"')
-		p++;
-	size_t n = strcspn(p, "\",}\n");
-	if (n >= len)
-		n = len - 1;
-	memcpy(out, p, n);
-	out[n] = 0;
-}
-
 static int demo__find_guest(const char *dir, char *out, size_t len)
 {
 	char exe[PATH_MAX - 64];
@@ -248,8 +230,8 @@ int cmd_demo(int argc, char **argv)
 		}
 	}
 	demo__read(p, buf, sizeof(buf));
-	demo__field(buf, "digest", want, sizeof(want));
-	demo__field(buf, "run_time_ms", runms, sizeof(runms));
+	cli_json_field(buf, "digest", want, sizeof(want));
+	cli_json_field(buf, "run_time_ms", runms, sizeof(runms));
 	printf("   expected digest %s, run time %s ms\n", want, runms);
 
 	/* 3. agent */
@@ -318,11 +300,11 @@ int cmd_demo(int argc, char **argv)
 		goto out;
 	}
 	demo__read(p, buf, sizeof(buf));
-	char got[32], res[32], stall[32], back[32];
-	demo__field(buf, "digest", got, sizeof(got));
-	demo__field(buf, "result", res, sizeof(res));
-	demo__field(buf, "max_stall_us", stall, sizeof(stall));
-	demo__field(buf, "tsc_backwards", back, sizeof(back));
+	char got[32] = "", res[32] = "", stall[32] = "", back[32] = "";
+	cli_json_field(buf, "digest", got, sizeof(got));
+	cli_json_field(buf, "result", res, sizeof(res));
+	cli_json_field(buf, "max_stall_us", stall, sizeof(stall));
+	cli_json_field(buf, "tsc_backwards", back, sizeof(back));
 	printf("   destination: result %s, digest %s, guest-observed max stall %.3f ms, TSC went backwards %s times\n",
 	       res, got, strtod(stall, NULL) / 1000.0, back);
 	if (strcmp(res, "ok") || strcmp(got, want) || !want[0]) {

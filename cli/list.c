@@ -20,24 +20,6 @@ static void list_usage(FILE *f)
 		   "exit codes: 0 listed (possibly none); 2 usage error.\n");
 }
 
-static int list__field(const char *json, const char *key, char *out, size_t len)
-{
-	char pat[48];
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	const char *p = strstr(json, pat);
-	if (!p)
-		return -1;
-	p += strlen(pat);
-	if (*p == '"')
-		p++;
-	size_t n = strcspn(p, "\",}");
-	if (n >= len)
-		n = len - 1;
-	memcpy(out, p, n);
-	out[n] = 0;
-	return 0;
-}
-
 int cmd_list(int argc, char **argv)
 {
 	int json = 0;
@@ -84,12 +66,12 @@ int cmd_list(int argc, char **argv)
 			continue;
 		}
 		char st[32] = "?", pid[16] = "?", mem[32] = "0", vc[8] = "?", dl[16] = "?", up[32] = "0";
-		list__field(line, "state", st, sizeof(st));
-		list__field(line, "pid", pid, sizeof(pid));
-		list__field(line, "mem_bytes", mem, sizeof(mem));
-		list__field(line, "vcpus", vc, sizeof(vc));
-		list__field(line, "dirty_log", dl, sizeof(dl));
-		list__field(line, "uptime_ms", up, sizeof(up));
+		cli_json_field(line, "state", st, sizeof(st));
+		cli_json_field(line, "pid", pid, sizeof(pid));
+		cli_json_field(line, "mem_bytes", mem, sizeof(mem));
+		cli_json_field(line, "vcpus", vc, sizeof(vc));
+		cli_json_field(line, "dirty_log", dl, sizeof(dl));
+		cli_json_field(line, "uptime_ms", up, sizeof(up));
 		printf("%-24s %-14s %8s %9lluM %6s %-7s %11.1fs\n", name, st, pid, strtoull(mem, NULL, 10) >> 20, vc, dl,
 		       strtod(up, NULL) / 1000.0);
 	}

@@ -65,35 +65,10 @@ static int send__add(char *cmd, size_t len, const char *key, const char *val)
 	return 0;
 }
 
-/* Pulls "key":number or "key":"string" out of one of our own JSON lines. */
-static int send__field(const char *json, const char *key, char *out, size_t outlen)
-{
-	char pat[64];
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	const char *p = strstr(json, pat);
-	if (!p)
-		return -ENOENT;
-	p += strlen(pat);
-	size_t n = 0;
-	if (*p == '"') {
-		p++;
-		while (p[n] && p[n] != '"')
-			n++;
-	} else {
-		while (p[n] && p[n] != ',' && p[n] != '}')
-			n++;
-	}
-	if (n >= outlen)
-		n = outlen - 1;
-	memcpy(out, p, n);
-	out[n] = 0;
-	return 0;
-}
-
 static double send__num(const char *json, const char *key)
 {
 	char v[64];
-	return send__field(json, key, v, sizeof(v)) ? 0 : strtod(v, NULL);
+	return cli_json_field(json, key, v, sizeof(v)) ? 0 : strtod(v, NULL);
 }
 
 static void send__bar(const char *ev)
@@ -105,7 +80,7 @@ static void send__bar(const char *ev)
 		bar[i] = i < (int)(frac * 20) ? '#' : '.';
 	bar[20] = 0;
 	char phase[32] = "";
-	send__field(ev, "phase", phase, sizeof(phase));
+	cli_json_field(ev, "phase", phase, sizeof(phase));
 	fprintf(stderr, "\r  round %-4.0f [%s] remaining %-8.0f %7.0f Mbit/s  dirty %7.0f p/s  expected %7.1f ms  throttle %2.0f%% %-10s",
 		send__num(ev, "round"), bar, rem + send__num(ev, "deferred_pages"), send__num(ev, "throughput_mbps"),
 		send__num(ev, "dirty_rate_pages_per_s"), send__num(ev, "expected_downtime_ms"),
@@ -144,7 +119,7 @@ static void send__human(const char *rep)
 	char v[600];
 	printf("\n== pml-migrate send ==\n");
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (send__field(rep, keys[i][0], v, sizeof(v)) == 0)
+		if (cli_json_field(rep, keys[i][0], v, sizeof(v)) == 0)
 			printf("  %-24s %s\n", keys[i][1], v);
 }
 
@@ -269,7 +244,7 @@ int cmd_send(int argc, char **argv)
 			started = 1;
 			if (strstr(line, "\"ok\":false")) {
 				char err[600] = "refused";
-				send__field(line, "error", err, sizeof(err));
+				cli_json_field(line, "error", err, sizeof(err));
 				cli_err("send: %s", err);
 				rc = PMG_EXIT_FAIL;
 				break;
@@ -278,7 +253,7 @@ int cmd_send(int argc, char **argv)
 				printf("%s\n", line);
 			continue;
 		}
-		if (send__field(line, "event", res, sizeof(res)) == 0 && !strcmp(res, "progress")) {
+		if (cli_json_field(line, "event", res, sizeof(res)) == 0 && !strcmp(res, "progress")) {
 			if (json) {
 				printf("%s\n", line);
 				fflush(stdout);
@@ -293,12 +268,12 @@ int cmd_send(int argc, char **argv)
 			printf("%s\n", line);
 		else
 			send__human(line);
-		send__field(line, "result", res, sizeof(res));
+		cli_json_field(line, "result", res, sizeof(res));
 		rc = !strcmp(res, "migrated") ? PMG_EXIT_OK : !strcmp(res, "indeterminate") ? PMG_EXIT_INDETERMINATE
 											: PMG_EXIT_FAIL;
 		if (rc == PMG_EXIT_FAIL && !json) {
 			char err[600] = "";
-			send__field(line, "error", err, sizeof(err));
+			cli_json_field(line, "error", err, sizeof(err));
 			cli_err("send: migration failed, '%s' keeps running here: %s", name, err);
 		}
 		break;

@@ -227,3 +227,27 @@ int cli_read_line(int fd, char *buf, size_t len, size_t *have, char *line, size_
 		*have += (size_t)got;
 	}
 }
+
+int cli_json_field(const char *json, const char *key, char *out, size_t outlen)
+{
+	char pat[80];
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	const char *p = strstr(json, pat);
+	if (!p)
+		return -ENOENT;
+	p += strlen(pat);
+	size_t n = 0;
+	if (*p == '"') {
+		p++;
+		while (p[n] && p[n] != '"')
+			n++;
+	} else {
+		while (p[n] && p[n] != ',' && p[n] != '}')
+			n++;
+	}
+	if (n >= outlen)
+		n = outlen - 1;
+	memcpy(out, p, n);
+	out[n] = 0;
+	return 0;
+}

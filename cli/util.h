@@ -46,6 +46,12 @@ void json_end(struct json *j); /* closes and writes '\n' */
 
 uint64_t cli_now_ns(void);
 
+/* Copies the value of "key" out of one of our own one-line JSON objects:
+ * a string without its quotes, or a number/literal up to ',' or '}'.
+ * Returns 0, or -ENOENT leaving out untouched. Not a general JSON parser:
+ * for the reports and answers this program writes. */
+int cli_json_field(const char *json, const char *key, char *out, size_t outlen);
+
 /* Connects to VM name's control socket in the run directory. Returns the
  * socket fd, or -errno with a message printed (prefix: the command;
  * NULL: quiet). */
