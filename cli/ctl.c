@@ -3,10 +3,7 @@
  * VM's control socket, its JSON answer on stdout.
  */
 #include <errno.h>
-#include <poll.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 #include "cli/commands.h"
 #include "cli/util.h"
@@ -24,7 +21,6 @@ int cmd_ctl(int argc, char **argv)
 {
 	static const char *const cmds[] = { "status", "pause", "resume", "stats", "stop" };
 	char line[4096];
-	size_t len = 0;
 	int fd, known = 0;
 
 	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
@@ -54,26 +50,18 @@ int cmd_ctl(int argc, char **argv)
 		close(fd);
 		return PMG_EXIT_FAIL;
 	}
-	while (len < sizeof(line) - 1) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, 10000) <= 0) {
-			cli_err("ctl: no answer from '%s' within 10 s", argv[1]);
-			close(fd);
-			return PMG_EXIT_FAIL;
-		}
-		ssize_t got = read(fd, line + len, sizeof(line) - 1 - len);
-		if (got <= 0)
-			break;
-		len += (size_t)got;
-		if (memchr(line, '\n', len))
-			break;
-	}
+	char buf[4096];
+	size_t have = 0;
+	int got = cli_read_line(fd, buf, sizeof(buf), &have, line, sizeof(line), 10000);
 	close(fd);
-	line[len] = 0;
-	if (!len) {
+	if (got == -ETIMEDOUT) {
+		cli_err("ctl: no answer from '%s' within 10 s", argv[1]);
+		return PMG_EXIT_FAIL;
+	}
+	if (got <= 0) {
 		cli_err("ctl: '%s' closed the connection without answering", argv[1]);
 		return PMG_EXIT_FAIL;
 	}
-	fputs(line, stdout);
+	puts(line);
 	return strstr(line, "\"ok\":true") ? PMG_EXIT_OK : PMG_EXIT_FAIL;
 }
