@@ -12,7 +12,6 @@ struct hv_backend {
 	int (*create)(struct hv_vm *vm);
 	void (*destroy)(struct hv_vm *vm);
 	void *(*mem)(struct hv_vm *vm, uint64_t gpa, uint64_t len);
-	int (*page_present)(struct hv_vm *vm, uint64_t gfn);
 	int (*present_range)(struct hv_vm *vm, uint64_t gfn, uint64_t n, uint8_t *vec);
 	int (*vcpu_entries)(struct hv_vm *vm, unsigned idx, uint64_t *entries);
 	int (*throttle)(struct hv_vm *vm, unsigned idx, unsigned pct);

@@ -83,9 +83,11 @@ void *hv_mem(struct hv_vm *vm, uint64_t gpa, uint64_t len)
 
 int hv_mem_page_present(struct hv_vm *vm, uint64_t gfn)
 {
+	uint8_t vec = 0;
 	if (gfn >= vm->cfg.mem_bytes >> HV_PAGE_SHIFT)
 		return -EINVAL;
-	return vm->be->page_present(vm, gfn);
+	int e = vm->be->present_range(vm, gfn, 1, &vec);
+	return e < 0 ? e : vec;
 }
 
 int hv_mem_present_range(struct hv_vm *vm, uint64_t gfn, uint64_t n, uint8_t *vec)

@@ -215,15 +215,6 @@ static void *kvm__mem(struct hv_vm *vm, uint64_t gpa, uint64_t len)
 	return kvm__vm(vm)->mem + gpa;
 }
 
-static int kvm__page_present(struct hv_vm *vm, uint64_t gfn)
-{
-	unsigned char vec = 0;
-	struct kvm_vm *k = kvm__vm(vm);
-	if (mincore(k->mem + (gfn << HV_PAGE_SHIFT), HV_PAGE_SIZE, &vec) < 0)
-		return -errno;
-	return vec & 1;
-}
-
 static int kvm__present_range(struct hv_vm *vm, uint64_t gfn, uint64_t n, uint8_t *vec)
 {
 	struct kvm_vm *k = kvm__vm(vm);
@@ -664,7 +655,6 @@ const struct hv_backend hv_kvm_backend = {
 	.create = kvm__create,
 	.destroy = kvm__destroy,
 	.mem = kvm__mem,
-	.page_present = kvm__page_present,
 	.present_range = kvm__present_range,
 	.vcpu_entries = kvm__vcpu_entries,
 	.throttle = kvm__throttle,
