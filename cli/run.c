@@ -155,21 +155,12 @@ int cmd_run(int argc, char **argv)
 	}
 	if (runner_claim_name(&r, r.name) < 0)
 		goto out;
-	if (r.cfg.dirty_mode != HV_DIRTY_OFF) {
-		e = precopy_dirtylog_open(r.vm, &r.dl);
-		if (e < 0) {
-			cli_err("starting the %s dirty log: %s", hv_dirty_mode_name(r.cfg.dirty_mode), strerror(-e));
-			goto out;
-		}
-	}
+	/* The dirty log and its harvester start with the guest's first write. */
+	if (runner_went_live(&r) < 0)
+		goto out;
 	e = hv_vm_start(r.vm);
 	if (e < 0) {
 		cli_err("starting vCPUs: %s", strerror(-e));
-		goto out;
-	}
-	if (runner_went_live(&r) < 0) {
-		hv_vm_stop(r.vm);
-		hv_vm_wait(r.vm);
 		goto out;
 	}
 	rc = runner_run(&r);

@@ -70,8 +70,9 @@ int runner_init(struct runner *r, const char *name);
 int runner_claim_name(struct runner *r, const char *name);
 /* The guest callbacks to install on r->vm. */
 extern const struct hv_guest_ops runner_guest_ops;
-/* The VM runs (started by the caller): opens its dirty log (if any) and
- * starts the harvester. Returns 0 or -errno (message printed). */
+/* The VM runs, or is about to (the caller starts it just before or just
+ * after): opens its dirty log (if any) and starts the harvester. Returns 0
+ * or -errno (message printed). */
 int runner_went_live(struct runner *r);
 /* Runs the loop until the VM stops, then prints the report. Returns the
  * process exit code. */
