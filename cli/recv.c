@@ -185,7 +185,6 @@ static int recv_session(const struct recv_opts *o)
 	if (runner_init(&s.r, "") < 0)
 		return PMG_EXIT_FAIL;
 	s.r.incoming = 1;
-	s.r.json = 0;
 	struct xport_tls_config tc = { .server = 1, .insecure = o->insecure, .certs_dir = o->certs, .node = o->node,
 				       .allow = o->allow[0] ? o->allow : NULL };
 	if (xport_tls_new(&tc, &s.tls, err, sizeof(err)) < 0) {
@@ -261,7 +260,6 @@ static void agent__connection(uv_stream_t *server, int status)
 	if (!t)
 		return;
 	uv_tcp_init(&a->loop, t);
-	t->data = t;
 	if (uv_accept(server, (uv_stream_t *)t) < 0)
 		goto done;
 	if (a->live >= a->o.max_sessions) {
@@ -310,10 +308,8 @@ static void agent__signal(uv_signal_t *s, int sig)
 static void agent__close_walk(uv_handle_t *h, void *arg)
 {
 	(void)arg;
-	if (!uv_is_closing(h) && h->type != UV_PROCESS)
-		uv_close(h, NULL);
-	else if (!uv_is_closing(h))
-		uv_close(h, agent__child_closed);
+	if (!uv_is_closing(h))
+		uv_close(h, h->type == UV_PROCESS ? agent__child_closed : NULL);
 }
 
 static int recv_agent(struct recv_opts *o)

@@ -694,14 +694,7 @@ static void dst__on_close(struct xport_conn *x, int err, const char *why, void *
 			  why);
 }
 
-static void dst__on_ready(struct xport_conn *x, void *opaque)
-{
-	(void)x;
-	(void)opaque;
-}
-
 static const struct xport_callbacks dst_cb = {
-	.on_ready = dst__on_ready,
 	.on_data = dst__on_data,
 	.on_close = dst__on_close,
 };

@@ -726,8 +726,8 @@ static uint64_t msrc__wire_out(struct migrate_src *m)
 static void msrc__progress(struct migrate_src *m, const char *phase)
 {
 	char buf[768];
-	uint64_t el = now_ns() - m->t_start;
-	double mbps = el ? (double)msrc__wire_out(m) * 8.0 * 1000.0 / (double)el : 0;
+	uint64_t el = now_ns() - m->t_start, wire = msrc__wire_out(m);
+	double mbps = el ? (double)wire * 8.0 * 1000.0 / (double)el : 0;
 	unsigned tmax = 0;
 	for (unsigned i = 0; i < hv_vm_config(m->vm)->vcpus; i++)
 		if (m->throttle_pct[i] > tmax)
@@ -738,7 +738,7 @@ static void msrc__progress(struct migrate_src *m, const char *phase)
 		 "\"dirty_rate_pages_per_s\":%" PRIu64 ",\"expected_downtime_ms\":%.3f,\"throttle_pct\":%u,"
 		 "\"elapsed_ms\":%.1f}",
 		 phase, m->round, m->qlen + (m->scan_cursor < m->nframes ? 1 : 0), m->deferred.n,
-		 (uint64_t)atomic_load(&m->pages_sent), msrc__wire_out(m), mbps, m->dirty_rate_pps,
+		 (uint64_t)atomic_load(&m->pages_sent), wire, mbps, m->dirty_rate_pps,
 		 (double)m->expected_downtime_ns / 1e6, tmax, (double)el / 1e6);
 	msrc__event(m, buf);
 }

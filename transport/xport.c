@@ -490,7 +490,7 @@ int xport_sockname(const struct xport_conn *c, struct sockaddr_storage *ss)
 static void xport__became_ready(struct xport_conn *c)
 {
 	c->ready = 1;
-	if (c->cb->on_ready)
+	if (c->cb->on_ready) /* optional */
 		c->cb->on_ready(c, c->opaque);
 }
 

@@ -45,7 +45,8 @@ void xport_tls_free(struct xport_tls *t);
 struct xport_conn;
 
 struct xport_callbacks {
-	/* Handshake done and the peer authenticated (at once with --insecure). */
+	/* Handshake done and the peer authenticated (at once with --insecure).
+	 * Optional (NULL). */
 	void (*on_ready)(struct xport_conn *c, void *opaque);
 	/* Plaintext bytes, in order. A non-zero return closes the connection
 	 * with that error. */
