@@ -14,8 +14,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
 #include "cli/runner.h"
@@ -268,22 +266,6 @@ static void ctl__connection(uv_stream_t *server, int status)
 		uv_close((uv_handle_t *)&c->pipe, ctl__free);
 }
 
-/* A socket file that nobody answers on is stale and may be replaced; one
- * that answers belongs to a running VM of the same name. */
-static int run__socket_in_use(const char *path)
-{
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int used = 0;
-	if (fd < 0)
-		return 0;
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
-		used = 1;
-	close(fd);
-	return used;
-}
-
 static int run__open_ctl(struct runner *r)
 {
 	char dir[80];
@@ -296,7 +278,11 @@ static int run__open_ctl(struct runner *r)
 		cli_err("control socket path too long");
 		return -ENAMETOOLONG;
 	}
-	if (run__socket_in_use(r->sock_path)) {
+	/* A socket file that nobody answers on is stale and may be replaced;
+	 * one that answers belongs to a running VM of the same name. */
+	int other = cli_ctl_connect(NULL, r->name);
+	if (other >= 0) {
+		close(other);
 		cli_err("a VM named '%s' is already running (%s)", r->name, r->sock_path);
 		return -EEXIST;
 	}
