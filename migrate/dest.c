@@ -514,7 +514,9 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 			}
 			return 0;
 		}
-		if (rec->type != STREAM_PAGES || d->phase != DST_RECEIVING) {
+		/* STATE_DONE on connection 0 may overtake this connection's last
+		 * pages: they still count toward its total until READY. */
+		if (rec->type != STREAM_PAGES || (d->phase != DST_RECEIVING && d->phase != DST_APPLYING)) {
 			dst__fail(d, -EPROTO, "unexpected %s record on connection %u", stream_type_name(rec->type), s->idx);
 			return -EPROTO;
 		}
