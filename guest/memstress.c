@@ -8,6 +8,10 @@
  *       rounds=R round_pages=N: instead, R rounds that each write the same
  *       N pages (split over vCPUs) and then wait at a host barrier; for
  *       benchmarks that need an exact dirty set per round.
+ *       ms=N: stop the rate-limited writes after N ms of guest TSC time
+ *       even if ops are left (needs tsc_khz); for benchmarks that need a
+ *       guest to keep dirtying for a set time whatever the throttling. The
+ *       digest then depends on timing, so it only compares runs with ms=0.
  * zipf draws page k with probability ~ 1/k (log-uniform per octave), so
  * a few pages are hot and most are cold.
  */
@@ -16,7 +20,7 @@
 const char *const rt_workload_name = "memstress";
 enum { DIST_UNIFORM, DIST_ZIPF };
 enum { CONTENT_ZERO, CONTENT_TEXT, CONTENT_RANDOM };
-static uint64_t ws_pages, rate_mbps, ops_total, batch, rounds, round_pages, prefill;
+static uint64_t ws_pages, rate_mbps, ops_total, batch, rounds, round_pages, prefill, run_ms;
 static int dist, content;
 
 static const char *const words[] = {
@@ -36,6 +40,7 @@ void workload_init(struct rt_ctx *c)
 	ops_total = rt_arg_u64(c, "ops", rate_mbps ? rate_mbps * 256 * 3 : 262144);
 	batch = rt_arg_u64(c, "batch", 16);
 	prefill = rt_arg_u64(c, "prefill", 0);
+	run_ms = c->tsc_khz ? rt_arg_u64(c, "ms", 0) : 0;
 	rounds = rt_arg_u64(c, "rounds", 0);
 	round_pages = rt_arg_u64(c, "round_pages", 4096);
 	if (rounds && ws_pages < round_pages)
@@ -123,10 +128,15 @@ uint64_t workload_run(struct rt_ctx *c, unsigned vcpu, uint64_t *ops)
 		}
 	}
 	uint64_t t0 = rdtsc();
+	uint64_t stop = run_ms ? t0 + rt_us_to_tsc(run_ms * 1000) : 0;
 	for (uint64_t i = 0; i < n; i++) {
 		if (i % batch == 0) {
 			rt_tick();
 			rt_writes_flush();
+			if (stop && rdtsc() >= stop) {
+				n = i;
+				break;
+			}
 			if (tsc_per_page)
 				rt_wait_until(t0 + i * tsc_per_page);
 		}
