@@ -1347,11 +1347,19 @@ static void msrc__done_async(uv_async_t *a)
 	m->stop_workers = 1;
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
+	/* A failed migration can leave an encoder blocked in xport_send on a
+	 * full queue that only this (loop) thread drains: close the connections
+	 * first, which wakes it with -EPIPE, or the join below never returns. A
+	 * migration that succeeded has flushed everything, so it closes after. */
+	int ok = m->engine_started && m->result == MIGRATE_OK;
+	for (unsigned i = 0; i < m->nstreams && !ok; i++)
+		if (m->st[i].x)
+			xport_close(m->st[i].x, -ECANCELED, "migration ended");
 	for (unsigned i = 0; i < m->nstreams; i++) {
 		if (m->st[i].worker_started)
 			pthread_join(m->st[i].worker, NULL);
 		if (m->st[i].x)
-			xport_close(m->st[i].x, m->result == MIGRATE_OK ? 0 : -ECANCELED, "migration ended");
+			xport_close(m->st[i].x, ok ? 0 : -ECANCELED, "migration ended");
 	}
 	if (!m->engine_started) {
 		m->result = MIGRATE_FAILED;

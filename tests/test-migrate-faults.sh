@@ -13,7 +13,7 @@ if [ ! -e /dev/kvm ]; then
 	skip_all "/dev/kvm absent"
 fi
 TS=${TOP_BUILDDIR:-.}/tests/test-stream
-echo "1..22"
+echo "1..24"
 make_certs && "$PM" certs issue "$C" intruder >/dev/null; ok $? "certificates"
 start_agent b "$T/hostB"
 PB=$PORT
@@ -44,12 +44,41 @@ for i in $(seq 100); do
 done
 sleep 0.7
 kill -9 "$sess" 2>/dev/null
+killed=$sess
 wait $spid
 rc=$?
 [ $rc = 1 ]; ok $? "session killed mid-stream: send exits 1 ($(field "$T/f2.send" error))"
 wait $VPID
 [ "$(field "$T/f2.src.json" digest)" = "$ref" ]; ok $? "the source guest finished with the unmigrated digest"
 kill -0 $APID; ok $? "agent B survived its session's death"
+
+# 2b. The guest ends while the sender is blocked on a stalled destination
+# (its session stopped with SIGSTOP, so the TCP window and then the send
+# queue fill and the encoder waits in xport_send): the migration must fail
+# promptly and the VM process must end with its guest's report, not hang.
+start_vm "$T/hostA" f6 memstress ring ws=32M rate=0 ops=100000000 ms=3000 content=random
+send_vm "$T/hostA" f6 "$PB" --no-throttle --downtime 1 &
+spid=$!
+sess=""
+for i in $(seq 100); do
+	sess=$(sed -n 's/.*connection handed to session \([0-9]*\).*/\1/p' "$T/b.log" | tail -n 1)
+	[ -n "$sess" ] && [ "$sess" != "$killed" ] && break
+	sleep 0.05
+done
+sleep 0.3
+kill -STOP "$sess" 2>/dev/null
+for i in $(seq 300); do kill -0 $spid 2>/dev/null || break; sleep 0.1; done
+kill -0 $spid 2>/dev/null && { kill $spid; kill -9 $VPID; }
+wait $spid
+rc=$?
+[ $rc = 1 ] && grep -q "guest stopped" "$T/f6.send"
+ok $? "guest ended while the sender was blocked on a full queue: send exits 1 within 30 s (rc $rc: $(field "$T/f6.send" error))"
+for i in $(seq 100); do kill -0 $VPID 2>/dev/null || break; sleep 0.1; done
+wait $VPID
+[ "$(field "$T/f6.src.json" result)" = ok ]
+ok $? "the VM process ended with its guest's report ($(field "$T/f6.src.json" result), ops $(field "$T/f6.src.json" ops))"
+kill -CONT "$sess" 2>/dev/null
+kill "$sess" 2>/dev/null
 
 # 3. The destination refuses: a VM of that name already runs there.
 start_vm "$T/hostB" dup idle ring ops=300 period_us=10000
