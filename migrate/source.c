@@ -1347,20 +1347,17 @@ static void msrc__done_async(uv_async_t *a)
 	m->stop_workers = 1;
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
-	/* A failed migration can leave an encoder blocked in xport_send on a
-	 * full queue that only this (loop) thread drains: close the connections
-	 * first, which wakes it with -EPIPE, or the join below never returns. A
-	 * migration that succeeded has flushed everything, so it closes after. */
+	/* Close before joining: a failed migration can leave an encoder blocked
+	 * in xport_send on a full queue that only this (loop) thread drains, and
+	 * closing wakes it with -EPIPE. After a success everything is flushed
+	 * and the encoders are idle, so the order costs nothing there. */
 	int ok = m->engine_started && m->result == MIGRATE_OK;
-	for (unsigned i = 0; i < m->nstreams && !ok; i++)
-		if (m->st[i].x)
-			xport_close(m->st[i].x, -ECANCELED, "migration ended");
-	for (unsigned i = 0; i < m->nstreams; i++) {
-		if (m->st[i].worker_started)
-			pthread_join(m->st[i].worker, NULL);
+	for (unsigned i = 0; i < m->nstreams; i++)
 		if (m->st[i].x)
 			xport_close(m->st[i].x, ok ? 0 : -ECANCELED, "migration ended");
-	}
+	for (unsigned i = 0; i < m->nstreams; i++)
+		if (m->st[i].worker_started)
+			pthread_join(m->st[i].worker, NULL);
 	if (!m->engine_started) {
 		m->result = MIGRATE_FAILED;
 		msrc__report(m, "failed", m->fail_why[0] ? m->fail_why : "cancelled");
