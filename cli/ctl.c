@@ -10,16 +10,18 @@
 
 static void ctl_usage(FILE *f)
 {
-	fprintf(f, "usage: pml-migrate ctl NAME status|pause|resume|stats|stop\n"
+	fprintf(f, "usage: pml-migrate ctl NAME status|pause|resume|stats|stop|cancel\n"
 		   "\n"
 		   "Sends one command to the VM NAME started by 'pml-migrate run --name NAME'\n"
-		   "and prints its one-line JSON answer. Socket: $PML_MIGRATE_RUNDIR/NAME.sock.\n"
+		   "(or received by an agent) and prints its one-line JSON answer.\n"
+		   "cancel aborts NAME's outgoing migration unless COMMIT was already sent; the\n"
+		   "guest keeps running here. Socket: RUNDIR/NAME.sock (see README).\n"
 		   "exit codes: 0 answered ok; 1 refused, no such VM or no answer; 2 usage error.\n");
 }
 
 int cmd_ctl(int argc, char **argv)
 {
-	static const char *const cmds[] = { "status", "pause", "resume", "stats", "stop" };
+	static const char *const cmds[] = { "status", "pause", "resume", "stats", "stop", "cancel" };
 	char line[4096];
 	int fd, known = 0;
 
@@ -34,7 +36,7 @@ int cmd_ctl(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		known |= !strcmp(argv[2], cmds[i]);
 	if (!known) {
-		cli_err("ctl: unknown command '%s' (status, pause, resume, stats, stop)", argv[2]);
+		cli_err("ctl: unknown command '%s' (status, pause, resume, stats, stop, cancel)", argv[2]);
 		return PMG_EXIT_USAGE;
 	}
 	if (!cli_valid_name(argv[1])) {

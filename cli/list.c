@@ -4,10 +4,12 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "cli/commands.h"
+#include "cli/rundir.h"
 #include "cli/util.h"
 
 static void list_usage(FILE *f)
@@ -17,13 +19,14 @@ static void list_usage(FILE *f)
 		   "Lists the VMs on this host: those started with 'pml-migrate run' and those\n"
 		   "received by an agent, from the control sockets in the run directory\n"
 		   "($PML_MIGRATE_RUNDIR, see README). --json prints one status object per line.\n"
-		   "exit codes: 0 listed (possibly none); 2 usage error.\n");
+		   "exit codes: 0 listed (possibly none); 1 the run directory is not ours;\n"
+		   "            2 usage error.\n");
 }
 
 int cmd_list(int argc, char **argv)
 {
 	int json = 0;
-	char dir[80];
+	char dir[RUNDIR_MAX_PATH], why[RUNDIR_MAX_PATH + 200];
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--json")) {
 			json = 1;
@@ -35,9 +38,19 @@ int cmd_list(int argc, char **argv)
 			return PMG_EXIT_USAGE;
 		}
 	}
-	if (cli_run_dir(dir, sizeof(dir), 0) < 0)
-		return PMG_EXIT_OK;
-	DIR *d = opendir(dir);
+	int dfd = rundir_open(0, dir, sizeof(dir), why, sizeof(why));
+	if (dfd < 0 && dfd != -ENOENT) {
+		cli_err("list: %s", why);
+		return PMG_EXIT_FAIL;
+	}
+	DIR *d = NULL;
+	if (dfd >= 0) {
+		int rfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		d = rfd >= 0 ? fdopendir(rfd) : NULL;
+		if (!d && rfd >= 0)
+			close(rfd);
+		close(dfd);
+	}
 	if (!json)
 		printf("%-24s %-14s %8s %10s %6s %-7s %12s\n", "NAME", "STATE", "PID", "MEMORY", "VCPUS", "LOG", "UPTIME");
 	if (!d)

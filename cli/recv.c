@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <uv.h>
 #include "cli/commands.h"
+#include "cli/rundir.h"
 #include "cli/runner.h"
 #include "cli/util.h"
 #include "migrate/dest.h"
@@ -32,6 +33,7 @@ struct recv_opts {
 	int insecure;
 	int session_fd;
 	unsigned max_sessions;
+	struct migrate_dst_limits lim;
 };
 
 static void recv_usage(FILE *f)
@@ -56,6 +58,11 @@ static void recv_usage(FILE *f)
 		"                       (default: $PML_MIGRATE_RUNDIR, see README)\n"
 		"  --port-file FILE     write the listening port to FILE once listening\n"
 		"  --max-sessions N     refuse connections beyond N concurrent sessions (default 16)\n"
+		"  --timeout S          fail an incoming migration that makes no progress for S\n"
+		"                       seconds before COMMIT: nothing received, announced pages\n"
+		"                       missing, no COMMIT after READY (default 60)\n"
+		"  --handshake-timeout S  a connection must be authenticated and say HELLO\n"
+		"                       within S seconds (default 10)\n"
 		"  -h, --help           this text\n"
 		"\n"
 		"TLS 1.3 with mutual certificate authentication is the default: clients must\n"
@@ -90,20 +97,15 @@ struct session {
 	struct migrate_dst *d;
 	struct xport_tls *tls;
 	int failed;
-	char log_path[200];
 };
 
 static int session__claim(void *opaque, const char *name, char *why, size_t len)
 {
 	struct session *s = opaque;
-	char dir[80];
+	char file[96];
 	if (!cli_valid_name(name)) {
-		snprintf(why, len, "invalid VM name");
+		snprintf(why, len, "invalid VM name '%s': use 1-64 of [A-Za-z0-9._-], not starting with '.' or '-'", name);
 		return -EINVAL;
-	}
-	if (cli_run_dir(dir, sizeof(dir), 1) < 0) {
-		snprintf(why, len, "destination has no usable run directory");
-		return -EIO;
 	}
 	int e = runner_claim_name(&s->r, name);
 	if (e == -EEXIST) {
@@ -111,16 +113,18 @@ static int session__claim(void *opaque, const char *name, char *why, size_t len)
 		return e;
 	}
 	if (e < 0) {
-		snprintf(why, len, "destination cannot open a control socket for '%s'", name);
+		snprintf(why, len, "the destination cannot use its run directory for '%s' (see the agent's log)", name);
 		return e;
 	}
-	snprintf(s->r.result_path, sizeof(s->r.result_path), "%s/%s.result.json", dir, name);
-	snprintf(s->log_path, sizeof(s->log_path), "%s/%s.log", dir, name);
-	unlink(s->r.result_path);
-	FILE *f = fopen(s->log_path, "w");
+	snprintf(s->r.result_name, sizeof(s->r.result_name), "%s.result.json", name);
+	unlinkat(s->r.dirfd, s->r.result_name, 0);
+	snprintf(file, sizeof(file), "%s.log", name);
+	FILE *f = rundir_create(s->r.dirfd, file);
 	if (f) {
 		setvbuf(f, NULL, _IOLBF, 0);
 		s->r.con = s->r.out = f;
+	} else {
+		recv_log("cannot create %s in the run directory: %s", file, strerror(errno));
 	}
 	recv_log("incoming migration of '%s'", name);
 	return 0;
@@ -192,7 +196,7 @@ static int recv_session(const struct recv_opts *o)
 		close(o->session_fd);
 		goto out;
 	}
-	if (migrate_dst_start(&s.r.loop, s.tls, o->session_fd, &session_ops, &s, &s.d) < 0) {
+	if (migrate_dst_start(&s.r.loop, s.tls, o->session_fd, &o->lim, &session_ops, &s, &s.d) < 0) {
 		recv_log("session: cannot serve the connection");
 		goto out;
 	}
@@ -202,8 +206,8 @@ static int recv_session(const struct recv_opts *o)
 			hv_vm_stop(s.r.vm);
 			hv_vm_wait(s.r.vm);
 		}
-		if (s.r.result_path[0])
-			unlink(s.r.result_path);
+		if (s.r.result_name[0])
+			unlinkat(s.r.dirfd, s.r.result_name, 0);
 		goto out;
 	}
 	rc = runner_finish(&s.r); /* the loop above ran until the guest stopped */
@@ -312,6 +316,8 @@ static void agent__close_walk(uv_handle_t *h, void *arg)
 		uv_close(h, h->type == UV_PROCESS ? agent__child_closed : NULL);
 }
 
+static void agent__write_port(FILE *f, void *opaque) { fprintf(f, "%u\n", *(unsigned *)opaque); }
+
 static int recv_agent(struct recv_opts *o)
 {
 	struct agent a;
@@ -330,6 +336,15 @@ static int recv_agent(struct recv_opts *o)
 		return PMG_EXIT_FAIL;
 	}
 	xport_tls_free(probe);
+	/* Likewise the run directory: a bad one refuses at start, not at the
+	 * first migration. */
+	char why[RUNDIR_MAX_PATH + 200];
+	int dfd = rundir_open(1, NULL, 0, why, sizeof(why));
+	if (dfd < 0) {
+		cli_err("recv: %s", why);
+		return PMG_EXIT_FAIL;
+	}
+	close(dfd);
 	if (xport_resolve(o->listen, &ss) < 0) {
 		cli_err("recv: --listen '%s': cannot resolve", o->listen);
 		return PMG_EXIT_USAGE;
@@ -347,14 +362,9 @@ static int recv_agent(struct recv_opts *o)
 	uv_tcp_getsockname(&a.server, (struct sockaddr *)&ss, &len);
 	unsigned port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
 						      : ((struct sockaddr_in6 *)&ss)->sin6_port);
-	if (o->port_file[0]) {
-		char tmp[300];
-		snprintf(tmp, sizeof(tmp), "%s.tmp", o->port_file);
-		FILE *f = fopen(tmp, "w");
-		if (!f || fprintf(f, "%u\n", port) < 0 || fclose(f) != 0 || rename(tmp, o->port_file) < 0) {
-			cli_err("recv: --port-file %s: %s", o->port_file, strerror(errno));
-			goto out;
-		}
+	if (o->port_file[0] && (e = rundir_write_atomic(AT_FDCWD, o->port_file, agent__write_port, &port)) < 0) {
+		cli_err("recv: --port-file %s: %s", o->port_file, strerror(-e));
+		goto out;
 	}
 	/* The session gets the same settings plus the connection as fd 3. */
 	char *args[24];
@@ -375,6 +385,13 @@ static int recv_agent(struct recv_opts *o)
 		args[n++] = "--allow";
 		args[n++] = o->allow;
 	}
+	char tmo[16], htmo[16];
+	snprintf(tmo, sizeof(tmo), "%u", o->lim.idle_ms / 1000);
+	snprintf(htmo, sizeof(htmo), "%u", o->lim.handshake_ms / 1000);
+	args[n++] = "--timeout";
+	args[n++] = tmo;
+	args[n++] = "--handshake-timeout";
+	args[n++] = htmo;
 	args[n] = NULL;
 	a.child_argv = args;
 	uv_signal_init(&a.loop, &a.sigint);
@@ -405,6 +422,8 @@ int cmd_recv(int argc, char **argv)
 		{ "port-file", required_argument, 0, 'p' },
 		{ "max-sessions", required_argument, 0, 'm' },
 		{ "session-fd", required_argument, 0, 'S' },
+		{ "timeout", required_argument, 0, 'T' },
+		{ "handshake-timeout", required_argument, 0, 'H' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -415,6 +434,7 @@ int cmd_recv(int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	o.session_fd = -1;
 	o.max_sessions = 16;
+	migrate_dst_limits_default(&o.lim);
 	snprintf(o.node, sizeof(o.node), "agent");
 	optind = 1;
 	opterr = 0;
@@ -452,6 +472,15 @@ int cmd_recv(int argc, char **argv)
 				return PMG_EXIT_USAGE;
 			}
 			o.max_sessions = (unsigned)v;
+			break;
+		case 'T':
+		case 'H':
+			if (cli_parse_uint(optarg, 1, 3600, &v) < 0) {
+				cli_err("recv: --%s '%s': must be 1..3600 seconds", c == 'T' ? "timeout" : "handshake-timeout",
+					optarg);
+				return PMG_EXIT_USAGE;
+			}
+			*(c == 'T' ? &o.lim.idle_ms : &o.lim.handshake_ms) = (unsigned)v * 1000;
 			break;
 		case 'S':
 			if (cli_parse_uint(optarg, 3, 1024, &v) < 0) {

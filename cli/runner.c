@@ -14,8 +14,10 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
+#include "cli/rundir.h"
 #include "cli/runner.h"
 #include "cli/util.h"
 
@@ -163,6 +165,13 @@ static void ctl__command(struct ctl_client *c, const char *cmd)
 			free(out);
 			return;
 		}
+	} else if (!strcmp(cmd, "cancel")) {
+		int e = r->mig ? migrate_src_cancel(r->mig, "cancelled by the operator") : -ENOENT;
+		json_bool(&j, "ok", e == 0);
+		if (e == -ENOENT)
+			json_str(&j, "error", "no migration in progress");
+		else if (e < 0)
+			json_str(&j, "error", "COMMIT was already sent: the outcome is the destination's, it cannot be cancelled");
 	} else if (!strcmp(cmd, "stop") && !r->incoming) {
 		hv_vm_stop(r->vm);
 		json_bool(&j, "ok", 1);
@@ -213,7 +222,7 @@ static void ctl__command(struct ctl_client *c, const char *cmd)
 		pthread_mutex_unlock(&r->lock);
 	} else {
 		json_bool(&j, "ok", 0);
-		json_str(&j, "error", "unknown command (status, pause, resume, stats, stop, migrate)");
+		json_str(&j, "error", "unknown command (status, pause, resume, stats, stop, cancel, migrate)");
 	}
 	json_end(&j);
 	fclose(f);
@@ -268,15 +277,23 @@ static void ctl__connection(uv_stream_t *server, int status)
 
 static int run__open_ctl(struct runner *r)
 {
-	char dir[80];
-	int e = cli_run_dir(dir, sizeof(dir), 1);
-	if (e < 0) {
-		cli_err("control socket directory: %s", strerror(-e));
-		return e;
+	char dir[RUNDIR_MAX_PATH], why[RUNDIR_MAX_PATH + 200];
+	struct sockaddr_un a;
+	if (r->dirfd < 0) {
+		int fd = rundir_open(1, dir, sizeof(dir), why, sizeof(why));
+		if (fd < 0) {
+			cli_err("%s", why);
+			return fd;
+		}
+		r->dirfd = fd;
+	} else if (rundir_path(dir, sizeof(dir)) < 0) {
+		dir[0] = 0;
 	}
-	if ((size_t)snprintf(r->sock_path, sizeof(r->sock_path), "%s/%s.sock", dir, r->name) >= sizeof(r->sock_path)) {
-		cli_err("control socket path too long");
-		return -ENAMETOOLONG;
+	snprintf(r->sock_path, sizeof(r->sock_path), "%s/%s.sock", dir, r->name);
+	int e = rundir_sock_addr(r->dirfd, r->name, &a);
+	if (e < 0) {
+		cli_err("control socket name too long");
+		return e;
 	}
 	/* A socket file that nobody answers on is stale and may be replaced;
 	 * one that answers belongs to a running VM of the same name. */
@@ -286,11 +303,15 @@ static int run__open_ctl(struct runner *r)
 		cli_err("a VM named '%s' is already running (%s)", r->name, r->sock_path);
 		return -EEXIST;
 	}
-	unlink(r->sock_path);
+	char sock[80];
+	snprintf(sock, sizeof(sock), "%s.sock", r->name);
+	unlinkat(r->dirfd, sock, 0);
 	uv_pipe_init(&r->loop, &r->server, 0);
 	r->server.data = r;
-	r->server_open = 1;
-	e = uv_pipe_bind(&r->server, r->sock_path);
+	/* 0600 from birth: only our user may drive this VM. */
+	mode_t old = umask(0177);
+	e = uv_pipe_bind(&r->server, a.sun_path);
+	umask(old);
 	if (!e)
 		e = uv_listen((uv_stream_t *)&r->server, 16, ctl__connection);
 	if (e < 0) {
@@ -535,6 +556,7 @@ int runner_init(struct runner *r, const char *name)
 	r->cfg.vcpus = 1;
 	r->cfg.dirty_mode = HV_DIRTY_RING;
 	r->harvest_ms = 10;
+	r->dirfd = -1;
 	r->con = stdout;
 	r->out = stdout;
 	snprintf(r->name, sizeof(r->name), "%s", name);
@@ -576,19 +598,15 @@ int runner_went_live(struct runner *r)
 	return 0;
 }
 
+static void run__write_report_json(FILE *f, void *opaque) { run__print_report(opaque, f, 1); }
+
 static void run__write_result_file(struct runner *r)
 {
-	if (!r->result_path[0])
+	if (!r->result_name[0] || r->dirfd < 0)
 		return;
-	char tmp[220];
-	snprintf(tmp, sizeof(tmp), "%s.tmp", r->result_path);
-	FILE *f = fopen(tmp, "w");
-	if (!f)
-		return;
-	run__print_report(r, f, 1);
-	/* Rename: a reader never sees half a report. */
-	if (fclose(f) == 0)
-		rename(tmp, r->result_path);
+	int e = rundir_write_atomic(r->dirfd, r->result_name, run__write_report_json, r);
+	if (e < 0)
+		cli_err("writing %s: %s", r->result_name, strerror(-e));
 }
 
 int runner_run(struct runner *r)
@@ -621,13 +639,15 @@ int runner_finish(struct runner *r)
 void runner_cleanup(struct runner *r)
 {
 	run__stop_harvester(r);
-	if (r->server_open)
-		unlink(r->sock_path);
 	if (r->loop_ok) {
+		/* libuv unlinks the bound socket as it closes it (through the
+		 * directory descriptor's /proc path, so that stays open until here). */
 		uv_walk(&r->loop, run__close_walk, r);
 		uv_run(&r->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&r->loop);
 	}
+	if (r->dirfd >= 0)
+		close(r->dirfd);
 	precopy_dirtylog_close(r->dl);
 	precopy_dirty_set_free(&r->set);
 	hv_vm_destroy(r->vm);

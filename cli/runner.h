@@ -25,11 +25,12 @@ struct runner {
 	struct hv_vm *vm;
 	struct hv_vm_config cfg;
 	char name[65];
-	char sock_path[108];
+	int dirfd;               /* the checked run directory (cli/rundir.h), -1 until claimed */
+	char sock_path[4200];    /* for messages; the socket is reached through dirfd */
 	int json;                /* report as JSON */
 	FILE *con;               /* guest console */
 	FILE *out;               /* human or JSON report */
-	char result_path[200];   /* also write the JSON report here (sessions) */
+	char result_name[80];    /* also write the JSON report to this file in dirfd (sessions) */
 	uint64_t t_start, t_end;
 	int incoming;            /* state arriving from a migration, not yet running */
 
@@ -57,7 +58,6 @@ struct runner {
 	uv_loop_t loop;
 	int loop_ok;
 	uv_pipe_t server;
-	int server_open;
 	uv_async_t stopped_async;
 	uv_signal_t sigint, sigterm;
 	int paused;
@@ -66,7 +66,9 @@ struct runner {
 /* Sets up the loop, signals and the VM-stopped notification. name may be
  * "" and set later with runner_claim_name(). Returns 0 or -errno. */
 int runner_init(struct runner *r, const char *name);
-/* Binds NAME's control socket (-EEXIST: a VM of that name answers there). */
+/* Opens the run directory (refused unless ours: cli/rundir.h) and binds
+ * NAME's control socket there, mode 0600 (-EEXIST: a VM of that name
+ * answers there). Returns 0 or -errno, message printed. */
 int runner_claim_name(struct runner *r, const char *name);
 /* The guest callbacks to install on r->vm. */
 extern const struct hv_guest_ops runner_guest_ops;

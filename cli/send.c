@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,8 +26,9 @@ static void send_usage(FILE *f)
 		"options:\n"
 		"  --downtime MS          switch over once the expected downtime is at most MS\n"
 		"                         milliseconds (default 50)\n"
-		"  --max-time S           give up after S seconds; the guest keeps running here\n"
-		"                         (default 600)\n"
+		"  --max-time S           give up after S seconds, whatever the destination does\n"
+		"                         (even if it stops reading); the guest keeps running\n"
+		"                         here unless COMMIT was already sent (default 600)\n"
 		"  --max-bandwidth RATE   cap the send rate, bytes per second with K/M/G\n"
 		"                         suffixes (default: unlimited)\n"
 		"  --streams N            parallel connections, 1..8 (default 1)\n"
@@ -40,6 +42,10 @@ static void send_usage(FILE *f)
 		"  --insecure             plaintext, no authentication (the agent must agree)\n"
 		"  --json                 one JSON object per progress event, then the report\n"
 		"  -h, --help             this text\n"
+		"\n"
+		"Ctrl-C (SIGINT) cancels the migration, as 'pml-migrate ctl NAME cancel' does,\n"
+		"unless COMMIT was already sent; the report follows and the guest keeps running\n"
+		"here. A second Ctrl-C ends send at once (the cancel still goes ahead).\n"
 		"\n"
 		"exit codes: 0 migrated (the guest runs on the destination);\n"
 		"            1 failed (the guest still runs here);\n"
@@ -63,6 +69,36 @@ static int send__add(char *cmd, size_t len, const char *key, const char *val)
 		return -E2BIG;
 	}
 	return 0;
+}
+
+static volatile sig_atomic_t send_interrupted;
+
+static void send__on_sigint(int sig)
+{
+	(void)sig;
+	send_interrupted = 1;
+	signal(SIGINT, SIG_DFL); /* a second ^C ends send itself */
+}
+
+/* ^C: ask the VM's host to cancel, on a connection of its own (the
+ * migration's connection carries events). The result still follows. */
+static void send__cancel(const char *name)
+{
+	char buf[4096], line[4096];
+	size_t have = 0;
+	int fd = cli_ctl_connect("send", name);
+	if (fd < 0)
+		return;
+	if (write(fd, "cancel\n", 7) == 7 && cli_read_line(fd, buf, sizeof(buf), &have, line, sizeof(line), 5000) > 0) {
+		if (strstr(line, "\"ok\":true")) {
+			cli_err("send: cancelling the migration of '%s' (the guest keeps running here)", name);
+		} else {
+			char err[600] = "refused";
+			cli_json_field(line, "error", err, sizeof(err));
+			cli_err("send: cannot cancel: %s", err);
+		}
+	}
+	close(fd);
 }
 
 static double send__num(const char *json, const char *key)
@@ -226,8 +262,19 @@ int cmd_send(int argc, char **argv)
 	char buf[65536], line[8192], res[32];
 	size_t have = 0;
 	int tty = !json && isatty(2), rc = PMG_EXIT_INDETERMINATE, started = 0;
+	struct sigaction sa = { .sa_handler = send__on_sigint };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
 	for (;;) {
-		int l = cli_read_line(fd, buf, sizeof(buf), &have, line, sizeof(line), -1);
+		int l = cli_read_line(fd, buf, sizeof(buf), &have, line, sizeof(line), 200);
+		if (send_interrupted == 1) {
+			send_interrupted = 2;
+			if (tty)
+				fputc('\n', stderr);
+			send__cancel(name);
+		}
+		if (l == -ETIMEDOUT)
+			continue;
 		if (l <= 0) {
 			if (tty)
 				fputc('\n', stderr);

@@ -12,6 +12,7 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include "cli/rundir.h"
 #include "cli/util.h"
 
 void cli_err(const char *fmt, ...)
@@ -72,7 +73,8 @@ int cli_parse_uint(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 int cli_valid_name(const char *name)
 {
 	size_t n = strlen(name);
-	if (n == 0 || n > 64 || name[0] == '.')
+	/* Not '.' first (hidden, "..") nor '-' first (would read as an option). */
+	if (n == 0 || n > 64 || name[0] == '.' || name[0] == '-')
 		return 0;
 	for (size_t i = 0; i < n; i++) {
 		char c = name[i];
@@ -81,26 +83,6 @@ int cli_valid_name(const char *name)
 			return 0;
 	}
 	return 1;
-}
-
-int cli_run_dir(char *buf, size_t len, int create)
-{
-	const char *env = getenv("PML_MIGRATE_RUNDIR");
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	int n;
-	if (env && *env)
-		n = snprintf(buf, len, "%s", env);
-	else if (geteuid() == 0)
-		n = snprintf(buf, len, "/run/pml-migrate");
-	else if (xdg && *xdg)
-		n = snprintf(buf, len, "%s/pml-migrate", xdg);
-	else
-		n = snprintf(buf, len, "/tmp/pml-migrate-%u", (unsigned)geteuid());
-	if (n < 0 || (size_t)n >= len)
-		return -ENAMETOOLONG;
-	if (create && mkdir(buf, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
 }
 
 void json_begin(struct json *j, FILE *f)
@@ -172,23 +154,28 @@ uint64_t cli_now_ns(void)
 
 int cli_ctl_connect(const char *prefix, const char *name)
 {
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	char dir[80];
-	if (cli_run_dir(dir, sizeof(dir), 0) < 0 ||
-	    (size_t)snprintf(a.sun_path, sizeof(a.sun_path), "%s/%s.sock", dir, name) >= sizeof(a.sun_path)) {
-		if (prefix)
-			cli_err("%s: control socket path too long", prefix);
-		return -ENAMETOOLONG;
+	struct sockaddr_un a;
+	char dir[RUNDIR_MAX_PATH], why[RUNDIR_MAX_PATH + 200];
+	int dfd = rundir_open(0, dir, sizeof(dir), why, sizeof(why));
+	if (dfd < 0) {
+		if (prefix && dfd == -ENOENT)
+			cli_err("%s: no VM named '%s' (no run directory %s)", prefix, name, dir);
+		else if (prefix)
+			cli_err("%s: %s", prefix, why);
+		return dfd;
 	}
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int e = rundir_sock_addr(dfd, name, &a);
+	int fd = e < 0 ? -1 : socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		int e = errno;
+		e = e < 0 ? e : -errno;
 		if (prefix)
-			cli_err("%s: no VM named '%s' (%s: %s)", prefix, name, a.sun_path, strerror(e));
+			cli_err("%s: no VM named '%s' (%s/%s.sock: %s)", prefix, name, dir, name, strerror(-e));
 		if (fd >= 0)
 			close(fd);
-		return -e;
+		close(dfd);
+		return e;
 	}
+	close(dfd);
 	return fd;
 }
 

@@ -24,11 +24,7 @@ int cli_parse_size(const char *s, uint64_t *out);
 /* Decimal unsigned in [lo, hi]. Returns 0 or -EINVAL / -ERANGE. */
 int cli_parse_uint(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
 
-/* Directory holding per-VM control sockets: $PML_MIGRATE_RUNDIR, else
- * /run/pml-migrate for root, else $XDG_RUNTIME_DIR/pml-migrate, else
- * /tmp/pml-migrate-UID. Created (0700) when create is set. Returns 0/-errno. */
-int cli_run_dir(char *buf, size_t len, int create);
-/* NAME: 1-64 chars of [A-Za-z0-9._-], not starting with '.'. */
+/* NAME: 1-64 chars of [A-Za-z0-9._-], not starting with '.' or '-'. */
 int cli_valid_name(const char *name);
 
 /* Minimal JSON writer: {"k":v,...} on one line. */
@@ -52,9 +48,9 @@ uint64_t cli_now_ns(void);
  * for the reports and answers this program writes. */
 int cli_json_field(const char *json, const char *key, char *out, size_t outlen);
 
-/* Connects to VM name's control socket in the run directory. Returns the
- * socket fd, or -errno with a message printed (prefix: the command;
- * NULL: quiet). */
+/* Connects to VM name's control socket in the run directory (cli/rundir.h:
+ * a directory that is not ours is refused). Returns the socket fd, or
+ * -errno with a message printed (prefix: the command; NULL: quiet). */
 int cli_ctl_connect(const char *prefix, const char *name);
 /* Reads one line (without '\n') of at most len-1 bytes, waiting up to
  * timeout_ms (-1: forever). buf/have keep bytes beyond the line between

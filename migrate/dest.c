@@ -22,7 +22,7 @@
 #define DST_MAX_STREAMS 16
 #define DST_QUEUE_HIGH (4u << 20) /* decoded-later bytes per connection before reading pauses */
 #define DST_QUEUE_LOW (1u << 20)
-#define DST_IDLE_TIMEOUT_MS 60000  /* nothing at all from the source for this long: give up */
+#define DST_JOIN_TIMEOUT_NS (5ull * 1000000000ull) /* an extra connection must JOIN within this */
 
 enum dst_phase { DST_HELLO, DST_SHAPE, DST_RECEIVING, DST_APPLYING, DST_READY, DST_RUNNING, DST_FAILED };
 
@@ -39,6 +39,7 @@ struct dst_stream {
 	struct migrate_dst *d;
 	unsigned idx;
 	int joined;
+	uint64_t t_accept; /* extra connections: when accepted (a candidate until it joins) */
 	struct xport_conn *x;
 	struct stream_reader rd;
 	pthread_t worker;
@@ -61,6 +62,7 @@ struct migrate_dst {
 	struct hv_vm *vm;
 	struct dst_stream st[DST_MAX_STREAMS];
 	unsigned nstreams, njoined;
+	uint32_t joined_mask; /* JOIN indexes taken */
 	uint64_t token;
 	uv_tcp_t join_server;
 	int join_open;
@@ -70,7 +72,10 @@ struct migrate_dst {
 	int verify_busy, verify_rc;
 	char verify_why[256];
 	int handles_open, freeing;
-	uint64_t rx_at;
+	uint64_t rx_at;          /* last record from the source */
+	uint64_t progress_at;    /* last record, page applied or phase change */
+	uint64_t last_applied;
+	struct migrate_dst_limits lim;
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -85,6 +90,7 @@ struct migrate_dst {
 	uint32_t vcpu_len[HV_MAX_VCPUS];
 	uint8_t *verify;  /* VERIFY records concatenated: first(8) count(4) digests */
 	size_t verify_len;
+	uint64_t *verify_seen; /* one bit per chunk: each may be announced once */
 	uint32_t rounds;
 	uint64_t t_start, t_ready;
 };
@@ -263,7 +269,7 @@ static void dst__finish_ready(struct migrate_dst *d)
 		}
 	}
 	d->phase = DST_READY;
-	d->t_ready = now_ns();
+	d->t_ready = d->progress_at = now_ns();
 	dst__send0(d, STREAM_READY);
 }
 
@@ -291,7 +297,7 @@ static void dst__check_complete(struct migrate_dst *d)
 		return;
 	pthread_mutex_lock(&d->lock);
 	int idle = 1;
-	for (unsigned i = 0; i < d->nstreams; i++)
+	for (unsigned i = 0; i < DST_MAX_STREAMS; i++)
 		if (d->st[i].qhead || d->st[i].busy)
 			idle = 0;
 	pthread_mutex_unlock(&d->lock);
@@ -334,7 +340,7 @@ static void dst__wake(uv_async_t *a)
 		dst__fail(d, werr, "%s", why);
 		return;
 	}
-	for (unsigned i = 0; i < d->nstreams; i++) {
+	for (unsigned i = 0; i < DST_MAX_STREAMS; i++) {
 		struct dst_stream *s = &d->st[i];
 		pthread_mutex_lock(&d->lock);
 		int resume = s->paused && s->qbytes < DST_QUEUE_LOW;
@@ -434,16 +440,30 @@ static int dst__open_join(struct migrate_dst *d, unsigned *port)
 	return 0;
 }
 
+/* An extra connection is only a candidate until it has finished its
+ * handshake and sent a JOIN with this migration's token: a candidate that
+ * fails, idles or closes costs the migration nothing. Slots 1.. hold
+ * candidates and joined connections alike; when all are taken, the oldest
+ * candidate makes room, so idle connections cannot keep a real one out. */
+static void dst__drop_candidate(struct dst_stream *s);
+
 static void dst__join_connection(uv_stream_t *server, int status)
 {
 	struct migrate_dst *d = server->data;
-	unsigned slot = 1;
+	unsigned slot = 0, oldest = 0;
 	if (status < 0)
 		return;
-	while (slot < d->nstreams && d->st[slot].x)
-		slot++;
-	if (slot >= d->nstreams || d->phase != DST_RECEIVING) {
-		/* More connections than announced: take it and drop it. */
+	for (unsigned i = 1; i < DST_MAX_STREAMS && !slot; i++) {
+		if (!d->st[i].x)
+			slot = i;
+		else if (!d->st[i].joined && (!oldest || d->st[i].t_accept < d->st[oldest].t_accept))
+			oldest = i;
+	}
+	if (!slot && oldest) {
+		dst__drop_candidate(&d->st[oldest]);
+		slot = oldest;
+	}
+	if (!slot || d->phase != DST_RECEIVING) {
 		uv_tcp_t *t = malloc(sizeof(*t));
 		if (!t)
 			return;
@@ -452,8 +472,20 @@ static void dst__join_connection(uv_stream_t *server, int status)
 		uv_close((uv_handle_t *)t, (uv_close_cb)free);
 		return;
 	}
+	d->st[slot].t_accept = now_ns();
 	if (xport_accept(server, d->tls, &dst_cb, &d->st[slot], &d->st[slot].x) < 0)
 		d->st[slot].x = NULL;
+}
+
+/* A candidate that never joined is gone: free its slot for another (not
+ * from inside its own on_data: its reader is in use there). xport_free
+ * closes it if needed, and no on_close follows. */
+static void dst__drop_candidate(struct dst_stream *s)
+{
+	xport_free(s->x);
+	s->x = NULL;
+	stream_reader_free(&s->rd);
+	stream_reader_init(&s->rd);
 }
 
 static void dst__handle_closed(uv_handle_t *h);
@@ -486,6 +518,37 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 	d->rx_at = now_ns();
 	if (d->phase == DST_FAILED || d->phase == DST_RUNNING)
 		return -ECANCELED;
+	if (s->idx > 0 && !s->joined) {
+		struct stream_join j;
+		if (rec->type != STREAM_JOIN || stream_parse_join(rec, &j) < 0 || j.index == 0 ||
+		    j.count != d->nstreams || j.index >= d->nstreams) {
+			/* Not speaking our protocol: drop it, the migration goes on. */
+			xport_close(s->x, -EPROTO, "an extra connection did not start with a valid JOIN");
+			return -ECANCELED;
+		}
+		if (j.token != d->token || (d->joined_mask & (1u << j.index))) {
+			/* A peer that passed authentication and guesses tokens (or
+			 * replays a JOIN): that one counts against the migration. */
+			dst__fail(d, -EACCES, "connection %u did not join with this migration's token", s->idx);
+			return -EACCES;
+		}
+		d->joined_mask |= 1u << j.index;
+		s->joined = 1;
+		d->njoined++;
+		if ((e = dst__start_worker(s)) < 0) {
+			dst__fail(d, e, "cannot start a decode thread");
+			return e;
+		}
+		if (d->njoined + 1 == d->nstreams && d->join_open) {
+			uv_close((uv_handle_t *)&d->join_server, dst__handle_closed);
+			d->join_open = 0;
+			/* Every connection is here: the candidates left are strays. */
+			for (unsigned i = 1; i < DST_MAX_STREAMS; i++)
+				if (d->st[i].x && !d->st[i].joined)
+					dst__drop_candidate(&d->st[i]);
+		}
+		return 0;
+	}
 	if (rec->type == STREAM_ERROR) {
 		uint32_t code;
 		char text[STREAM_MAX_TEXT + 1];
@@ -495,25 +558,6 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 		return -ECANCELED;
 	}
 	if (s->idx > 0) {
-		if (!s->joined) {
-			struct stream_join j;
-			if (rec->type != STREAM_JOIN || stream_parse_join(rec, &j) < 0 || j.token != d->token ||
-			    j.index == 0 || j.count != d->nstreams) {
-				dst__fail(d, -EACCES, "connection %u did not join with this migration's token", s->idx);
-				return -EACCES;
-			}
-			s->joined = 1;
-			d->njoined++;
-			if ((e = dst__start_worker(s)) < 0) {
-				dst__fail(d, e, "cannot start a decode thread");
-				return e;
-			}
-			if (d->njoined + 1 == d->nstreams && d->join_open) {
-				uv_close((uv_handle_t *)&d->join_server, dst__handle_closed);
-				d->join_open = 0;
-			}
-			return 0;
-		}
 		/* STATE_DONE on connection 0 may overtake this connection's last
 		 * pages: they still count toward its total until READY. */
 		if (rec->type != STREAM_PAGES || (d->phase != DST_RECEIVING && d->phase != DST_APPLYING)) {
@@ -525,10 +569,16 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 	switch (d->phase) {
 	case DST_HELLO: {
 		struct stream_hello h;
-		if (rec->type != STREAM_HELLO || (e = stream_parse_hello(rec, &h)) < 0) {
-			dst__fail(d, -EPROTO, "the stream does not start with a valid HELLO (got %s)",
-				  stream_type_name(rec->type));
+		if (rec->type != STREAM_HELLO) {
+			dst__fail(d, -EPROTO, "the stream does not start with HELLO (got %s)", stream_type_name(rec->type));
 			return -EPROTO;
+		}
+		if ((e = stream_parse_hello(rec, &h)) < 0) {
+			dst__fail(d, e,
+				  e == -EINVAL		 ? "HELLO carries an invalid VM name (1-64 of [A-Za-z0-9._-])"
+				  : e == -EPROTONOSUPPORT ? "HELLO announces an unsupported stream version"
+							 : "malformed HELLO record (magic or lengths)");
+			return e;
 		}
 		if (!h.name[0]) {
 			dst__fail(d, -EINVAL, "HELLO carries no VM name");
@@ -549,6 +599,11 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 				return e;
 			}
 			d->nframes = d->shape.mem_bytes >> HV_PAGE_SHIFT;
+			uint64_t nchunks = (d->nframes + STREAM_VERIFY_CHUNK - 1) / STREAM_VERIFY_CHUNK;
+			if (!(d->verify_seen = calloc((nchunks + 63) / 64, 8))) {
+				dst__fail(d, -ENOMEM, "out of memory");
+				return -ENOMEM;
+			}
 			if ((e = d->ops->create_vm(d->opaque, &d->shape, &d->vm, why, sizeof(why))) < 0) {
 				dst__fail(d, e, "%s", why);
 				return e;
@@ -613,6 +668,15 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 			const uint8_t *dg;
 			if ((e = stream_parse_verify(rec, d->nframes, &first, &count, &dg)) < 0)
 				break;
+			/* Each chunk once: overlaps or repeats would let a sender grow
+			 * this session without bound. */
+			for (uint64_t c = first; c < first + count; c++) {
+				if (d->verify_seen[c >> 6] & (1ull << (c & 63))) {
+					dst__fail(d, -EPROTO, "VERIFY records overlap (chunk %" PRIu64 " announced twice)", c);
+					return -EPROTO;
+				}
+				d->verify_seen[c >> 6] |= 1ull << (c & 63);
+			}
 			uint8_t *v = realloc(d->verify, d->verify_len + 12 + 8ull * count);
 			if (!v)
 				return -ENOMEM;
@@ -631,6 +695,7 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 				return -EPROTO;
 			}
 			d->phase = DST_APPLYING;
+			d->progress_at = now_ns();
 			dst__check_complete(d);
 			return 0;
 		default:
@@ -656,7 +721,7 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 		d->phase = DST_RUNNING;
 		dst__send0(d, STREAM_RUNNING);
 		uv_timer_stop(&d->idle_timer);
-		for (unsigned i = 0; i < d->nstreams; i++)
+		for (unsigned i = 0; i < DST_MAX_STREAMS; i++)
 			if (d->st[i].x)
 				xport_close(d->st[i].x, 0, "migration complete");
 		char stats[400];
@@ -680,6 +745,8 @@ static int dst__on_data(struct xport_conn *x, const uint8_t *p, size_t n, void *
 	struct migrate_dst *d = s->d;
 	(void)x;
 	int e = stream_reader_feed(&s->rd, p, n, dst__on_record, s);
+	if (e && s->idx > 0 && !s->joined)
+		return e == -ECANCELED ? 0 : e; /* a candidate's garbage: it alone is closed */
 	if (e && e != -ECANCELED && d->phase != DST_FAILED && d->phase != DST_RUNNING)
 		dst__fail(d, e, "connection %u: not a valid pml-migrate stream (%s)", s->idx,
 			  e == -E2BIG ? "record longer than its type allows" : "unknown record type or bad header");
@@ -691,6 +758,10 @@ static void dst__on_close(struct xport_conn *x, int err, const char *why, void *
 	struct dst_stream *s = opaque;
 	struct migrate_dst *d = s->d;
 	(void)x;
+	if (s->idx > 0 && !s->joined && !d->freeing) {
+		dst__drop_candidate(s);
+		return;
+	}
 	if (d->phase != DST_FAILED && d->phase != DST_RUNNING)
 		dst__fail(d, err ? err : -ECONNRESET, "connection %u from the source lost before COMMIT: %s", s->idx,
 			  why);
@@ -701,11 +772,48 @@ static const struct xport_callbacks dst_cb = {
 	.on_close = dst__on_close,
 };
 
-static void dst__idle(uv_timer_t *t)
+/* Every phase before COMMIT has a deadline, so a source that stalls,
+ * lies (announces pages it never sends) or vanishes without a FIN (power
+ * loss, partition: TCP keepalive notices that too) never pins this
+ * session and its memory. */
+static void dst__deadlines(uv_timer_t *t)
 {
 	struct migrate_dst *d = t->data;
-	if (now_ns() - d->rx_at >= (uint64_t)DST_IDLE_TIMEOUT_MS * 1000000ull && d->phase < DST_APPLYING)
-		dst__fail(d, -ETIMEDOUT, "nothing received from the source for %d s", DST_IDLE_TIMEOUT_MS / 1000);
+	uint64_t now = now_ns(), ms = 1000000ull;
+	uint64_t applied = atomic_load(&d->applied);
+	if (applied != d->last_applied) {
+		d->last_applied = applied;
+		d->progress_at = now;
+	}
+	if (d->rx_at > d->progress_at)
+		d->progress_at = d->rx_at;
+	for (unsigned i = 1; i < DST_MAX_STREAMS; i++)
+		if (d->st[i].x && !d->st[i].joined && now - d->st[i].t_accept > DST_JOIN_TIMEOUT_NS)
+			dst__drop_candidate(&d->st[i]);
+	switch (d->phase) {
+	case DST_HELLO:
+		if (now - d->t_start > d->lim.handshake_ms * ms)
+			dst__fail(d, -ETIMEDOUT, "no authenticated HELLO within %u ms of connecting",
+				  d->lim.handshake_ms);
+		break;
+	case DST_SHAPE:
+	case DST_RECEIVING:
+		if (now - d->progress_at > d->lim.idle_ms * ms)
+			dst__fail(d, -ETIMEDOUT, "nothing received from the source for %u s", d->lim.idle_ms / 1000);
+		break;
+	case DST_APPLYING:
+		if (now - d->progress_at > d->lim.idle_ms * ms)
+			dst__fail(d, -ETIMEDOUT,
+				  "STATE_DONE announced %" PRIu64 " pages but only %" PRIu64 " arrived; none for %u s",
+				  d->total_pages, applied, d->lim.idle_ms / 1000);
+		break;
+	case DST_READY:
+		if (now - d->t_ready > d->lim.idle_ms * ms)
+			dst__fail(d, -ETIMEDOUT, "no COMMIT within %u s of READY", d->lim.idle_ms / 1000);
+		break;
+	default:
+		break;
+	}
 }
 
 /* ---- lifetime ---- */
@@ -728,6 +836,7 @@ static void dst__handle_closed(uv_handle_t *h)
 	for (unsigned i = 0; i < HV_MAX_VCPUS; i++)
 		free(d->vcpu_blob[i]);
 	free(d->verify);
+	free(d->verify_seen);
 	pthread_mutex_destroy(&d->lock);
 	pthread_cond_destroy(&d->cond);
 	free(d);
@@ -760,8 +869,8 @@ void migrate_dst_free(struct migrate_dst *d)
 	uv_async_send(&d->wake);
 }
 
-int migrate_dst_start(uv_loop_t *loop, struct xport_tls *tls, int fd, const struct migrate_dst_ops *ops,
-		      void *opaque, struct migrate_dst **out)
+int migrate_dst_start(uv_loop_t *loop, struct xport_tls *tls, int fd, const struct migrate_dst_limits *lim,
+		      const struct migrate_dst_ops *ops, void *opaque, struct migrate_dst **out)
 {
 	struct migrate_dst *d = calloc(1, sizeof(*d));
 	if (!d) {
@@ -772,7 +881,10 @@ int migrate_dst_start(uv_loop_t *loop, struct xport_tls *tls, int fd, const stru
 	d->ops = ops;
 	d->opaque = opaque;
 	d->nstreams = 1;
-	d->t_start = d->rx_at = now_ns();
+	d->t_start = d->rx_at = d->progress_at = now_ns();
+	migrate_dst_limits_default(&d->lim);
+	if (lim)
+		d->lim = *lim;
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_cond_init(&d->cond, NULL);
 	for (unsigned i = 0; i < DST_MAX_STREAMS; i++) {
@@ -790,7 +902,13 @@ int migrate_dst_start(uv_loop_t *loop, struct xport_tls *tls, int fd, const stru
 		migrate_dst_free(d);
 		return e;
 	}
-	uv_timer_start(&d->idle_timer, dst__idle, 1000, 1000);
+	uv_timer_start(&d->idle_timer, dst__deadlines, 200, 200);
 	*out = d;
 	return 0;
+}
+
+void migrate_dst_limits_default(struct migrate_dst_limits *lim)
+{
+	lim->handshake_ms = 10000;
+	lim->idle_ms = 60000;
 }

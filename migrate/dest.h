@@ -36,11 +36,22 @@ struct migrate_dst_ops {
 
 struct migrate_dst;
 
+/* Deadlines before COMMIT (after it the guest runs here and none apply). */
+struct migrate_dst_limits {
+	unsigned handshake_ms; /* connect to an authenticated HELLO (default 10 s) */
+	unsigned idle_ms;      /* no progress: nothing received while receiving, the pages
+				* STATE_DONE announced not arriving, no COMMIT after READY
+				* (default 60 s) */
+};
+void migrate_dst_limits_default(struct migrate_dst_limits *lim);
+
 /* Serves one migration on the accepted TCP socket fd (ownership moves
- * in). Extra connections (--streams) are accepted on a port this session
- * opens on the same local address. */
-int migrate_dst_start(uv_loop_t *loop, struct xport_tls *tls, int fd, const struct migrate_dst_ops *ops,
-		      void *opaque, struct migrate_dst **out);
+ * in). lim: NULL for the defaults. Extra connections (--streams) are
+ * accepted on a port this session opens on the same local address; one
+ * that fails its handshake, closes or idles before a valid JOIN is dropped
+ * without harming the migration (only a JOIN with a wrong token fails it). */
+int migrate_dst_start(uv_loop_t *loop, struct xport_tls *tls, int fd, const struct migrate_dst_limits *lim,
+		      const struct migrate_dst_ops *ops, void *opaque, struct migrate_dst **out);
 /* Releases everything once running() or failed() has been called; may
  * be called from inside those callbacks. The VM stays with the owner. */
 void migrate_dst_free(struct migrate_dst *d);

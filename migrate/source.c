@@ -178,6 +178,19 @@ struct msrc_job {
 	uint64_t gfns[STREAM_MAX_BATCH];
 };
 
+/* The source's side of the handshake (docs/stream.md): each record from
+ * the destination is accepted only in its phase, so a stale, duplicated
+ * or injected READY can never make us COMMIT. Under m->lock. */
+enum msrc_phase {
+	MSRC_HELLO,      /* HELLO, SHAPE, JOIN sent: awaiting the destination's HELLO */
+	MSRC_JOIN,       /* several connections: awaiting the destination's JOIN (its port) */
+	MSRC_PRECOPY,    /* memory rounds; ROUND_END answers */
+	MSRC_STATE_SENT, /* STATE_DONE queued: awaiting READY */
+	MSRC_READY,      /* READY received: COMMIT is next */
+	MSRC_COMMITTED,  /* COMMIT queued: never resume; awaiting RUNNING */
+	MSRC_RUNNING,    /* RUNNING received */
+};
+
 struct migrate_src;
 
 struct msrc_stream {
@@ -210,7 +223,7 @@ struct migrate_src {
 	unsigned nstreams, nready;
 	uint64_t token;
 
-	uv_timer_t setup_timer;
+	uv_timer_t setup_timer, deadline_timer;
 	uv_async_t done_async, ev_async;
 	int handles_open;
 	pthread_t engine;
@@ -218,12 +231,13 @@ struct migrate_src {
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	int got_hello, got_ready, got_running, stop_workers;
+	enum msrc_phase phase;
+	int stop_workers;
 	uint32_t dest_round; /* last ROUND_END the destination answered: all before it applied */
 	uint64_t dest_applied;
 	int failed; /* reason in fail_why */
 	char fail_why[512];
-	int committed, cancel;
+	uint32_t round_sent; /* last ROUND_END queued: an answer beyond it is a lie */
 	char *events; /* newline-separated JSON lines for the loop */
 	size_t ev_len;
 	enum migrate_result result;
@@ -261,6 +275,14 @@ struct migrate_src {
 
 static void msrc__fail(struct migrate_src *m, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+static const char *msrc__phase_name(enum msrc_phase p)
+{
+	static const char *const names[] = { "waiting for the destination's HELLO", "waiting for the destination's JOIN",
+					     "pre-copy", "waiting for READY", "READY received", "committed",
+					     "running" };
+	return names[p];
+}
+
 static void msrc__fail(struct migrate_src *m, int err, const char *fmt, ...)
 {
 	va_list ap;
@@ -278,7 +300,7 @@ static void msrc__fail(struct migrate_src *m, int err, const char *fmt, ...)
 static int msrc__aborted(struct migrate_src *m)
 {
 	pthread_mutex_lock(&m->lock);
-	int r = m->failed || m->cancel;
+	int r = m->failed;
 	pthread_mutex_unlock(&m->lock);
 	return r;
 }
@@ -443,9 +465,9 @@ static void *msrc__worker(void *arg)
 static int msrc__push_job(struct migrate_src *m, struct msrc_stream *s, struct msrc_job *j)
 {
 	pthread_mutex_lock(&m->lock);
-	while (s->qlen >= JOBQ_DEPTH && !m->failed && !m->cancel)
+	while (s->qlen >= JOBQ_DEPTH && !m->failed)
 		pthread_cond_wait(&m->cond, &m->lock);
-	int aborted = m->failed || m->cancel;
+	int aborted = m->failed;
 	if (!aborted) {
 		j->next = NULL;
 		if (s->qtail)
@@ -507,7 +529,7 @@ static int msrc__workers_idle(struct migrate_src *m)
 		for (unsigned i = 0; i < m->nstreams; i++)
 			if (m->st[i].qlen || m->st[i].busy)
 				idle = 0;
-		if (idle || m->failed || m->cancel)
+		if (idle || m->failed)
 			break;
 		pthread_cond_wait(&m->cond, &m->lock);
 	}
@@ -530,7 +552,7 @@ static int msrc__drain(struct migrate_src *m, uint32_t round)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ts.tv_sec += 10;
 	pthread_mutex_lock(&m->lock);
-	while (m->dest_round < round && !m->failed && !m->cancel)
+	while (m->dest_round < round && !m->failed)
 		if (pthread_cond_timedwait(&m->cond, &m->lock, &ts) == ETIMEDOUT)
 			break;
 	e = m->failed ? m->failed : 0;
@@ -745,7 +767,8 @@ static void msrc__progress(struct migrate_src *m, const char *phase)
 
 /* ---- waiting for the destination ---- */
 
-static int msrc__wait(struct migrate_src *m, int *flag, unsigned timeout_ms)
+/* Waits until the handshake reaches phase, a failure, or timeout_ms. */
+static int msrc__wait(struct migrate_src *m, enum msrc_phase phase, unsigned timeout_ms)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -757,15 +780,27 @@ static int msrc__wait(struct migrate_src *m, int *flag, unsigned timeout_ms)
 	}
 	pthread_mutex_lock(&m->lock);
 	int e = 0;
-	while (!*flag && !m->failed && (!m->cancel || m->committed))
+	while (m->phase < phase && !m->failed)
 		if (pthread_cond_timedwait(&m->cond, &m->lock, &ts) == ETIMEDOUT) {
 			e = -ETIMEDOUT;
 			break;
 		}
-	if (*flag)
+	if (m->phase >= phase)
 		e = 0;
 	else if (!e)
-		e = m->failed ? m->failed : -ECANCELED;
+		e = m->failed;
+	pthread_mutex_unlock(&m->lock);
+	return e;
+}
+
+/* Moves the handshake forward (engine thread); fails if the migration
+ * already failed or was cancelled, so a cancel and COMMIT never cross. */
+static int msrc__set_phase(struct migrate_src *m, enum msrc_phase phase)
+{
+	pthread_mutex_lock(&m->lock);
+	int e = m->failed;
+	if (!e)
+		m->phase = phase;
 	pthread_mutex_unlock(&m->lock);
 	return e;
 }
@@ -877,6 +912,9 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 		if (!j)
 			return -ENOMEM;
 		j->round_end = 1;
+		pthread_mutex_lock(&m->lock);
+		m->round_sent = m->round;
+		pthread_mutex_unlock(&m->lock);
 		j->re = (struct stream_round_end){ .round = m->round,
 						   .pages = done - round_done0,
 						   .bytes = atomic_load(&m->record_bytes),
@@ -981,29 +1019,31 @@ static int msrc__switchover(struct migrate_src *m, struct precopy_dirty_set *set
 	if (m->o.verify && (e = msrc__send_verify(m)) < 0)
 		return e;
 	struct stream_buf b = { 0 };
+	/* READY is acceptable from now on, and only from now on. */
+	if ((e = msrc__set_phase(m, MSRC_STATE_SENT)) < 0)
+		return e;
 	if ((e = msrc__send0(m, &b, stream_put_state_done(&b, atomic_load(&m->pages_sent)))) < 0)
 		return e;
 	m->t_state_sent = now_ns();
 	msrc__progress(m, "switchover");
-	if ((e = msrc__wait(m, &m->got_ready, REPLY_TIMEOUT_MS)) < 0) {
+	if ((e = msrc__wait(m, MSRC_READY, REPLY_TIMEOUT_MS)) < 0) {
 		if (e == -ETIMEDOUT)
 			msrc__fail(m, e, "the destination did not answer READY within %u s", REPLY_TIMEOUT_MS / 1000);
 		return e;
 	}
 	m->t_ready = now_ns();
 	/* The point of no return: from here the source never resumes. */
-	pthread_mutex_lock(&m->lock);
-	m->committed = 1;
-	pthread_mutex_unlock(&m->lock);
+	if ((e = msrc__set_phase(m, MSRC_COMMITTED)) < 0)
+		return e;
 	m->t_commit = now_ns();
 	if ((e = msrc__send0(m, &b, stream_put_empty(&b, STREAM_COMMIT))) < 0) {
 		/* Never queued: the destination cannot have it. */
 		pthread_mutex_lock(&m->lock);
-		m->committed = 0;
+		m->phase = MSRC_READY;
 		pthread_mutex_unlock(&m->lock);
 		return e;
 	}
-	e = msrc__wait(m, &m->got_running, REPLY_TIMEOUT_MS);
+	e = msrc__wait(m, MSRC_RUNNING, REPLY_TIMEOUT_MS);
 	m->t_running = now_ns();
 	return e;
 }
@@ -1089,9 +1129,9 @@ static void *msrc__engine_main(void *arg)
 	msrc__unthrottle(m);
 
 	pthread_mutex_lock(&m->lock);
-	int committed = m->committed, running = m->got_running;
+	int committed = m->phase >= MSRC_COMMITTED, running = m->phase == MSRC_RUNNING;
 	char why[sizeof(m->fail_why)];
-	snprintf(why, sizeof(why), "%s", m->fail_why[0] ? m->fail_why : (m->cancel ? "cancelled" : strerror(-e)));
+	snprintf(why, sizeof(why), "%s", m->fail_why[0] ? m->fail_why : strerror(-e));
 	pthread_mutex_unlock(&m->lock);
 	if (!e && running) {
 		m->result = MIGRATE_OK;
@@ -1117,6 +1157,9 @@ static void *msrc__engine_main(void *arg)
 
 static void msrc__start_engine(struct migrate_src *m)
 {
+	pthread_mutex_lock(&m->lock);
+	m->phase = MSRC_PRECOPY;
+	pthread_mutex_unlock(&m->lock);
 	uv_timer_stop(&m->setup_timer);
 	m->t_setup_done = now_ns();
 	m->bw_t0 = now_ns();
@@ -1204,52 +1247,63 @@ static int msrc__on_record(void *opaque, const struct stream_record *rec)
 			msrc__fail(m, -EPROTO, "destination sent a malformed ERROR record");
 		return -ECONNABORTED;
 	}
-	if (s->idx == 0) {
-		if (rec->type == STREAM_HELLO && !m->got_hello) {
-			struct stream_hello h;
-			if ((e = stream_parse_hello(rec, &h)) == 0) {
-				/* The kernel's smoothed RTT: the HELLO round trip also
-				 * covers the destination creating the VM. */
-				unsigned rtt_us = xport_rtt_us(m->st[0].x);
-				m->rtt_ns = rtt_us ? rtt_us * 1000ull : now_ns() - m->t_hello_sent;
-				m->got_hello = 1;
-				if (m->nstreams == 1)
-					msrc__start_engine(m);
-			}
-		} else if (rec->type == STREAM_JOIN && m->got_hello && m->nstreams > 1 && !m->token) {
-			struct stream_join j;
-			if ((e = stream_parse_join(rec, &j)) == 0 && (j.index != 0 || j.count != m->nstreams || !j.port || !j.token))
-				e = -EPROTO;
-			if (!e) {
-				m->token = j.token;
-				msrc__connect_extra(m, j.port);
-			}
-		} else if (rec->type == STREAM_ROUND_END && m->got_hello) {
-			struct stream_round_end re;
-			if ((e = stream_parse_round_end(rec, &re)) == 0) {
+	pthread_mutex_lock(&m->lock);
+	enum msrc_phase ph = m->phase;
+	uint32_t round_sent = m->round_sent;
+	pthread_mutex_unlock(&m->lock);
+	/* Only connection 0 carries answers, and each only in its phase. */
+	if (s->idx != 0)
+		goto out;
+	if (rec->type == STREAM_HELLO && ph == MSRC_HELLO) {
+		struct stream_hello h;
+		if ((e = stream_parse_hello(rec, &h)) == 0) {
+			/* The kernel's smoothed RTT: the HELLO round trip also
+			 * covers the destination creating the VM. */
+			unsigned rtt_us = xport_rtt_us(m->st[0].x);
+			m->rtt_ns = rtt_us ? rtt_us * 1000ull : now_ns() - m->t_hello_sent;
+			if (m->nstreams == 1) {
+				msrc__start_engine(m);
+			} else {
 				pthread_mutex_lock(&m->lock);
-				m->dest_round = re.round;
-				m->dest_applied = re.pages;
-				pthread_cond_broadcast(&m->cond);
-				pthread_mutex_unlock(&m->lock);
-			}
-		} else if (rec->type == STREAM_READY || rec->type == STREAM_RUNNING) {
-			if ((e = stream_parse_empty(rec)) == 0) {
-				pthread_mutex_lock(&m->lock);
-				if (rec->type == STREAM_READY)
-					m->got_ready = 1;
-				else if (m->committed)
-					m->got_running = 1;
-				else
-					e = -EPROTO;
-				pthread_cond_broadcast(&m->cond);
+				m->phase = MSRC_JOIN;
 				pthread_mutex_unlock(&m->lock);
 			}
 		}
+	} else if (rec->type == STREAM_JOIN && ph == MSRC_JOIN && !m->token) {
+		struct stream_join j;
+		if ((e = stream_parse_join(rec, &j)) == 0 && (j.index != 0 || j.count != m->nstreams || !j.port || !j.token))
+			e = -EPROTO;
+		if (!e) {
+			m->token = j.token;
+			msrc__connect_extra(m, j.port);
+		}
+	} else if (rec->type == STREAM_ROUND_END && (ph == MSRC_PRECOPY || ph == MSRC_STATE_SENT)) {
+		struct stream_round_end re;
+		/* An answer to a round we never ended is a lie; a late answer
+		 * after STATE_DONE is harmless. */
+		if ((e = stream_parse_round_end(rec, &re)) == 0 && (re.round > round_sent || re.round < m->dest_round))
+			e = -EPROTO;
+		if (!e) {
+			pthread_mutex_lock(&m->lock);
+			m->dest_round = re.round;
+			m->dest_applied = re.pages;
+			pthread_cond_broadcast(&m->cond);
+			pthread_mutex_unlock(&m->lock);
+		}
+	} else if ((rec->type == STREAM_READY && ph == MSRC_STATE_SENT) ||
+		   (rec->type == STREAM_RUNNING && ph == MSRC_COMMITTED)) {
+		if ((e = stream_parse_empty(rec)) == 0) {
+			pthread_mutex_lock(&m->lock);
+			if (m->phase == ph) /* re-checked: the engine may have failed meanwhile */
+				m->phase = rec->type == STREAM_READY ? MSRC_READY : MSRC_RUNNING;
+			pthread_cond_broadcast(&m->cond);
+			pthread_mutex_unlock(&m->lock);
+		}
 	}
+out:
 	if (e) {
-		msrc__fail(m, -EPROTO, "unexpected or malformed %s record from the destination",
-			   stream_type_name(rec->type));
+		msrc__fail(m, -EPROTO, "unexpected or malformed %s record from the destination (connection %u, %s)",
+			   stream_type_name(rec->type), s->idx, msrc__phase_name(ph));
 		return -EPROTO;
 	}
 	return 0;
@@ -1272,7 +1326,7 @@ static void msrc__on_close(struct xport_conn *x, int err, const char *why, void 
 	(void)x;
 	s->closed = 1;
 	pthread_mutex_lock(&m->lock);
-	int expected = m->got_running || m->finished;
+	int expected = m->phase == MSRC_RUNNING || m->finished;
 	pthread_mutex_unlock(&m->lock);
 	if (!expected)
 		msrc__fail(m, err ? err : -ECONNRESET, "connection %u to %s closed: %s", s->idx, m->o.target, why);
@@ -1351,6 +1405,7 @@ static void msrc__done_async(uv_async_t *a)
 	 * in xport_send on a full queue that only this (loop) thread drains, and
 	 * closing wakes it with -EPIPE. After a success everything is flushed
 	 * and the encoders are idle, so the order costs nothing there. */
+	uv_timer_stop(&m->deadline_timer);
 	int ok = m->engine_started && m->result == MIGRATE_OK;
 	for (unsigned i = 0; i < m->nstreams; i++)
 		if (m->st[i].x)
@@ -1365,20 +1420,46 @@ static void msrc__done_async(uv_async_t *a)
 	msrc__ev_async(&m->ev_async);
 	m->ops->done(m->opaque, m->result, m->report ? m->report : "{\"event\":\"result\",\"result\":\"failed\"}");
 	uv_close((uv_handle_t *)&m->setup_timer, msrc__handle_closed);
+	uv_close((uv_handle_t *)&m->deadline_timer, msrc__handle_closed);
 	uv_close((uv_handle_t *)&m->done_async, msrc__handle_closed);
 	uv_close((uv_handle_t *)&m->ev_async, msrc__handle_closed);
 }
 
-void migrate_src_cancel(struct migrate_src *m, const char *why)
+/* Loop thread: fails the migration unless COMMIT went out, and closes
+ * every connection so that no thread stays blocked on a destination that
+ * stopped reading (a full send queue, a flush, a reply): the engine then
+ * resumes the guest within a bounded time. */
+static int msrc__abort(struct migrate_src *m, int err, const char *why)
 {
 	pthread_mutex_lock(&m->lock);
-	if (!m->cancel && !m->failed)
+	int committed = m->phase >= MSRC_COMMITTED;
+	if (!committed && !m->failed) {
+		m->failed = err;
 		snprintf(m->fail_why, sizeof(m->fail_why), "%s", why);
-	m->cancel = 1;
+	}
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
+	if (committed || m->finished)
+		return committed ? -EALREADY : 0;
+	for (unsigned i = 0; i < m->nstreams; i++)
+		if (m->st[i].x && !m->st[i].closed)
+			xport_close(m->st[i].x, err, why);
 	if (!m->engine_started)
 		uv_async_send(&m->done_async);
+	return 0;
+}
+
+int migrate_src_cancel(struct migrate_src *m, const char *why)
+{
+	return msrc__abort(m, -ECANCELED, why);
+}
+
+static void msrc__deadline(uv_timer_t *t)
+{
+	struct migrate_src *m = t->data;
+	char why[200];
+	snprintf(why, sizeof(why), "--max-time %us reached (%s)", m->o.max_time_s, msrc__phase_name(m->phase));
+	msrc__abort(m, -ETIMEDOUT, why);
 }
 
 int migrate_src_start(uv_loop_t *loop, struct hv_vm *vm, struct precopy_dirtylog *dl, const char *name,
@@ -1446,11 +1527,13 @@ int migrate_src_start(uv_loop_t *loop, struct hv_vm *vm, struct precopy_dirtylog
 		goto err_tls;
 	}
 	uv_timer_init(loop, &m->setup_timer);
+	uv_timer_init(loop, &m->deadline_timer);
 	uv_async_init(loop, &m->done_async, msrc__done_async);
 	uv_async_init(loop, &m->ev_async, msrc__ev_async);
-	m->setup_timer.data = m->done_async.data = m->ev_async.data = m;
-	m->handles_open = 3;
+	m->setup_timer.data = m->deadline_timer.data = m->done_async.data = m->ev_async.data = m;
+	m->handles_open = 4;
 	uv_timer_start(&m->setup_timer, msrc__setup_timeout, SETUP_TIMEOUT_MS, 0);
+	uv_timer_start(&m->deadline_timer, msrc__deadline, (uint64_t)o->max_time_s * 1000, 0);
 	*out = m;
 	return 0;
 

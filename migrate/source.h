@@ -74,7 +74,11 @@ struct migrate_src;
 int migrate_src_start(uv_loop_t *loop, struct hv_vm *vm, struct precopy_dirtylog *dl, const char *name,
 		      const struct migrate_src_opts *o, const struct migrate_src_ops *ops, void *opaque,
 		      struct migrate_src **out, char *err, size_t errlen);
-/* Aborts unless COMMIT was already sent; done() still follows. */
-void migrate_src_cancel(struct migrate_src *m, const char *why);
+/* Aborts unless COMMIT was already sent: the migration fails with why,
+ * every connection is closed so nothing waits on the destination, and the
+ * guest keeps running here; done() follows within a bounded time. Returns
+ * 0, or -EALREADY once COMMIT was sent (nothing changes: the outcome is
+ * the destination's). --max-time does the same on its own. */
+int migrate_src_cancel(struct migrate_src *m, const char *why);
 
 #endif

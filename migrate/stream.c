@@ -152,13 +152,15 @@ int stream_parse_hello(const struct stream_record *rec, struct stream_hello *out
 		return -EPROTONOSUPPORT;
 	uint16_t nl = ld16(p + 6);
 	out->caps = ld64(p + 8);
-	if (nl > STREAM_MAX_NAME || rec->len != 16u + nl)
+	if (rec->len != 16u + nl)
 		return -EPROTO;
+	if (nl > STREAM_MAX_NAME)
+		return -EINVAL;
 	for (uint16_t i = 0; i < nl; i++) {
 		char c = (char)p[16 + i];
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
 		      c == '_' || c == '-'))
-			return -EPROTO;
+			return -EINVAL;
 		out->name[i] = c;
 	}
 	out->name[nl] = 0;

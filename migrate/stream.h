@@ -103,6 +103,8 @@ void stream_reader_free(struct stream_reader *r);
 int stream_reader_feed(struct stream_reader *r, const void *data, size_t n,
 		       int (*on_record)(void *opaque, const struct stream_record *rec), void *opaque);
 
+/* -EPROTONOSUPPORT: another stream version; -EINVAL: the name is longer
+ * than STREAM_MAX_NAME or has characters outside [A-Za-z0-9._-]. */
 int stream_parse_hello(const struct stream_record *rec, struct stream_hello *out);
 /* Checks the shape against this build's limits (memory multiple of 2 MiB
  * within 16 MiB..128 GiB, 1..2 vCPUs, 4 KiB pages). */

@@ -152,9 +152,34 @@ static int write_hostile(const char *kind)
 		return 0;
 	}
 	snprintf(name, sizeof(name), "hostile-%s", kind);
+	if (!strcmp(kind, "dashname"))
+		snprintf(name, sizeof(name), "-rf");
 	stream_put_hello(&b, 0, name);
+	if (!strcmp(kind, "badname"))
+		b.p[b.len - 1] = '/'; /* "hostile-badnam/" */
 	stream_put_shape(&b, &sh);
 	stream_put_join(&b, &j);
+	if (!strcmp(kind, "dashname") || !strcmp(kind, "badname")) {
+		fwrite(b.p, 1, b.len, stdout);
+		stream_buf_free(&b);
+		return 0;
+	}
+	if (!strcmp(kind, "verifyflood")) {
+		/* The same chunks again and again: must be refused at the second. */
+		static uint64_t dg[32];
+		for (int i = 0; i < 64; i++)
+			stream_put_verify(&b, 0, 32, dg);
+		fwrite(b.p, 1, b.len, stdout);
+		stream_buf_free(&b);
+		return 0;
+	}
+	if (!strcmp(kind, "overannounce")) {
+		/* Announces pages it never sends, then keeps the connection open. */
+		stream_put_state_done(&b, 5);
+		fwrite(b.p, 1, b.len, stdout);
+		stream_buf_free(&b);
+		return 0;
+	}
 	if (!strcmp(kind, "oversized")) {
 		uint8_t h[8] = { STREAM_PAGES, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f };
 		fwrite(b.p, 1, b.len, stdout);

@@ -638,6 +638,23 @@ static void xport__async(uv_async_t *a)
 
 /* ---- setup ---- */
 
+/* A peer that vanished without a FIN (power loss, partition) is noticed
+ * within about 25 s of silence, and data unacknowledged for 30 s ends
+ * the connection: no wait on the network is without a deadline. */
+static void xport__keepalive(struct xport_conn *c)
+{
+	uv_os_fd_t fd;
+	int one = 1, idle = 10, intvl = 5, cnt = 3;
+	unsigned utmo = 30000;
+	if (uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0)
+		return;
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &utmo, sizeof(utmo));
+}
+
 static int xport__new(uv_loop_t *loop, struct xport_tls *tls, const struct xport_callbacks *cb, void *opaque,
 		      struct xport_conn **out)
 {
@@ -682,6 +699,7 @@ static void xport__connected(uv_connect_t *req, int status)
 	}
 	c->connected = 1;
 	uv_tcp_nodelay(&c->tcp, 1);
+	xport__keepalive(c);
 	uv_read_start((uv_stream_t *)&c->tcp, xport__alloc, xport__read);
 	if (!c->ssl) {
 		xport__became_ready(c);
@@ -724,6 +742,7 @@ static int xport__start_server(struct xport_conn *c)
 {
 	c->connected = 1;
 	uv_tcp_nodelay(&c->tcp, 1);
+	xport__keepalive(c);
 	int e = uv_read_start((uv_stream_t *)&c->tcp, xport__alloc, xport__read);
 	if (e < 0)
 		return e;
