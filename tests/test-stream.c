@@ -159,7 +159,7 @@ static int write_hostile(const char *kind)
 		b.p[b.len - 1] = '/'; /* "hostile-badnam/" */
 	stream_put_shape(&b, &sh);
 	stream_put_join(&b, &j);
-	if (!strcmp(kind, "dashname") || !strcmp(kind, "badname")) {
+	if (!strcmp(kind, "dashname") || !strcmp(kind, "badname") || !strcmp(kind, "silent")) {
 		fwrite(b.p, 1, b.len, stdout);
 		stream_buf_free(&b);
 		return 0;

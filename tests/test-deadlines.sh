@@ -1,0 +1,118 @@
+#!/bin/bash
+# Every wait has a deadline (issue 9): with the destination stalled (its
+# session stopped, so it reads nothing and the TCP window closes) the
+# source still fails at --max-time, on 'ctl NAME cancel' and on send's ^C,
+# within a bounded time, and its guest keeps running (defect 4). The
+# destination gives up on a source that announces pages it never sends,
+# goes silent, or never authenticates (defect 7).
+. "$(dirname "$0")/tap.sh"
+. "$(dirname "$0")/migrate-lib.sh"
+if [ ! -e /dev/kvm ]; then
+	skip_all "/dev/kvm absent"
+fi
+TS=${TOP_BUILDDIR:-.}/tests/test-stream
+echo "1..13"
+make_certs; ok $? "certificates"
+start_agent b "$T/hostB"
+PB=$PORT
+# A guest that dirties memory as fast as it can for 20 s: with --downtime 1
+# and no throttle it never converges on its own.
+HOT="ws=32M rate=0 ops=1000000000 ms=20000 content=random"
+
+# new_session: the pid of agent B's newest session once it logs one.
+new_session() {
+	local s=""
+	for i in $(seq 100); do
+		s=$(sed -n 's/.*connection handed to session \([0-9]*\).*/\1/p' "$T/b.log" | tail -n 1)
+		[ -n "$s" ] && [ "$s" != "$1" ] && break
+		s=""
+		sleep 0.05
+	done
+	echo "$s"
+}
+state() { PML_MIGRATE_RUNDIR="$T/hostA" "$PM" ctl "$1" status | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p'; }
+
+# stalled NAME [send options]: starts NAME and a send of it in the
+# background, then stops the destination session: sets SPID, SESS, T0.
+stalled() {
+	name=$1
+	shift
+	start_vm "$T/hostA" "$name" memstress ring $HOT
+	sleep 0.3
+	T0=$(date +%s%N)
+	PML_MIGRATE_RUNDIR="$T/hostA" "$PM" send "$name" "127.0.0.1:$PB" --certs "$C" --node sender --peer agent \
+		--json --no-throttle --downtime 1 "$@" >"$T/$name.send" 2>"$T/$name.send.err" &
+	SPID=$!
+	SESS=$(new_session "$LAST")
+	LAST=$SESS
+	sleep 0.5
+	kill -STOP "$SESS"
+}
+# ended_within S: waits up to S seconds for send; its exit code in RC and
+# the elapsed milliseconds in MS.
+ended_within() {
+	for i in $(seq $(($1 * 10))); do kill -0 $SPID 2>/dev/null || break; sleep 0.1; done
+	kill -0 $SPID 2>/dev/null && kill -9 $SPID
+	wait $SPID
+	RC=$?
+	MS=$((($(date +%s%N) - T0) / 1000000))
+}
+unstall() { kill -CONT "$SESS" 2>/dev/null; kill "$SESS" 2>/dev/null; }
+
+# 1. --max-time 4 against a destination that reads nothing.
+LAST=""
+stalled mt --max-time 4
+ended_within 20
+[ $RC = 1 ] && grep -q "max-time" "$T/mt.send" && [ $MS -lt 12000 ]
+ok $? "--max-time 4 with a stalled destination: send exits $RC after $MS ms ($(field "$T/mt.send" error))"
+[ "$(state mt)" = running ]; ok $? "the guest runs on at the source ($(state mt))"
+unstall
+wait $VPID
+[ "$(field "$T/mt.src.json" result)" = ok ]; ok $? "and finishes there ($(field "$T/mt.src.json" result))"
+
+# 2. ctl NAME cancel, same stall, default --max-time (600 s).
+stalled cx
+sleep 1
+PML_MIGRATE_RUNDIR="$T/hostA" "$PM" ctl cx cancel >"$T/cx.ctl" 2>&1
+ok $? "ctl cancel accepted: $(cat "$T/cx.ctl")"
+ended_within 20
+[ $RC = 1 ] && grep -q "cancelled by the operator" "$T/cx.send" && [ $MS -lt 10000 ]
+ok $? "send ends with exit $RC after $MS ms ($(field "$T/cx.send" error))"
+[ "$(state cx)" = running ]; ok $? "the guest runs on at the source"
+PML_MIGRATE_RUNDIR="$T/hostA" "$PM" ctl cx cancel >"$T/cx2.ctl" 2>&1
+[ $? = 1 ] && grep -q "no migration in progress" "$T/cx2.ctl"; ok $? "a second cancel is refused: $(cat "$T/cx2.ctl")"
+unstall
+PML_MIGRATE_RUNDIR="$T/hostA" "$PM" ctl cx stop >/dev/null
+wait $VPID
+
+# 3. ^C on send (SIGINT to the send process itself).
+stalled ci
+sleep 1
+kill -INT $SPID
+ended_within 20
+[ $RC = 1 ] && grep -q "cancelled by the operator" "$T/ci.send" && grep -q "cancelling" "$T/ci.send.err"
+ok $? "^C on send cancels: exit $RC after $MS ms ($(field "$T/ci.send" error))"
+[ "$(state ci)" = running ]; ok $? "the guest runs on at the source"
+unstall
+PML_MIGRATE_RUNDIR="$T/hostA" "$PM" ctl ci stop >/dev/null
+wait $VPID
+
+# 4. The destination's deadlines (plaintext agent, 2 s limits).
+start_agent h "$T/hostH" --insecure --timeout 2 --handshake-timeout 2
+PH=$PORT
+hold() { # hold KIND SECONDS: a hostile stream, then the connection held open
+	before=$(grep -c "failed:" "$T/h.log")
+	{ [ "$1" = none ] || "$TS" --hostile "$1"; sleep "$2"; } 2>/dev/null >/dev/tcp/127.0.0.1/"$PH" &
+	hp=$!
+	for i in $(seq 100); do [ "$(grep -c "failed:" "$T/h.log")" -gt "$before" ] && break; sleep 0.05; done
+	kill $hp 2>/dev/null
+	wait $hp 2>/dev/null
+	grep "failed:" "$T/h.log" | tail -n 1 | sed 's/.*failed: //'
+}
+m=$(hold overannounce 8); echo "$m" | grep -q "announced 5 pages but only 0 arrived"
+ok $? "a source that announces pages it never sends is given up on: $m"
+m=$(hold silent 8); echo "$m" | grep -q "nothing received from the source for 2 s"
+ok $? "a source that goes silent mid-migration is given up on: $m"
+m=$(hold none 8); echo "$m" | grep -q "no authenticated HELLO within 2000 ms"
+ok $? "a connection that never says HELLO is given up on: $m"
+exit $fail
