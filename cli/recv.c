@@ -19,22 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
+#include "cli/agent.h"
 #include "cli/commands.h"
 #include "cli/rundir.h"
 #include "cli/runner.h"
 #include "cli/util.h"
 #include "migrate/dest.h"
 #include "transport/xport.h"
-
-struct recv_opts {
-	char listen[300];
-	char certs[256], node[65], allow[1024];
-	char port_file[256];
-	int insecure;
-	int session_fd;
-	unsigned max_sessions;
-	struct migrate_dst_limits lim;
-};
 
 static void recv_usage(FILE *f)
 {
@@ -57,7 +48,14 @@ static void recv_usage(FILE *f)
 		"  --run-dir DIR        where VMs' control sockets, logs and reports go\n"
 		"                       (default: $PML_MIGRATE_RUNDIR, see README)\n"
 		"  --port-file FILE     write the listening port to FILE once listening\n"
-		"  --max-sessions N     refuse connections beyond N concurrent sessions (default 16)\n"
+		"  --max-sessions N     at most N incoming migrations and VMs they brought\n"
+		"                       (authenticated sessions; default 16)\n"
+		"  --max-handshakes N   at most N connections finishing their TLS handshake at\n"
+		"                       once, each in a process of its own; the oldest makes\n"
+		"                       room for a new one (default 8)\n"
+		"  --max-pending N      at most N connections whose first TLS record has not yet\n"
+		"                       fully arrived (they cost one descriptor and no process;\n"
+		"                       the oldest makes room; default 1024)\n"
 		"  --timeout S          fail an incoming migration that makes no progress for S\n"
 		"                       seconds before COMMIT: nothing received, announced pages\n"
 		"                       missing, no COMMIT after READY (default 60)\n"
@@ -72,24 +70,6 @@ static void recv_usage(FILE *f)
 		"            2 usage error.\n");
 }
 
-static void recv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void recv_log(const char *fmt, ...)
-{
-	char ts[32];
-	time_t t = time(NULL);
-	struct tm tm;
-	va_list ap;
-	localtime_r(&t, &tm);
-	strftime(ts, sizeof(ts), "%H:%M:%S", &tm);
-	fprintf(stderr, "[%s] pml-migrate recv[%d]: ", ts, (int)getpid());
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	fflush(stderr);
-}
-
 /* ================= session: one migration, then one VM ================= */
 
 struct session {
@@ -97,6 +77,7 @@ struct session {
 	struct migrate_dst *d;
 	struct xport_tls *tls;
 	int failed;
+	int agent_fd;
 };
 
 static int session__claim(void *opaque, const char *name, char *why, size_t len)
@@ -107,7 +88,12 @@ static int session__claim(void *opaque, const char *name, char *why, size_t len)
 		snprintf(why, len, "invalid VM name '%s': use 1-64 of [A-Za-z0-9._-], not starting with '.' or '-'", name);
 		return -EINVAL;
 	}
-	int e = runner_claim_name(&s->r, name);
+	/* Authenticated (the HELLO came over a verified TLS session): only now
+	 * does this process take one of the agent's session slots. */
+	int e = agent_gate_ask(s->agent_fd, why, len);
+	if (e < 0)
+		return e;
+	e = runner_claim_name(&s->r, name);
 	if (e == -EEXIST) {
 		snprintf(why, len, "a VM named '%s' already runs on the destination", name);
 		return e;
@@ -189,6 +175,7 @@ static int recv_session(const struct recv_opts *o)
 	if (runner_init(&s.r, "") < 0)
 		return PMG_EXIT_FAIL;
 	s.r.incoming = 1;
+	s.agent_fd = o->agent_fd;
 	struct xport_tls_config tc = { .server = 1, .insecure = o->insecure, .certs_dir = o->certs, .node = o->node,
 				       .allow = o->allow[0] ? o->allow : NULL };
 	if (xport_tls_new(&tc, &s.tls, err, sizeof(err)) < 0) {
@@ -223,193 +210,6 @@ out:
 	return rc;
 }
 
-/* ================= agent: accept and hand off ================= */
-
-struct agent {
-	uv_loop_t loop;
-	uv_tcp_t server;
-	uv_signal_t sigint, sigterm;
-	struct recv_opts o;
-	char **child_argv;
-	unsigned live;
-};
-
-struct agent_child {
-	uv_process_t proc;
-	struct agent *a;
-};
-
-static void agent__child_closed(uv_handle_t *h) { free(h->data); }
-
-static void agent__child_exit(uv_process_t *p, int64_t status, int sig)
-{
-	struct agent_child *c = p->data;
-	c->a->live--;
-	if (sig)
-		recv_log("session %d killed by signal %d", p->pid, sig);
-	else
-		recv_log("session %d exited with status %" PRId64, p->pid, status);
-	uv_close((uv_handle_t *)p, agent__child_closed);
-}
-
-static void agent__connection(uv_stream_t *server, int status)
-{
-	struct agent *a = server->data;
-	uv_tcp_t *t;
-	uv_os_fd_t fd;
-
-	if (status < 0)
-		return;
-	t = malloc(sizeof(*t));
-	if (!t)
-		return;
-	uv_tcp_init(&a->loop, t);
-	if (uv_accept(server, (uv_stream_t *)t) < 0)
-		goto done;
-	if (a->live >= a->o.max_sessions) {
-		recv_log("refusing a connection: %u sessions already running (--max-sessions)", a->live);
-		goto done;
-	}
-	if (uv_fileno((uv_handle_t *)t, &fd) < 0)
-		goto done;
-	struct agent_child *c = calloc(1, sizeof(*c));
-	if (!c)
-		goto done;
-	c->a = a;
-	c->proc.data = c;
-	uv_stdio_container_t stdio[4] = {
-		{ .flags = UV_IGNORE },
-		{ .flags = UV_INHERIT_FD, .data.fd = 1 },
-		{ .flags = UV_INHERIT_FD, .data.fd = 2 },
-		{ .flags = UV_INHERIT_FD, .data.fd = fd },
-	};
-	uv_process_options_t po = {
-		.exit_cb = agent__child_exit,
-		.file = "/proc/self/exe",
-		.args = a->child_argv,
-		.stdio_count = 4,
-		.stdio = stdio,
-	};
-	int e = uv_spawn(&a->loop, &c->proc, &po);
-	if (e < 0) {
-		recv_log("cannot start a session process: %s", uv_strerror(e));
-		free(c);
-		goto done;
-	}
-	a->live++;
-	recv_log("connection handed to session %d", c->proc.pid);
-done:
-	uv_close((uv_handle_t *)t, (uv_close_cb)free);
-}
-
-static void agent__signal(uv_signal_t *s, int sig)
-{
-	struct agent *a = s->data;
-	recv_log("signal %d: stopping the agent (sessions keep running)", sig);
-	uv_stop(&a->loop);
-}
-
-static void agent__close_walk(uv_handle_t *h, void *arg)
-{
-	(void)arg;
-	if (!uv_is_closing(h))
-		uv_close(h, h->type == UV_PROCESS ? agent__child_closed : NULL);
-}
-
-static void agent__write_port(FILE *f, void *opaque) { fprintf(f, "%u\n", *(unsigned *)opaque); }
-
-static int recv_agent(struct recv_opts *o)
-{
-	struct agent a;
-	struct sockaddr_storage ss;
-	char err[512];
-	struct xport_tls *probe;
-	int e;
-
-	memset(&a, 0, sizeof(a));
-	a.o = *o;
-	/* Load the certificates once here so a mistake shows at start, not at
-	 * the first migration. */
-	struct xport_tls_config tc = { .server = 1, .insecure = o->insecure, .certs_dir = o->certs, .node = o->node };
-	if (xport_tls_new(&tc, &probe, err, sizeof(err)) < 0) {
-		cli_err("recv: %s", err);
-		return PMG_EXIT_FAIL;
-	}
-	xport_tls_free(probe);
-	/* Likewise the run directory: a bad one refuses at start, not at the
-	 * first migration. */
-	char why[RUNDIR_MAX_PATH + 200];
-	int dfd = rundir_open(1, NULL, 0, why, sizeof(why));
-	if (dfd < 0) {
-		cli_err("recv: %s", why);
-		return PMG_EXIT_FAIL;
-	}
-	close(dfd);
-	if (xport_resolve(o->listen, &ss) < 0) {
-		cli_err("recv: --listen '%s': cannot resolve", o->listen);
-		return PMG_EXIT_USAGE;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	uv_loop_init(&a.loop);
-	uv_tcp_init(&a.loop, &a.server);
-	a.server.data = &a;
-	if ((e = uv_tcp_bind(&a.server, (struct sockaddr *)&ss, 0)) < 0 ||
-	    (e = uv_listen((uv_stream_t *)&a.server, 64, agent__connection)) < 0) {
-		cli_err("recv: cannot listen on %s: %s", o->listen, uv_strerror(e));
-		goto out;
-	}
-	int len = sizeof(ss);
-	uv_tcp_getsockname(&a.server, (struct sockaddr *)&ss, &len);
-	unsigned port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-						      : ((struct sockaddr_in6 *)&ss)->sin6_port);
-	if (o->port_file[0] && (e = rundir_write_atomic(AT_FDCWD, o->port_file, agent__write_port, &port)) < 0) {
-		cli_err("recv: --port-file %s: %s", o->port_file, strerror(-e));
-		goto out;
-	}
-	/* The session gets the same settings plus the connection as fd 3. */
-	char *args[24];
-	int n = 0;
-	args[n++] = "pml-migrate";
-	args[n++] = "recv";
-	args[n++] = "--session-fd";
-	args[n++] = "3";
-	if (o->insecure) {
-		args[n++] = "--insecure";
-	} else {
-		args[n++] = "--certs";
-		args[n++] = o->certs;
-		args[n++] = "--node";
-		args[n++] = o->node;
-	}
-	if (o->allow[0]) {
-		args[n++] = "--allow";
-		args[n++] = o->allow;
-	}
-	char tmo[16], htmo[16];
-	snprintf(tmo, sizeof(tmo), "%u", o->lim.idle_ms / 1000);
-	snprintf(htmo, sizeof(htmo), "%u", o->lim.handshake_ms / 1000);
-	args[n++] = "--timeout";
-	args[n++] = tmo;
-	args[n++] = "--handshake-timeout";
-	args[n++] = htmo;
-	args[n] = NULL;
-	a.child_argv = args;
-	uv_signal_init(&a.loop, &a.sigint);
-	uv_signal_init(&a.loop, &a.sigterm);
-	a.sigint.data = a.sigterm.data = &a;
-	uv_signal_start(&a.sigint, agent__signal, SIGINT);
-	uv_signal_start(&a.sigterm, agent__signal, SIGTERM);
-	recv_log("listening on port %u (%s)%s", port, o->listen,
-		 o->insecure ? ", PLAINTEXT (--insecure)" : ", TLS 1.3 with client certificates");
-	uv_run(&a.loop, UV_RUN_DEFAULT);
-	e = 0;
-out:
-	uv_walk(&a.loop, agent__close_walk, NULL);
-	uv_run(&a.loop, UV_RUN_DEFAULT);
-	uv_loop_close(&a.loop);
-	return e < 0 ? PMG_EXIT_FAIL : PMG_EXIT_OK;
-}
-
 int cmd_recv(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -423,6 +223,9 @@ int cmd_recv(int argc, char **argv)
 		{ "max-sessions", required_argument, 0, 'm' },
 		{ "session-fd", required_argument, 0, 'S' },
 		{ "timeout", required_argument, 0, 'T' },
+		{ "max-handshakes", required_argument, 0, 'K' },
+		{ "max-pending", required_argument, 0, 'P' },
+		{ "agent-fd", required_argument, 0, 'A' },
 		{ "handshake-timeout", required_argument, 0, 'H' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
@@ -434,6 +237,9 @@ int cmd_recv(int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	o.session_fd = -1;
 	o.max_sessions = 16;
+	o.max_handshakes = 8;
+	o.max_pending = 1024;
+	o.agent_fd = -1;
 	migrate_dst_limits_default(&o.lim);
 	snprintf(o.node, sizeof(o.node), "agent");
 	optind = 1;
@@ -472,6 +278,21 @@ int cmd_recv(int argc, char **argv)
 				return PMG_EXIT_USAGE;
 			}
 			o.max_sessions = (unsigned)v;
+			break;
+		case 'K':
+		case 'P':
+			if (cli_parse_uint(optarg, 1, 65536, &v) < 0) {
+				cli_err("recv: --%s '%s': must be 1..65536", c == 'K' ? "max-handshakes" : "max-pending", optarg);
+				return PMG_EXIT_USAGE;
+			}
+			*(c == 'K' ? &o.max_handshakes : &o.max_pending) = (unsigned)v;
+			break;
+		case 'A':
+			if (cli_parse_uint(optarg, 3, 1024, &v) < 0) {
+				cli_err("recv: --agent-fd is internal");
+				return PMG_EXIT_USAGE;
+			}
+			o.agent_fd = (int)v;
 			break;
 		case 'T':
 		case 'H':
@@ -514,5 +335,5 @@ int cmd_recv(int argc, char **argv)
 		cli_err("recv: --listen HOST:PORT is required (see 'pml-migrate recv --help')");
 		return PMG_EXIT_USAGE;
 	}
-	return recv_agent(&o);
+	return agent_run(&o);
 }
