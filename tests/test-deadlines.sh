@@ -11,7 +11,7 @@ if [ ! -e /dev/kvm ]; then
 	skip_all "/dev/kvm absent"
 fi
 TS=${TOP_BUILDDIR:-.}/tests/test-stream
-echo "1..13"
+echo "1..14"
 make_certs; ok $? "certificates"
 start_agent b "$T/hostB"
 PB=$PORT
@@ -113,6 +113,19 @@ m=$(hold overannounce 8); echo "$m" | grep -q "announced 5 pages but only 0 arri
 ok $? "a source that announces pages it never sends is given up on: $m"
 m=$(hold silent 8); echo "$m" | grep -q "nothing received from the source for 2 s"
 ok $? "a source that goes silent mid-migration is given up on: $m"
-m=$(hold none 8); echo "$m" | grep -q "no authenticated HELLO within 2000 ms"
-ok $? "a connection that never says HELLO is given up on: $m"
+# Before authentication: an idle connection never gets a process and is
+# dropped by the agent; one that sent a whole ClientHello and stalls is
+# given up on by its session process.
+start_agent t "$T/hostT" --handshake-timeout 2
+exec 7<>/dev/tcp/127.0.0.1/"$PORT"
+for i in $(seq 80); do grep -q "past the 2000 ms handshake deadline" "$T/t.log" && break; sleep 0.05; done
+exec 7>&-
+m=$(grep "dropped" "$T/t.log" | tail -n 1 | sed 's/.*: dropped/dropped/')
+echo "$m" | grep -q "1 past the 2000 ms handshake deadline"; ok $? "an idle connection is dropped by the agent: $m"
+"${TOP_BUILDDIR:-.}/tests/peer" flood "$PORT" 0 0 1 5 >/dev/null 2>&1 &
+fl=$!
+for i in $(seq 100); do grep -q "failed:" "$T/t.log" && break; sleep 0.05; done
+wait $fl
+m=$(grep "failed:" "$T/t.log" | tail -n 1 | sed 's/.*failed: //')
+echo "$m" | grep -q "no authenticated HELLO within 2000 ms"; ok $? "a stalled TLS handshake is given up on: $m"
 exit $fail

@@ -14,7 +14,7 @@ echo "1..2"
 ok $? "fuzz target builds with libFuzzer $(head -c 300 "$T/cc.err")"
 mkdir -p "$T/corpus"
 if [ -x "$BLD/tests/test-stream" ]; then "$BLD/tests/test-stream" --seeds "$T/corpus" >/dev/null; fi
-"$T/fuzz-stream" -max_total_time="$SECS" -rss_limit_mb=1024 -print_final_stats=1 "$T/corpus" >"$T/fuzz.log" 2>&1
+"$T/fuzz-stream" -max_total_time="$SECS" -max_len=1100000 -rss_limit_mb=2048 -print_final_stats=1 "$T/corpus" >"$T/fuzz.log" 2>&1
 rc=$?
 runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$T/fuzz.log")
 ok $rc "fuzzed ${SECS}s: ${runs:-?} inputs, no crash, leak or UB $( [ $rc = 0 ] || tail -30 "$T/fuzz.log" | tr '\n' '|')"
