@@ -69,3 +69,16 @@ reference() {
 	PML_MIGRATE_RUNDIR="$T/refrun" timeout 300 "$PM" run "$G/$img.elf" --mem 512M --dirty-log off --json \
 		-- "$@" 2>/dev/null | sed -n 's/.*"digest":"\([0-9a-f]*\)".*/\1/p'
 }
+
+# new_session TAG OLD: the pid of agent TAG's newest session other than OLD,
+# once the agent logs handing it a connection (empty after 5 s).
+new_session() {
+	local s=""
+	for i in $(seq 100); do
+		s=$(sed -n 's/.*connection handed to session \([0-9]*\).*/\1/p' "$T/$1.log" | tail -n 1)
+		[ -n "$s" ] && [ "$s" != "$2" ] && break
+		s=""
+		sleep 0.05
+	done
+	echo "$s"
+}

@@ -19,17 +19,6 @@ PB=$PORT
 # and no throttle it never converges on its own.
 HOT="ws=32M rate=0 ops=1000000000 ms=20000 content=random"
 
-# new_session: the pid of agent B's newest session once it logs one.
-new_session() {
-	local s=""
-	for i in $(seq 100); do
-		s=$(sed -n 's/.*connection handed to session \([0-9]*\).*/\1/p' "$T/b.log" | tail -n 1)
-		[ -n "$s" ] && [ "$s" != "$1" ] && break
-		s=""
-		sleep 0.05
-	done
-	echo "$s"
-}
 state() { PML_MIGRATE_RUNDIR="$T/hostA" "$PM" ctl "$1" status | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p'; }
 
 # stalled NAME [send options]: starts NAME and a send of it in the
@@ -43,7 +32,7 @@ stalled() {
 	PML_MIGRATE_RUNDIR="$T/hostA" "$PM" send "$name" "127.0.0.1:$PB" --certs "$C" --node sender --peer agent \
 		--json --no-throttle --downtime 1 "$@" >"$T/$name.send" 2>"$T/$name.send.err" &
 	SPID=$!
-	SESS=$(new_session "$LAST")
+	SESS=$(new_session b "$LAST")
 	LAST=$SESS
 	sleep 0.5
 	kill -STOP "$SESS"

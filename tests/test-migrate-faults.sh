@@ -20,18 +20,6 @@ PB=$PORT
 MEM="ws=32M rate=32 ops=40960 content=random"
 ref=$(reference memstress $MEM)
 
-# new_session OLD: the pid of agent B's newest session other than OLD, once
-# the agent logs handing it a connection (empty after 5 s).
-new_session() {
-	local s=""
-	for i in $(seq 100); do
-		s=$(sed -n 's/.*connection handed to session \([0-9]*\).*/\1/p' "$T/b.log" | tail -n 1)
-		[ -n "$s" ] && [ "$s" != "$1" ] && break
-		s=""
-		sleep 0.05
-	done
-	echo "$s"
-}
 
 # 1. Nobody listening.
 start_vm "$T/hostA" f1 memstress ring $MEM
@@ -49,7 +37,7 @@ start_vm "$T/hostA" f2 memstress ring $MEM
 sleep 1 # ~32 MB touched: at 2 MB/s the page stream lasts far longer than the cut below
 send_vm "$T/hostA" f2 "$PB" --max-bandwidth 2M &
 spid=$!
-sess=$(new_session "")
+sess=$(new_session b "")
 sleep 0.7
 kill -9 "$sess" 2>/dev/null
 killed=$sess
@@ -67,7 +55,7 @@ kill -0 $APID; ok $? "agent B survived its session's death"
 start_vm "$T/hostA" f6 memstress ring ws=32M rate=0 ops=100000000 ms=3000 content=random
 send_vm "$T/hostA" f6 "$PB" --no-throttle --downtime 1 &
 spid=$!
-sess=$(new_session "$killed")
+sess=$(new_session b "$killed")
 sleep 0.3
 kill -STOP "$sess" 2>/dev/null
 for i in $(seq 300); do kill -0 $spid 2>/dev/null || break; sleep 0.1; done
