@@ -82,7 +82,8 @@ struct agent {
 	unsigned live, handshaking, pending;
 	struct agent_pend *ph, *pt;   /* pending, oldest first */
 	struct agent_child *ch, *ct;  /* session processes, oldest first */
-	uint64_t dropped_deadline, dropped_evicted, dropped_bad; /* logged once a tick */
+	uint64_t dropped_deadline, dropped_evicted, dropped_bad; /* logged at most once a second */
+	uint64_t last_drop_log;
 };
 
 struct agent_pend {
@@ -360,14 +361,13 @@ static void agent__tick(uv_timer_t *t)
 			uv_process_kill(&c->proc, SIGKILL);
 			a->dropped_deadline++;
 		}
-	static uint64_t last_log;
 	uint64_t n = a->dropped_deadline + a->dropped_evicted + a->dropped_bad;
-	if (n && now - last_log > 1000000000ull) {
+	if (n && now - a->last_drop_log > 1000000000ull) {
 		recv_log("dropped %" PRIu64 " unauthenticated connection(s): %" PRIu64 " past the %u ms handshake deadline, "
 			 "%" PRIu64 " evicted for newer ones, %" PRIu64 " not speaking our protocol or closed",
 			 n, a->dropped_deadline, a->o.lim.handshake_ms, a->dropped_evicted, a->dropped_bad);
 		a->dropped_deadline = a->dropped_evicted = a->dropped_bad = 0;
-		last_log = now;
+		a->last_drop_log = now;
 	}
 }
 

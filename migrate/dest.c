@@ -72,7 +72,6 @@ struct migrate_dst {
 	int verify_busy, verify_rc;
 	char verify_why[256];
 	int handles_open, freeing;
-	uint64_t rx_at;          /* last record from the source */
 	uint64_t progress_at;    /* last record, page applied or phase change */
 	uint64_t last_applied;
 	struct migrate_dst_limits lim;
@@ -515,7 +514,7 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 	char why[256];
 	int e;
 
-	d->rx_at = now_ns();
+	d->progress_at = now_ns();
 	if (d->phase == DST_FAILED || d->phase == DST_RUNNING)
 		return -ECANCELED;
 	if (s->idx > 0 && !s->joined) {
@@ -785,8 +784,6 @@ static void dst__deadlines(uv_timer_t *t)
 		d->last_applied = applied;
 		d->progress_at = now;
 	}
-	if (d->rx_at > d->progress_at)
-		d->progress_at = d->rx_at;
 	for (unsigned i = 1; i < DST_MAX_STREAMS; i++)
 		if (d->st[i].x && !d->st[i].joined && now - d->st[i].t_accept > DST_JOIN_TIMEOUT_NS)
 			dst__drop_candidate(&d->st[i]);
@@ -881,7 +878,7 @@ int migrate_dst_start(uv_loop_t *loop, struct xport_tls *tls, int fd, const stru
 	d->ops = ops;
 	d->opaque = opaque;
 	d->nstreams = 1;
-	d->t_start = d->rx_at = d->progress_at = now_ns();
+	d->t_start = d->progress_at = now_ns();
 	migrate_dst_limits_default(&d->lim);
 	if (lim)
 		d->lim = *lim;
