@@ -36,12 +36,22 @@ static void send_usage(FILE *f)
 		"  --verify               the destination checks its memory page by page\n"
 		"                         against this side's at switchover (costs downtime)\n"
 		"  --no-throttle          never slow the guest's vCPUs to make it converge\n"
+		"  --no-resume            fail on a lost connection instead of reconnecting\n"
+		"  --link-timeout S       declare the link lost when the agent has sent nothing\n"
+		"                         for S seconds (default 10; it sends every second)\n"
 		"  --certs DIR            certificate directory (ca.pem, NODE.pem, NODE.key)\n"
 		"  --node NAME            our certificate's name in DIR (default: sender)\n"
 		"  --peer NAME            name the agent's certificate must carry (default: HOST)\n"
 		"  --insecure             plaintext, no authentication (the agent must agree)\n"
 		"  --json                 one JSON object per progress event, then the report\n"
 		"  -h, --help             this text\n"
+		"\n"
+		"A connection lost before the destination said READY is resumed: send\n"
+		"reconnects to the agent's session (backing off, within --max-time), resends\n"
+		"only what did not arrive and carries on; a paused switchover first resumes\n"
+		"the guest here. A destination that refuses the reconnection (its session is\n"
+		"gone) fails the migration. Reconnects are counted in the progress events\n"
+		"and the report.\n"
 		"\n"
 		"Ctrl-C (SIGINT) cancels the migration, as 'pml-migrate ctl NAME cancel' does,\n"
 		"unless COMMIT was already sent; the report follows and the guest keeps running\n"
@@ -124,6 +134,22 @@ static void send__bar(const char *ev)
 	fflush(stderr);
 }
 
+/* A lost link and its resumption get a line of their own, tty or not. */
+static void send__link(const char *ev, const char *phase, int tty)
+{
+	char why[300] = "";
+	if (tty)
+		fputc('\n', stderr);
+	if (!strcmp(phase, "link_lost")) {
+		cli_json_field(ev, "reason", why, sizeof(why));
+		fprintf(stderr, "  link lost at %.1f s (%s): reconnecting\n", send__num(ev, "elapsed_ms") / 1000, why);
+	} else {
+		fprintf(stderr, "  link resumed at %.1f s (reconnect %.0f, %.0f pages resent, down %.0f ms in all)\n",
+			send__num(ev, "elapsed_ms") / 1000, send__num(ev, "reconnects"), send__num(ev, "pages_resent"),
+			send__num(ev, "link_down_ms"));
+	}
+}
+
 static void send__human(const char *rep)
 {
 	static const char *const keys[][2] = {
@@ -151,6 +177,9 @@ static void send__human(const char *rep)
 		{ "streams", "streams" },
 		{ "tls", "TLS" },
 		{ "verified_chunks", "verified chunks" },
+		{ "reconnects", "reconnects" },
+		{ "pages_resent", "pages resent (lost links)" },
+		{ "link_down_ms", "link down (ms)" },
 	};
 	char v[600];
 	printf("\n== pml-migrate send ==\n");
@@ -169,6 +198,8 @@ int cmd_send(int argc, char **argv)
 		{ "compress", required_argument, 0, 'z' },
 		{ "verify", no_argument, 0, 'V' },
 		{ "no-throttle", no_argument, 0, 'T' },
+		{ "no-resume", no_argument, 0, 'R' },
+		{ "link-timeout", required_argument, 0, 'L' },
 		{ "certs", required_argument, 0, 'c' },
 		{ "node", required_argument, 0, 'n' },
 		{ "peer", required_argument, 0, 'p' },
@@ -193,6 +224,8 @@ int cmd_send(int argc, char **argv)
 		case 'p': key = "peer"; break;
 		case 'V': key = "verify"; val = "1"; break;
 		case 'T': key = "throttle"; val = "0"; break;
+		case 'R': key = "resume"; val = "0"; break;
+		case 'L': key = "link_timeout"; break;
 		case 'I': insecure = 1; break;
 		case 'j': json = 1; break;
 		case 'b':
@@ -301,9 +334,13 @@ int cmd_send(int argc, char **argv)
 			continue;
 		}
 		if (cli_json_field(line, "event", res, sizeof(res)) == 0 && !strcmp(res, "progress")) {
+			char phase[32] = "";
+			cli_json_field(line, "phase", phase, sizeof(phase));
 			if (json) {
 				printf("%s\n", line);
 				fflush(stdout);
+			} else if (!strcmp(phase, "link_lost") || !strcmp(phase, "resumed")) {
+				send__link(line, phase, tty);
 			} else if (tty) {
 				send__bar(line);
 			}

@@ -1,8 +1,16 @@
 /*
  * migrate/dest.c - receiving side: record dispatch on the loop, page
- * decoding in one worker per connection (so each connection's pages are
- * applied in the order sent), READY only after every page and vCPU is in
- * place, then COMMIT -> start -> RUNNING.
+ * decoding in one worker per lane (so each lane's pages are applied in the
+ * order sent), READY only after every page and vCPU is in place, then
+ * COMMIT -> start -> RUNNING.
+ *
+ * A lane is one of the source's --streams: its ordered records, its decode
+ * worker and the count of records received on it. A connection carries a
+ * lane; when the source asked for resume (STREAM_CAP_RESUME), a lane
+ * outlives its connection: a lost connection before COMMIT leaves the
+ * lane, its queue and the guest memory in place, and a RESUME on the
+ * session port hands the lane to a new connection, answered with the count
+ * so the source resends exactly what did not arrive.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -23,6 +31,8 @@
 #define DST_QUEUE_HIGH (4u << 20) /* decoded-later bytes per connection before reading pauses */
 #define DST_QUEUE_LOW (1u << 20)
 #define DST_JOIN_TIMEOUT_NS (5ull * 1000000000ull) /* an extra connection must JOIN within this */
+#define DST_ACK_EVERY 64                            /* records per lane between ACKs (and every tick) */
+#define DST_HEARTBEAT_NS (1000000000ull)            /* an ACK at least this often: the source's liveness check */
 
 enum dst_phase { DST_HELLO, DST_SHAPE, DST_RECEIVING, DST_APPLYING, DST_READY, DST_RUNNING, DST_FAILED };
 
@@ -35,19 +45,35 @@ struct dst_job {
 
 struct migrate_dst;
 
-struct dst_stream {
+struct dst_stream;
+
+/* One of the source's streams: survives its connection when resuming. */
+struct dst_lane {
 	struct migrate_dst *d;
 	unsigned idx;
-	int joined;
-	uint64_t t_accept; /* extra connections: when accepted (a candidate until it joins) */
-	struct xport_conn *x;
-	struct stream_reader rd;
+	struct dst_stream *conn; /* carrying it now; NULL while its link is lost */
 	pthread_t worker;
 	int worker_started;
 	struct dst_job *qhead, *qtail; /* under d->lock */
 	size_t qbytes;
-	int busy, paused;
+	int busy;
 	uint32_t round_reached, round_answered; /* under d->lock */
+	uint64_t records, acked;                /* received after the handshake; last ACKed (loop) */
+	uint64_t ack_at;
+};
+
+/* A connection slot. Slot 0 is the connection the agent handed over;
+ * slots 1.. hold connections to the session port: candidates until they
+ * JOIN or RESUME, then the carrier of a lane. */
+struct dst_stream {
+	struct migrate_dst *d;
+	unsigned idx;
+	int joined;
+	uint64_t t_accept; /* session-port connections: when accepted (a candidate until it joins) */
+	struct xport_conn *x;
+	struct stream_reader rd;
+	struct dst_lane *lane;
+	int paused;
 };
 
 struct migrate_dst {
@@ -61,9 +87,14 @@ struct migrate_dst {
 	uint64_t nframes;
 	struct hv_vm *vm;
 	struct dst_stream st[DST_MAX_STREAMS];
+	struct dst_lane lanes[DST_MAX_STREAMS];
 	unsigned nstreams, njoined;
 	uint32_t joined_mask; /* JOIN indexes taken */
 	uint64_t token;
+	int resume;      /* the source asked for resume, and we answered with a session port */
+	uint32_t epoch;  /* the newest RESUME attempt seen */
+	uint32_t resumes;
+	char peer[256];  /* the source's certificate name: a RESUME must come from it */
 	uv_tcp_t join_server;
 	int join_open;
 	uv_timer_t idle_timer;
@@ -110,10 +141,16 @@ static void dst__stop_workers(struct migrate_dst *d)
 	pthread_cond_broadcast(&d->cond);
 	pthread_mutex_unlock(&d->lock);
 	for (unsigned i = 0; i < DST_MAX_STREAMS; i++)
-		if (d->st[i].worker_started) {
-			pthread_join(d->st[i].worker, NULL);
-			d->st[i].worker_started = 0;
+		if (d->lanes[i].worker_started) {
+			pthread_join(d->lanes[i].worker, NULL);
+			d->lanes[i].worker_started = 0;
 		}
+}
+
+/* The connection carrying lane 0 (handshake, answers), or NULL. */
+static struct xport_conn *dst__x0(struct migrate_dst *d)
+{
+	return d->lanes[0].conn ? d->lanes[0].conn->x : NULL;
 }
 
 static void dst__fail(struct migrate_dst *d, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -128,10 +165,11 @@ static void dst__fail(struct migrate_dst *d, int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	if (d->st[0].x && xport_is_ready(d->st[0].x)) {
+	struct xport_conn *x0 = dst__x0(d);
+	if (x0 && xport_is_ready(x0)) {
 		struct stream_buf b = { 0 };
 		if (stream_put_error(&b, (uint32_t)(err < 0 ? -err : EPROTO), why) == 0)
-			xport_write(d->st[0].x, b.p, b.len);
+			xport_write(x0, b.p, b.len);
 		stream_buf_free(&b);
 	}
 	dst__stop_workers(d);
@@ -165,7 +203,7 @@ static int dst__apply_page(void *opaque, uint64_t gfn, unsigned codec, const uin
 
 static void *dst__worker(void *arg)
 {
-	struct dst_stream *s = arg;
+	struct dst_lane *s = arg;
 	struct migrate_dst *d = s->d;
 	char name[16];
 	snprintf(name, sizeof(name), "decode%u", s->idx);
@@ -217,8 +255,9 @@ static void *dst__worker(void *arg)
 static void dst__send0(struct migrate_dst *d, enum stream_type t)
 {
 	struct stream_buf b = { 0 };
-	if (stream_put_empty(&b, t) == 0)
-		xport_write(d->st[0].x, b.p, b.len);
+	struct xport_conn *x0 = dst__x0(d);
+	if (x0 && stream_put_empty(&b, t) == 0)
+		xport_write(x0, b.p, b.len);
 	stream_buf_free(&b);
 }
 
@@ -297,7 +336,7 @@ static void dst__check_complete(struct migrate_dst *d)
 	pthread_mutex_lock(&d->lock);
 	int idle = 1;
 	for (unsigned i = 0; i < DST_MAX_STREAMS; i++)
-		if (d->st[i].qhead || d->st[i].busy)
+		if (d->lanes[i].qhead || d->lanes[i].busy)
 			idle = 0;
 	pthread_mutex_unlock(&d->lock);
 	uint64_t applied = atomic_load(&d->applied);
@@ -340,21 +379,23 @@ static void dst__wake(uv_async_t *a)
 		return;
 	}
 	for (unsigned i = 0; i < DST_MAX_STREAMS; i++) {
-		struct dst_stream *s = &d->st[i];
+		struct dst_lane *l = &d->lanes[i];
+		struct dst_stream *s = l->conn;
 		pthread_mutex_lock(&d->lock);
-		int resume = s->paused && s->qbytes < DST_QUEUE_LOW;
-		uint32_t reached = s->round_reached;
-		int answer = i == 0 && reached != s->round_answered;
-		s->round_answered = reached;
+		int resume = s && s->paused && l->qbytes < DST_QUEUE_LOW;
+		uint32_t reached = l->round_reached;
+		int answer = i == 0 && reached != l->round_answered && s;
+		if (answer)
+			l->round_answered = reached;
 		pthread_mutex_unlock(&d->lock);
-		if (answer && s->x && d->phase == DST_RECEIVING) {
+		if (answer && d->phase == DST_RECEIVING) {
 			struct stream_buf b = { 0 };
 			struct stream_round_end re = { .round = reached, .pages = atomic_load(&d->applied) };
 			if (stream_put_round_end(&b, &re) == 0)
 				xport_write(s->x, b.p, b.len);
 			stream_buf_free(&b);
 		}
-		if (resume && s->x) {
+		if (resume) {
 			s->paused = 0;
 			xport_read_pause(s->x, 0);
 		}
@@ -369,16 +410,17 @@ static void dst__wake(uv_async_t *a)
 static void dst__queue_job(struct dst_stream *s, struct dst_job *j)
 {
 	struct migrate_dst *d = s->d;
+	struct dst_lane *l = s->lane;
 	j->next = NULL;
 	pthread_mutex_lock(&d->lock);
-	if (s->qtail)
-		s->qtail->next = j;
+	if (l->qtail)
+		l->qtail->next = j;
 	else
-		s->qhead = j;
-	s->qtail = j;
-	s->qbytes += j->len;
-	s->busy = 1;
-	int pause = s->qbytes > DST_QUEUE_HIGH;
+		l->qhead = j;
+	l->qtail = j;
+	l->qbytes += j->len;
+	l->busy = 1;
+	int pause = l->qbytes > DST_QUEUE_HIGH;
 	pthread_cond_broadcast(&d->cond);
 	pthread_mutex_unlock(&d->lock);
 	if (pause && !s->paused) {
@@ -399,7 +441,7 @@ static int dst__queue_pages(struct dst_stream *s, const struct stream_record *re
 	return 0;
 }
 
-static int dst__start_worker(struct dst_stream *s)
+static int dst__start_worker(struct dst_lane *s)
 {
 	if (pthread_create(&s->worker, NULL, dst__worker, s))
 		return -EAGAIN;
@@ -462,7 +504,9 @@ static void dst__join_connection(uv_stream_t *server, int status)
 		dst__drop_candidate(&d->st[oldest]);
 		slot = oldest;
 	}
-	if (!slot || d->phase != DST_RECEIVING) {
+	int open = d->phase == DST_RECEIVING ||
+		   (d->resume && (d->phase == DST_APPLYING || d->phase == DST_READY));
+	if (!slot || !open) {
 		uv_tcp_t *t = malloc(sizeof(*t));
 		if (!t)
 			return;
@@ -483,8 +527,95 @@ static void dst__drop_candidate(struct dst_stream *s)
 {
 	xport_free(s->x);
 	s->x = NULL;
+	s->joined = 0;
+	s->paused = 0;
 	stream_reader_free(&s->rd);
 	stream_reader_init(&s->rd);
+}
+
+/* The lane's connection is gone (lost, or replaced by a RESUME): the lane
+ * and its queue stay; the slot is freed. Not from inside the slot's own
+ * on_data (its reader is in use there). */
+static void dst__detach(struct dst_stream *s, int err, const char *why)
+{
+	if (s->lane && s->lane->conn == s)
+		s->lane->conn = NULL;
+	s->lane = NULL;
+	if (s->x)
+		xport_close(s->x, err, why);
+	dst__drop_candidate(s);
+}
+
+/* A resumed source went back to pre-copy (it resumed its guest): whatever
+ * STATE_DONE, vCPU state and VERIFY it sent before are void, and the
+ * final round will come again. */
+static void dst__rewind(struct migrate_dst *d)
+{
+	if (d->phase != DST_APPLYING && d->phase != DST_READY)
+		return;
+	d->phase = DST_RECEIVING;
+	d->total_pages = 0;
+	for (unsigned i = 0; i < HV_MAX_VCPUS; i++) {
+		free(d->vcpu_blob[i]);
+		d->vcpu_blob[i] = NULL;
+		d->vcpu_len[i] = 0;
+	}
+	free(d->verify);
+	d->verify = NULL;
+	d->verify_len = 0;
+	uint64_t nchunks = (d->nframes + STREAM_VERIFY_CHUNK - 1) / STREAM_VERIFY_CHUNK;
+	memset(d->verify_seen, 0, (nchunks + 63) / 64 * 8);
+}
+
+static void dst__send_ack(struct dst_lane *l)
+{
+	struct stream_buf b = { 0 };
+	struct stream_ack a = { .index = l->idx, .records = l->records };
+	if (l->conn && stream_put_ack(&b, &a) == 0 && xport_write(l->conn->x, b.p, b.len) == 0) {
+		l->acked = l->records;
+		l->ack_at = now_ns();
+	}
+	stream_buf_free(&b);
+}
+
+/* RESUME on a session-port connection: the same authenticated source, the
+ * same migration (token), a lane that exists, an attempt not older than
+ * one already seen. The lane's old connection (a half-open one the link
+ * loss left behind) is closed first, so the count in the answer is final. */
+static int dst__resume(struct dst_stream *s, const struct stream_record *rec)
+{
+	struct migrate_dst *d = s->d;
+	struct stream_resume r;
+	if (stream_parse_resume(rec, &r) < 0 || r.count != d->nstreams || !d->resume ||
+	    (d->phase != DST_RECEIVING && d->phase != DST_APPLYING && d->phase != DST_READY)) {
+		xport_close(s->x, -EPROTO, "an unexpected or malformed RESUME");
+		return -ECANCELED;
+	}
+	if (r.token != d->token || strcmp(xport_peer_name(s->x), d->peer)) {
+		dst__fail(d, -EACCES, "a connection tried to resume this migration with a wrong token or certificate");
+		return -EACCES;
+	}
+	if (r.epoch < d->epoch) {
+		xport_close(s->x, -ESTALE, "a RESUME of an older attempt");
+		return -ECANCELED;
+	}
+	d->epoch = r.epoch;
+	struct dst_lane *l = &d->lanes[r.index];
+	if (l->conn && l->conn != s)
+		dst__detach(l->conn, -ECONNRESET, "replaced by a resumed connection");
+	if (r.index == 0 || l->worker_started) {
+		/* Lane 0 has a worker since SHAPE; others since their JOIN. */
+	} else {
+		dst__fail(d, -EPROTO, "RESUME of connection %u, which never joined", r.index);
+		return -EPROTO;
+	}
+	s->joined = 1;
+	s->lane = l;
+	l->conn = s;
+	d->resumes++;
+	dst__rewind(d);
+	dst__send_ack(l);
+	return 0;
 }
 
 static void dst__handle_closed(uv_handle_t *h);
@@ -492,8 +623,10 @@ static void dst__handle_closed(uv_handle_t *h);
 static int dst__reply_hello(struct migrate_dst *d)
 {
 	struct stream_buf b = { 0 };
-	int e = stream_put_hello(&b, 0, d->name);
-	if (!e && d->nstreams > 1) {
+	int e = stream_put_hello(&b, d->resume ? STREAM_CAP_RESUME : 0, d->name);
+	/* The session port: extra connections join there, and with resume a
+	 * lost connection comes back there. */
+	if (!e && (d->nstreams > 1 || d->resume)) {
 		struct stream_join j = { .token = d->token, .index = 0, .count = (uint16_t)d->nstreams };
 		unsigned port = 0;
 		e = dst__open_join(d, &port);
@@ -519,7 +652,9 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 		return -ECANCELED;
 	if (s->idx > 0 && !s->joined) {
 		struct stream_join j;
-		if (rec->type != STREAM_JOIN || stream_parse_join(rec, &j) < 0 || j.index == 0 ||
+		if (rec->type == STREAM_RESUME)
+			return dst__resume(s, rec);
+		if (d->phase != DST_RECEIVING || rec->type != STREAM_JOIN || stream_parse_join(rec, &j) < 0 || j.index == 0 ||
 		    j.count != d->nstreams || j.index >= d->nstreams) {
 			/* Not speaking our protocol: drop it, the migration goes on. */
 			xport_close(s->x, -EPROTO, "an extra connection did not start with a valid JOIN");
@@ -533,12 +668,14 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 		}
 		d->joined_mask |= 1u << j.index;
 		s->joined = 1;
+		s->lane = &d->lanes[j.index];
+		s->lane->conn = s;
 		d->njoined++;
-		if ((e = dst__start_worker(s)) < 0) {
+		if ((e = dst__start_worker(s->lane)) < 0) {
 			dst__fail(d, e, "cannot start a decode thread");
 			return e;
 		}
-		if (d->njoined + 1 == d->nstreams && d->join_open) {
+		if (d->njoined + 1 == d->nstreams && d->join_open && !d->resume) {
 			uv_close((uv_handle_t *)&d->join_server, dst__handle_closed);
 			d->join_open = 0;
 			/* Every connection is here: the candidates left are strays. */
@@ -548,6 +685,8 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 		}
 		return 0;
 	}
+	if (!s->lane)
+		return -ECANCELED; /* a connection already replaced */
 	if (rec->type == STREAM_ERROR) {
 		uint32_t code;
 		char text[STREAM_MAX_TEXT + 1];
@@ -556,7 +695,12 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 		dst__fail(d, -ECONNABORTED, "the source aborted: %s", text);
 		return -ECANCELED;
 	}
-	if (s->idx > 0) {
+	/* Counted as the source counts what it sent: everything after the
+	 * handshake (HELLO, SHAPE and JOIN on lane 0, JOIN or RESUME on the
+	 * others), so that a RESUME's answer names exactly what arrived. */
+	if (d->phase >= DST_RECEIVING && ++s->lane->records - s->lane->acked >= DST_ACK_EVERY && d->resume)
+		dst__send_ack(s->lane);
+	if (s->lane->idx > 0) {
 		/* STATE_DONE on connection 0 may overtake this connection's last
 		 * pages: they still count toward its total until READY. */
 		if (rec->type != STREAM_PAGES || (d->phase != DST_RECEIVING && d->phase != DST_APPLYING)) {
@@ -584,6 +728,8 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 			return -EINVAL;
 		}
 		snprintf(d->name, sizeof(d->name), "%s", h.name);
+		d->resume = !!(h.caps & STREAM_CAP_RESUME);
+		snprintf(d->peer, sizeof(d->peer), "%s", xport_peer_name(s->x));
 		if ((e = d->ops->claim(d->opaque, d->name, why, sizeof(why))) < 0) {
 			dst__fail(d, e, "%s", why);
 			return e;
@@ -607,7 +753,7 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 				dst__fail(d, e, "%s", why);
 				return e;
 			}
-			if ((e = dst__start_worker(&d->st[0])) < 0) {
+			if ((e = dst__start_worker(&d->lanes[0])) < 0) {
 				dst__fail(d, e, "cannot start a decode thread");
 				return e;
 			}
@@ -620,6 +766,7 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 				return -EPROTO;
 			}
 			d->nstreams = j.count;
+			/* A sole connection's lane needs no join port unless it may resume. */
 			if (getrandom(&d->token, sizeof(d->token), 0) != sizeof(d->token) || !d->token)
 				d->token = now_ns() | 1;
 			if ((e = dst__reply_hello(d)) < 0) {
@@ -720,16 +867,20 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 		d->phase = DST_RUNNING;
 		dst__send0(d, STREAM_RUNNING);
 		uv_timer_stop(&d->idle_timer);
+		if (d->join_open) { /* nothing may join or resume a committed migration */
+			uv_close((uv_handle_t *)&d->join_server, dst__handle_closed);
+			d->join_open = 0;
+		}
 		for (unsigned i = 0; i < DST_MAX_STREAMS; i++)
 			if (d->st[i].x)
 				xport_close(d->st[i].x, 0, "migration complete");
 		char stats[400];
 		snprintf(stats, sizeof(stats),
 			 "{\"pages\":%" PRIu64 ",\"zero_pages\":%" PRIu64 ",\"rounds\":%u,\"streams\":%u,"
-			 "\"receive_ms\":%.3f,\"commit_wait_ms\":%.3f,\"verified\":%s}",
+			 "\"receive_ms\":%.3f,\"commit_wait_ms\":%.3f,\"verified\":%s,\"resumes\":%u}",
 			 (uint64_t)atomic_load(&d->applied), (uint64_t)atomic_load(&d->zero_pages), d->rounds, d->nstreams,
 			 (double)(d->t_ready - d->t_start) / 1e6, (double)(now_ns() - d->t_ready) / 1e6,
-			 d->verify_len ? "true" : "false");
+			 d->verify_len ? "true" : "false", d->resumes);
 		d->ops->running(d->opaque, stats);
 		return -ECANCELED; /* nothing may follow COMMIT */
 	default:
@@ -761,9 +912,17 @@ static void dst__on_close(struct xport_conn *x, int err, const char *why, void *
 		dst__drop_candidate(s);
 		return;
 	}
-	if (d->phase != DST_FAILED && d->phase != DST_RUNNING)
-		dst__fail(d, err ? err : -ECONNRESET, "connection %u from the source lost before COMMIT: %s", s->idx,
-			  why);
+	if (d->freeing || d->phase == DST_FAILED || d->phase == DST_RUNNING)
+		return;
+	if (d->resume && s->lane && d->phase >= DST_RECEIVING) {
+		/* The source may come back (RESUME on the session port) until
+		 * the idle deadline; its lane, queue and memory wait here. */
+		fprintf(stderr, "connection %u (lane %u) from the source lost: %s; waiting up to %u s for it to resume\n",
+			s->idx, s->lane->idx, why, d->lim.idle_ms / 1000);
+		dst__detach(s, err, why);
+		return;
+	}
+	dst__fail(d, err ? err : -ECONNRESET, "connection %u from the source lost before COMMIT: %s", s->idx, why);
 }
 
 static const struct xport_callbacks dst_cb = {
@@ -787,6 +946,14 @@ static void dst__deadlines(uv_timer_t *t)
 	for (unsigned i = 1; i < DST_MAX_STREAMS; i++)
 		if (d->st[i].x && !d->st[i].joined && now - d->st[i].t_accept > DST_JOIN_TIMEOUT_NS)
 			dst__drop_candidate(&d->st[i]);
+	/* ACKs: what arrived since the last one, and a heartbeat the source
+	 * uses to notice a link that went silent. */
+	if (d->resume && d->phase >= DST_RECEIVING && d->phase <= DST_READY)
+		for (unsigned i = 0; i < d->nstreams; i++) {
+			struct dst_lane *l = &d->lanes[i];
+			if (l->conn && (l->records != l->acked || now - l->ack_at >= DST_HEARTBEAT_NS))
+				dst__send_ack(l);
+		}
 	switch (d->phase) {
 	case DST_HELLO:
 		if (now - d->t_start > d->lim.handshake_ms * ms)
@@ -823,7 +990,7 @@ static void dst__handle_closed(uv_handle_t *h)
 	for (unsigned i = 0; i < DST_MAX_STREAMS; i++) {
 		xport_free(d->st[i].x);
 		stream_reader_free(&d->st[i].rd);
-		struct dst_job *j = d->st[i].qhead;
+		struct dst_job *j = d->lanes[i].qhead;
 		while (j) {
 			struct dst_job *n = j->next;
 			free(j);
@@ -888,7 +1055,11 @@ int migrate_dst_start(uv_loop_t *loop, struct xport_tls *tls, int fd, const stru
 		d->st[i].d = d;
 		d->st[i].idx = i;
 		stream_reader_init(&d->st[i].rd);
+		d->lanes[i].d = d;
+		d->lanes[i].idx = i;
 	}
+	d->st[0].lane = &d->lanes[0];
+	d->lanes[0].conn = &d->st[0];
 	uv_timer_init(loop, &d->idle_timer);
 	uv_async_init(loop, &d->wake, dst__wake);
 	d->idle_timer.data = d->wake.data = d;

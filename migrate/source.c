@@ -11,6 +11,16 @@
  * target can pay for. Stream s carries the pages with gfn % streams == s,
  * so a page's newer copy always follows its older one on the same TCP
  * connection and the destination needs no reordering.
+ *
+ * Resume: every record handed to a stream gets that stream's next
+ * sequence number, and PAGES records stay on the stream's unacked list
+ * until the destination's ACK counts past them. When a connection is lost
+ * before READY, the loop marks the link down and closes the others; the
+ * engine quiesces the encoders and asks the loop to reconnect; each new
+ * connection's RESUME is answered with the count the destination
+ * received, and the pages of every record after it go back to the pending
+ * queue, so only what was lost (and what the guest dirtied meanwhile) is
+ * sent again.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -36,6 +46,11 @@
 #define SETUP_TIMEOUT_MS 15000
 #define REPLY_TIMEOUT_MS 30000
 #define ADAPT_WINDOW 32        /* jobs per adaptive-compression measurement */
+#define UNACKED_MAX 4096       /* PAGES records per stream awaiting an ACK (~1M pages): then encoders wait */
+#define ATTEMPT_TIMEOUT_MS 5000 /* one reconnection: TCP, TLS and every RESUME answered */
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 2000
+#define MAX_RECONNECTS 64
 
 static uint64_t now_ns(void)
 {
@@ -53,6 +68,8 @@ void migrate_src_opts_default(struct migrate_src_opts *o)
 	o->max_time_s = 600;
 	o->streams = 1;
 	o->throttle = 1;
+	o->resume = 1;
+	o->link_timeout_s = 10;
 }
 
 static int opt__uint(const char *v, uint64_t lo, uint64_t hi, uint64_t *out)
@@ -134,6 +151,13 @@ int migrate_src_opt_set(struct migrate_src_opts *o, const char *key, const char 
 	} else if (!strcmp(key, "throttle")) {
 		want = "0 or 1";
 		e = opt__bool(val, &o->throttle);
+	} else if (!strcmp(key, "resume")) {
+		want = "0 or 1";
+		e = opt__bool(val, &o->resume);
+	} else if (!strcmp(key, "link_timeout")) {
+		want = "seconds, 1..3600";
+		if (!(e = opt__uint(val, 1, 3600, &v)))
+			o->link_timeout_s = (unsigned)v;
 	} else if (!strcmp(key, "insecure")) {
 		want = "0 or 1";
 		e = opt__bool(val, &o->insecure);
@@ -172,6 +196,7 @@ int migrate_src_opts_check(const struct migrate_src_opts *o, char *err, size_t e
 
 struct msrc_job {
 	struct msrc_job *next;
+	uint64_t seq; /* the stream's record number, once handed to transport */
 	int round_end;
 	struct stream_round_end re;
 	unsigned n;
@@ -198,7 +223,16 @@ struct msrc_stream {
 	unsigned idx;
 	struct xport_conn *x;
 	struct stream_reader rd;
-	int ready, closed;
+	int ready, closed; /* closed: under m->lock */
+	int resumed;       /* this reconnection's RESUME was answered (loop) */
+	uint64_t last_rx;  /* when the destination last sent anything here (loop) */
+	/* Held while a record gets its number and is queued, so numbers
+	 * follow the order on the wire. */
+	pthread_mutex_t send_lock;
+	/* under m->lock */
+	uint64_t sent_seq, acked;
+	struct msrc_job *uhead, *utail; /* PAGES records sent, not yet ACKed */
+	size_t ucount;
 	pthread_t worker;
 	int worker_started;
 	/* job queue, under m->lock */
@@ -225,6 +259,22 @@ struct migrate_src {
 
 	uv_timer_t setup_timer, deadline_timer;
 	uv_async_t done_async, ev_async;
+	/* resume (loop side, unless noted) */
+	int resume_ok;           /* the destination offered a session port */
+	unsigned session_port;
+	uv_async_t link_async;
+	uv_timer_t retry_timer, link_timer;
+	int reconnecting;        /* an attempt (or its backoff) is under way */
+	unsigned attempt_open, backoff_ms;
+	uint32_t epoch;
+	uint64_t wire_old;       /* wire bytes of connections already freed */
+	/* under lock */
+	int link_down, reconnect_req;
+	uint64_t resumed_gen;    /* counts completed reconnections */
+	struct msrc_job *lost;   /* records the destination never got: their pages go again */
+	unsigned reconnects;
+	uint64_t t_link_lost, link_down_ns;
+	char link_why[256];
 	int handles_open;
 	pthread_t engine;
 	int engine_started, finished;
@@ -260,6 +310,8 @@ struct migrate_src {
 
 	/* statistics (atomics: workers add) */
 	atomic_uint_fast64_t pages_sent, zero_pages, lz4_pages, page_payload, record_bytes, pages_done, busy_ns;
+	uint64_t pages_lost;   /* sent but never received (lost links): not in STATE_DONE's count */
+	uint64_t pages_resent; /* pages queued again after lost links (sent or not) */
 	uint64_t link_Bps; /* wire bytes/s, measured while the send queue stayed backlogged */
 	uint64_t dirty_rate_pps, rate_pps, expected_downtime_ns, vcpu_save_ns, vcpu_bytes;
 	uint64_t harvest_ns0, harvests0, dirty_added;
@@ -382,6 +434,51 @@ static void msrc__bw_wait(struct migrate_src *m, size_t n)
 		usleep((useconds_t)(over * 1e6 / (double)m->o.max_bandwidth));
 }
 
+/* Hands one encoded record to stream s's connection (ownership of buf
+ * moves in). keep: its PAGES job, kept until the destination ACKs it when
+ * resume is on (else freed). -EPIPE once the connection closed: its
+ * on_close decides whether that fails the migration or the link is
+ * resumed, so callers never fail on -EPIPE alone. */
+static int msrc__send(struct msrc_stream *s, void *buf, size_t len, struct msrc_job *keep)
+{
+	struct migrate_src *m = s->m;
+	pthread_mutex_lock(&s->send_lock);
+	pthread_mutex_lock(&m->lock);
+	uint64_t seq = ++s->sent_seq;
+	if (keep && m->resume_ok) {
+		keep->seq = seq;
+		keep->next = NULL;
+		if (s->utail)
+			s->utail->next = keep;
+		else
+			s->uhead = keep;
+		s->utail = keep;
+		s->ucount++;
+		keep = NULL;
+	}
+	pthread_mutex_unlock(&m->lock);
+	int e = xport_send(s->x, buf, len);
+	pthread_mutex_unlock(&s->send_lock);
+	free(keep);
+	return e;
+}
+
+/* Loop, under m->lock: the destination has every record of s up to
+ * records. */
+static void msrc__acked(struct msrc_stream *s, uint64_t records)
+{
+	while (s->uhead && s->uhead->seq <= records) {
+		struct msrc_job *j = s->uhead;
+		s->uhead = j->next;
+		free(j);
+		s->ucount--;
+	}
+	if (!s->uhead)
+		s->utail = NULL;
+	s->acked = records;
+	pthread_cond_broadcast(&s->m->cond);
+}
+
 static struct msrc_job *msrc__take_job(struct msrc_stream *s)
 {
 	struct migrate_src *m = s->m;
@@ -419,6 +516,25 @@ static void *msrc__worker(void *arg)
 		struct stream_buf b = { 0 };
 		uint64_t t_job = now_ns();
 		int e = 0;
+		/* Bounded memory for resends: wait for the destination's ACKs (a
+		 * silent link is declared lost, which ends the wait too). */
+		pthread_mutex_lock(&m->lock);
+		while (s->ucount >= UNACKED_MAX && !m->failed && !m->link_down && !m->stop_workers)
+			pthread_cond_wait(&m->cond, &m->lock);
+		if (m->link_down) {
+			/* No link: not encoded, not numbered; its pages go again
+			 * once it is back (seq 0: never on the wire). */
+			if (j->round_end) {
+				free(j);
+			} else {
+				j->seq = 0;
+				j->next = m->lost;
+				m->lost = j;
+			}
+			pthread_mutex_unlock(&m->lock);
+			continue;
+		}
+		pthread_mutex_unlock(&m->lock);
 		if (j->round_end) {
 			e = stream_put_round_end(&b, &j->re);
 		} else {
@@ -443,17 +559,21 @@ static void *msrc__worker(void *arg)
 			raw_bytes += (uint64_t)(j->n - zero) * HV_PAGE_SIZE;
 		}
 		unsigned n = j->round_end ? 0 : j->n;
-		free(j);
 		if (e) {
+			free(j);
 			stream_buf_free(&b);
 			msrc__fail(m, e, "encoding a record: %s", strerror(-e));
 			continue;
 		}
 		atomic_fetch_add(&m->record_bytes, b.len);
 		msrc__bw_wait(m, b.len);
-		e = xport_send(s->x, b.p, b.len);
-		if (e < 0)
-			msrc__fail(m, e, "stream %u: connection lost while sending pages", s->idx);
+		if (j->round_end) {
+			free(j);
+			j = NULL;
+		}
+		e = msrc__send(s, b.p, b.len, j);
+		if (e < 0 && e != -EPIPE)
+			msrc__fail(m, e, "stream %u: cannot queue pages: %s", s->idx, strerror(-e));
 		atomic_fetch_add(&m->pages_done, n);
 		atomic_fetch_add(&m->busy_ns, now_ns() - t_job);
 		msrc__adapt(m, &a, raw_bytes);
@@ -552,10 +672,10 @@ static int msrc__drain(struct migrate_src *m, uint32_t round)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ts.tv_sec += 10;
 	pthread_mutex_lock(&m->lock);
-	while (m->dest_round < round && !m->failed)
+	while (m->dest_round < round && !m->failed && !m->link_down)
 		if (pthread_cond_timedwait(&m->cond, &m->lock, &ts) == ETIMEDOUT)
 			break;
-	e = m->failed ? m->failed : 0;
+	e = m->failed ? m->failed : m->link_down ? -ENOTCONN : 0;
 	pthread_mutex_unlock(&m->lock);
 	return e;
 }
@@ -739,7 +859,7 @@ static void msrc__unthrottle(struct migrate_src *m)
 
 static uint64_t msrc__wire_out(struct migrate_src *m)
 {
-	uint64_t n = 0;
+	uint64_t n = m->wire_old;
 	for (unsigned i = 0; i < m->nstreams; i++)
 		n += xport_wire_out(m->st[i].x);
 	return n;
@@ -758,10 +878,10 @@ static void msrc__progress(struct migrate_src *m, const char *phase)
 		 "{\"event\":\"progress\",\"phase\":\"%s\",\"round\":%u,\"remaining_pages\":%zu,\"deferred_pages\":%zu,"
 		 "\"pages_sent\":%" PRIu64 ",\"bytes_on_wire\":%" PRIu64 ",\"throughput_mbps\":%.1f,"
 		 "\"dirty_rate_pages_per_s\":%" PRIu64 ",\"expected_downtime_ms\":%.3f,\"throttle_pct\":%u,"
-		 "\"elapsed_ms\":%.1f}",
+		 "\"reconnects\":%u,\"elapsed_ms\":%.1f}",
 		 phase, m->round, m->qlen + (m->scan_cursor < m->nframes ? 1 : 0), m->deferred.n,
 		 (uint64_t)atomic_load(&m->pages_sent), wire, mbps, m->dirty_rate_pps,
-		 (double)m->expected_downtime_ns / 1e6, tmax, (double)el / 1e6);
+		 (double)m->expected_downtime_ns / 1e6, tmax, m->reconnects, (double)el / 1e6);
 	msrc__event(m, buf);
 }
 
@@ -780,15 +900,17 @@ static int msrc__wait(struct migrate_src *m, enum msrc_phase phase, unsigned tim
 	}
 	pthread_mutex_lock(&m->lock);
 	int e = 0;
-	while (m->phase < phase && !m->failed)
+	while (m->phase < phase && !m->failed && !m->link_down)
 		if (pthread_cond_timedwait(&m->cond, &m->lock, &ts) == ETIMEDOUT) {
 			e = -ETIMEDOUT;
 			break;
 		}
 	if (m->phase >= phase)
 		e = 0;
-	else if (!e)
+	else if (m->failed)
 		e = m->failed;
+	else if (m->link_down)
+		e = -ENOTCONN;
 	pthread_mutex_unlock(&m->lock);
 	return e;
 }
@@ -812,7 +934,7 @@ static int msrc__send0(struct migrate_src *m, struct stream_buf *b, int e)
 		return e;
 	}
 	atomic_fetch_add(&m->record_bytes, b->len);
-	e = xport_send(m->st[0].x, b->p, b->len);
+	e = msrc__send(&m->st[0], b->p, b->len, NULL);
 	memset(b, 0, sizeof(*b));
 	return e;
 }
@@ -829,10 +951,18 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 	size_t round_left = 0; /* queue entries that belong to this round */
 	int scanning = 1, e;
 
-	m->round = 1;
+	if (!m->round)
+		m->round = 1;
+	else /* back after a resumed link: whatever remains of the first pass goes on */
+		scanning = m->scan_cursor < m->nframes;
 	for (;;) {
 		if (msrc__aborted(m))
 			return -ECANCELED;
+		pthread_mutex_lock(&m->lock);
+		int down = m->link_down;
+		pthread_mutex_unlock(&m->lock);
+		if (down)
+			return -ENOTCONN;
 		uint64_t t = now_ns();
 		if (t > deadline) {
 			msrc__fail(m, -ETIMEDOUT,
@@ -1022,7 +1152,8 @@ static int msrc__switchover(struct migrate_src *m, struct precopy_dirty_set *set
 	/* READY is acceptable from now on, and only from now on. */
 	if ((e = msrc__set_phase(m, MSRC_STATE_SENT)) < 0)
 		return e;
-	if ((e = msrc__send0(m, &b, stream_put_state_done(&b, atomic_load(&m->pages_sent)))) < 0)
+	/* What the destination will have received: lost records were resent. */
+	if ((e = msrc__send0(m, &b, stream_put_state_done(&b, atomic_load(&m->pages_sent) - m->pages_lost))) < 0)
 		return e;
 	m->t_state_sent = now_ns();
 	msrc__progress(m, "switchover");
@@ -1077,7 +1208,8 @@ static void msrc__report(struct migrate_src *m, const char *result, const char *
 		",\"dirty_log\":\"%s\",\"harvests\":%" PRIu64 ",\"harvest_time_ms\":%.3f,\"deferred_hot_pages\":%zu"
 		",\"throttle_max_pct\":%u,\"throttle_time_ms\":%.1f,\"streams\":%u,\"tls\":%s,\"verified_chunks\":%" PRIu64
 		",\"forced_switchover\":%s,\"final_pages\":%" PRIu64 ",\"final_send_ms\":%.3f,\"ready_wait_ms\":%.3f,"
-		"\"commit_wait_ms\":%.3f,\"rtt_ms\":%.3f,\"downtime_min_ms\":%.3f}",
+		"\"commit_wait_ms\":%.3f,\"rtt_ms\":%.3f,\"downtime_min_ms\":%.3f,\"reconnects\":%u,"
+		"\"pages_resent\":%" PRIu64 ",\"link_down_ms\":%.1f}",
 		m->name, m->o.target, (double)total / 1e6,
 		m->t_setup_done ? (double)(m->t_setup_done - m->t_start) / 1e6 : 0,
 		m->t_running && m->t_pause ? (double)(m->t_running - m->t_pause) / 1e6 : 0,
@@ -1090,9 +1222,90 @@ static void msrc__report(struct migrate_src *m, const char *result, const char *
 		m->t_state_sent ? (double)(m->t_state_sent - m->t_pause) / 1e6 : 0,
 		m->t_ready ? (double)(m->t_ready - m->t_state_sent) / 1e6 : 0,
 		m->t_running ? (double)(m->t_running - m->t_ready) / 1e6 : 0, (double)m->rtt_ns / 1e6,
-		m->t_commit ? (double)(m->t_commit - m->t_paused) / 1e6 : 0);
+		m->t_commit ? (double)(m->t_commit - m->t_paused) / 1e6 : 0, m->reconnects, m->pages_resent,
+		(double)m->link_down_ns / 1e6);
 	fclose(f);
 	m->report = out;
+}
+
+/* A send or wait failed: the connection's on_close (loop) decides whether
+ * the migration failed or the link was lost and will be resumed; wait for
+ * that verdict. -ENOTCONN: resume. */
+static int msrc__verdict(struct migrate_src *m, int e)
+{
+	if (e != -EPIPE && e != -ENOTCONN)
+		return e;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5;
+	pthread_mutex_lock(&m->lock);
+	while (!m->failed && !m->link_down)
+		if (pthread_cond_timedwait(&m->cond, &m->lock, &ts) == ETIMEDOUT)
+			break;
+	int r = m->failed ? m->failed : m->link_down ? -ENOTCONN : e;
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+/* The link was lost before READY: run the guest again if a switchover had
+ * paused it, let the encoders run dry (what they still send is lost and
+ * numbered as such), have the loop reconnect, then queue again the pages
+ * of every record the destination says it never received. */
+static int msrc__rejoin(struct migrate_src *m)
+{
+	int e;
+	if (m->t_pause) {
+		hv_vm_resume(m->vm);
+		m->t_pause = m->t_paused = 0;
+		m->final_pages = 0;
+	}
+	pthread_mutex_lock(&m->lock);
+	if (m->phase == MSRC_STATE_SENT)
+		m->phase = MSRC_PRECOPY;
+	for (;;) {
+		int quiet = 1;
+		for (unsigned i = 0; i < m->nstreams; i++)
+			if (m->st[i].qlen || m->st[i].busy || !m->st[i].closed)
+				quiet = 0;
+		if (quiet || m->failed)
+			break;
+		pthread_cond_wait(&m->cond, &m->lock);
+	}
+	uint64_t gen = m->resumed_gen;
+	m->reconnect_req = 1;
+	pthread_mutex_unlock(&m->lock);
+	uv_async_send(&m->link_async);
+
+	pthread_mutex_lock(&m->lock);
+	while (!m->failed && m->resumed_gen == gen)
+		pthread_cond_wait(&m->cond, &m->lock);
+	e = m->failed;
+	struct msrc_job *lost = m->lost;
+	m->lost = NULL;
+	pthread_mutex_unlock(&m->lock);
+
+	uint64_t pages = 0;
+	while (lost) {
+		struct msrc_job *j = lost;
+		lost = j->next;
+		for (unsigned i = 0; !e && i < j->n; i++)
+			if (!bit_test(m->defer_bits, j->gfns[i]))
+				e = msrc__queue_push(m, j->gfns[i]);
+		pages += j->n;
+		if (j->seq) /* counted in pages_sent, never received */
+			m->pages_lost += j->n;
+		free(j);
+	}
+	m->pages_resent += pages;
+	if (e)
+		return e;
+	char ev[256];
+	snprintf(ev, sizeof(ev),
+		 "{\"event\":\"progress\",\"phase\":\"resumed\",\"reconnects\":%u,\"pages_resent\":%" PRIu64
+		 ",\"link_down_ms\":%.1f,\"elapsed_ms\":%.1f}",
+		 m->reconnects, pages, (double)m->link_down_ns / 1e6, (double)(now_ns() - m->t_start) / 1e6);
+	msrc__event(m, ev);
+	return 0;
 }
 
 static void *msrc__engine_main(void *arg)
@@ -1122,9 +1335,14 @@ static void *msrc__engine_main(void *arg)
 	 * backed page after this point anyway. */
 	precopy_dirtylog_harvest(m->dl, &set);
 
-	e = msrc__precopy(m, &set);
-	if (!e)
-		e = msrc__switchover(m, &set);
+	for (;;) {
+		e = msrc__precopy(m, &set);
+		if (!e)
+			e = msrc__switchover(m, &set);
+		if (e && msrc__verdict(m, e) == -ENOTCONN && (e = msrc__rejoin(m)) == 0)
+			continue;
+		break;
+	}
 	precopy_dirty_set_free(&set);
 	msrc__unthrottle(m);
 
@@ -1163,6 +1381,8 @@ static void msrc__start_engine(struct migrate_src *m)
 	uv_timer_stop(&m->setup_timer);
 	m->t_setup_done = now_ns();
 	m->bw_t0 = now_ns();
+	for (unsigned i = 0; i < m->nstreams; i++)
+		m->st[i].last_rx = m->t_setup_done;
 	for (unsigned i = 0; i < m->nstreams; i++) {
 		if (pthread_create(&m->st[i].worker, NULL, msrc__worker, &m->st[i])) {
 			msrc__fail(m, -EAGAIN, "cannot start encoder threads");
@@ -1202,7 +1422,7 @@ static void msrc__ready0(struct xport_conn *x, void *opaque)
 	struct stream_shape sh = { .mem_bytes = cfg->mem_bytes, .vcpus = cfg->vcpus,
 				   .dirty_log = (uint8_t)cfg->dirty_mode };
 	struct stream_join j = { .index = 0, .count = (uint16_t)m->nstreams };
-	int e = stream_put_hello(&b, 0, m->name);
+	int e = stream_put_hello(&b, m->o.resume ? STREAM_CAP_RESUME : 0, m->name);
 	if (!e)
 		e = stream_put_shape(&b, &sh);
 	if (!e)
@@ -1215,18 +1435,213 @@ static void msrc__ready0(struct xport_conn *x, void *opaque)
 	m->nready = 1;
 }
 
-static void msrc__connect_extra(struct migrate_src *m, unsigned port)
+/* HOST:PORT of the destination session's own port. */
+static void msrc__session_hostport(struct migrate_src *m, char *hp, size_t len)
+{
+	if (strchr(m->host, ':'))
+		snprintf(hp, len, "[%s]:%u", m->host, m->session_port);
+	else
+		snprintf(hp, len, "%s:%u", m->host, m->session_port);
+}
+
+static void msrc__connect_extra(struct migrate_src *m)
 {
 	char hp[300];
-	if (strchr(m->host, ':'))
-		snprintf(hp, sizeof(hp), "[%s]:%u", m->host, port);
-	else
-		snprintf(hp, sizeof(hp), "%s:%u", m->host, port);
+	msrc__session_hostport(m, hp, sizeof(hp));
 	for (unsigned i = 1; i < m->nstreams; i++) {
 		int e = xport_connect(m->loop, m->tls, hp, &m->xcb, &m->st[i], &m->st[i].x);
 		if (e < 0) {
 			msrc__fail(m, e, "stream %u to %s: %s", i, hp, strerror(-e));
 			uv_async_send(&m->done_async);
+			return;
+		}
+	}
+}
+
+/* ---- loop side: a lost link and its reconnection ---- */
+
+static void msrc__attempt(struct migrate_src *m);
+static int msrc__on_data(struct xport_conn *x, const uint8_t *p, size_t n, void *opaque);
+static void msrc__on_close(struct xport_conn *x, int err, const char *why, void *opaque);
+
+/* A connection was lost before READY and resume is on: every other
+ * connection is closed too (one epoch of connections at a time), and the
+ * engine, woken by link_down, quiesces and asks for a reconnection. */
+static void msrc__link_lost(struct migrate_src *m, int err, const char *why)
+{
+	char ev[512];
+	pthread_mutex_lock(&m->lock);
+	m->link_down = 1;
+	m->t_link_lost = now_ns();
+	snprintf(m->link_why, sizeof(m->link_why), "%s", why ? why : strerror(-err));
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+	for (unsigned i = 0; i < m->nstreams; i++)
+		if (m->st[i].x && !m->st[i].closed)
+			xport_close(m->st[i].x, -ECONNRESET, "another connection of the migration was lost");
+	int n = snprintf(ev, sizeof(ev), "{\"event\":\"progress\",\"phase\":\"link_lost\",\"reconnects\":%u,\"reason\":\"",
+			 m->reconnects);
+	for (const char *p = m->link_why; *p && n < (int)sizeof(ev) - 40; p++)
+		if (*p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+			ev[n++] = *p;
+	snprintf(ev + n, sizeof(ev) - (size_t)n, "\",\"elapsed_ms\":%.1f}", (double)(now_ns() - m->t_start) / 1e6);
+	msrc__event(m, ev);
+}
+
+/* Under m->lock: the answer to s's RESUME. The destination received
+ * records up to this count; every later one was lost. */
+static void msrc__resplit(struct migrate_src *m, struct msrc_stream *s, uint64_t records)
+{
+	msrc__acked(s, records);
+	if (s->uhead) {
+		s->utail->next = m->lost;
+		m->lost = s->uhead;
+		s->uhead = s->utail = NULL;
+		s->ucount = 0;
+	}
+	s->sent_seq = records;
+	s->resumed = 1;
+}
+
+static void msrc__attempt_done(struct migrate_src *m)
+{
+	uint64_t t = now_ns();
+	uv_timer_stop(&m->retry_timer);
+	m->reconnecting = 0;
+	m->backoff_ms = 0;
+	for (unsigned i = 0; i < m->nstreams; i++)
+		m->st[i].last_rx = t;
+	pthread_mutex_lock(&m->lock);
+	m->link_down = 0;
+	m->reconnects++;
+	m->resumed_gen++;
+	m->link_down_ns += t - m->t_link_lost;
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+}
+
+static void msrc__retry(uv_timer_t *t)
+{
+	msrc__attempt(t->data);
+}
+
+/* A connection of a reconnection attempt ended: a refusal means the
+ * session is gone (its port closes with it); anything else ends the
+ * attempt, and the next follows after a growing pause. */
+static void msrc__attempt_closed(struct migrate_src *m, int err, const char *why)
+{
+	if (err == -ECONNREFUSED)
+		msrc__fail(m, err, "reconnecting after the link was lost (%s): the destination refused the connection, "
+				   "so its session is gone", m->link_why);
+	for (unsigned i = 0; i < m->nstreams; i++)
+		if (m->st[i].x && !m->st[i].closed)
+			xport_close(m->st[i].x, -ECANCELED, "the reconnection attempt failed");
+	for (unsigned i = 0; i < m->nstreams; i++)
+		if (m->st[i].x && !m->st[i].closed)
+			return; /* the last on_close continues */
+	if (msrc__aborted(m))
+		return;
+	m->backoff_ms = m->backoff_ms ? (m->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : m->backoff_ms * 2)
+				      : BACKOFF_MIN_MS;
+	fprintf(stderr, "migration of %s: reconnection attempt %u failed (%s); next in %u ms\n", m->name, m->epoch,
+		why ? why : strerror(-err), m->backoff_ms);
+	uv_timer_start(&m->retry_timer, msrc__retry, m->backoff_ms, 0);
+}
+
+static void msrc__attempt_timeout(uv_timer_t *t)
+{
+	struct migrate_src *m = t->data;
+	for (unsigned i = 0; i < m->nstreams; i++)
+		if (m->st[i].x && !m->st[i].closed) {
+			xport_close(m->st[i].x, -ETIMEDOUT, "no answer to RESUME in time");
+			return; /* its on_close ends the attempt */
+		}
+}
+
+static void msrc__resume_ready(struct xport_conn *x, void *opaque)
+{
+	struct msrc_stream *s = opaque;
+	struct migrate_src *m = s->m;
+	struct stream_buf b = { 0 };
+	struct stream_resume r = { .token = m->token, .index = s->idx, .count = (uint16_t)m->nstreams, .epoch = m->epoch };
+	if (stream_put_resume(&b, &r) == 0)
+		xport_write(x, b.p, b.len);
+	stream_buf_free(&b);
+	s->last_rx = now_ns();
+}
+
+/* Loop: every connection of the lost link has ended and the engine is
+ * quiet; open new ones to the session port, each starting with RESUME. */
+static void msrc__attempt(struct migrate_src *m)
+{
+	static const struct xport_callbacks cb = { .on_ready = msrc__resume_ready, .on_data = msrc__on_data,
+						   .on_close = msrc__on_close };
+	char hp[300];
+	if (msrc__aborted(m))
+		return;
+	m->reconnecting = 1;
+	m->epoch++;
+	msrc__session_hostport(m, hp, sizeof(hp));
+	for (unsigned i = 0; i < m->nstreams; i++) {
+		struct msrc_stream *s = &m->st[i];
+		if (s->x) {
+			m->wire_old += xport_wire_out(s->x);
+			xport_free(s->x);
+			s->x = NULL;
+		}
+		stream_reader_free(&s->rd);
+		stream_reader_init(&s->rd);
+		s->resumed = 0;
+		pthread_mutex_lock(&m->lock);
+		s->closed = 0;
+		pthread_mutex_unlock(&m->lock);
+	}
+	for (unsigned i = 0; i < m->nstreams; i++) {
+		struct msrc_stream *s = &m->st[i];
+		int e = xport_connect(m->loop, m->tls, hp, &cb, s, &s->x);
+		if (e < 0) {
+			s->x = NULL;
+			pthread_mutex_lock(&m->lock);
+			for (unsigned k = i; k < m->nstreams; k++)
+				m->st[k].closed = 1;
+			pthread_mutex_unlock(&m->lock);
+			msrc__attempt_closed(m, e, "cannot connect");
+			return;
+		}
+	}
+	uv_timer_start(&m->retry_timer, msrc__attempt_timeout, ATTEMPT_TIMEOUT_MS, 0);
+}
+
+static void msrc__link_async(uv_async_t *a)
+{
+	struct migrate_src *m = a->data;
+	pthread_mutex_lock(&m->lock);
+	int go = m->reconnect_req && !m->failed && !m->finished;
+	m->reconnect_req = 0;
+	pthread_mutex_unlock(&m->lock);
+	if (go && !m->reconnecting)
+		msrc__attempt(m);
+}
+
+/* A link that went silent (a partition: no FIN, no RST) is noticed by the
+ * destination's ACK heartbeat stopping, long before TCP would give up. */
+static void msrc__link_check(uv_timer_t *t)
+{
+	struct migrate_src *m = t->data;
+	uint64_t now = now_ns(), lim = (uint64_t)m->o.link_timeout_s * 1000000000ull;
+	pthread_mutex_lock(&m->lock);
+	int watch = m->resume_ok && m->engine_started && !m->link_down && !m->failed && !m->finished &&
+		    (m->phase == MSRC_PRECOPY || m->phase == MSRC_STATE_SENT);
+	pthread_mutex_unlock(&m->lock);
+	if (!watch || m->reconnecting)
+		return;
+	for (unsigned i = 0; i < m->nstreams; i++) {
+		struct msrc_stream *s = &m->st[i];
+		if (s->x && !s->closed && now - s->last_rx > lim) {
+			char why[128];
+			snprintf(why, sizeof(why), "nothing from the destination on connection %u for %u s", i,
+				 m->o.link_timeout_s);
+			xport_close(s->x, -ETIMEDOUT, why);
 			return;
 		}
 	}
@@ -1251,8 +1666,32 @@ static int msrc__on_record(void *opaque, const struct stream_record *rec)
 	enum msrc_phase ph = m->phase;
 	uint32_t round_sent = m->round_sent;
 	pthread_mutex_unlock(&m->lock);
-	/* Only connection 0 carries answers, and each only in its phase. */
-	if (s->idx != 0)
+	if (rec->type == STREAM_ACK && m->resume_ok && ph >= MSRC_JOIN) {
+		/* Each connection's own count; never more than was sent on it,
+		 * never less than before. */
+		struct stream_ack a;
+		int all = 1;
+		if ((e = stream_parse_ack(rec, &a)) == 0 && a.index != s->idx)
+			e = -EPROTO;
+		if (!e) {
+			pthread_mutex_lock(&m->lock);
+			if (a.records > s->sent_seq || a.records < s->acked)
+				e = -EPROTO;
+			else if (m->reconnecting && !s->resumed)
+				msrc__resplit(m, s, a.records);
+			else
+				msrc__acked(s, a.records);
+			for (unsigned i = 0; i < m->nstreams; i++)
+				all &= m->st[i].resumed;
+			pthread_mutex_unlock(&m->lock);
+		}
+		if (!e && m->reconnecting && all)
+			msrc__attempt_done(m);
+		goto out;
+	}
+	/* Only connection 0 carries answers, and each only in its phase;
+	 * during a reconnection, only ACKs. */
+	if (s->idx != 0 || m->reconnecting)
 		goto out;
 	if (rec->type == STREAM_HELLO && ph == MSRC_HELLO) {
 		struct stream_hello h;
@@ -1261,7 +1700,9 @@ static int msrc__on_record(void *opaque, const struct stream_record *rec)
 			 * covers the destination creating the VM. */
 			unsigned rtt_us = xport_rtt_us(m->st[0].x);
 			m->rtt_ns = rtt_us ? rtt_us * 1000ull : now_ns() - m->t_hello_sent;
-			if (m->nstreams == 1) {
+			/* Resume needs the session's token and port, so its JOIN. */
+			m->resume_ok = m->o.resume && (h.caps & STREAM_CAP_RESUME);
+			if (m->nstreams == 1 && !m->resume_ok) {
 				msrc__start_engine(m);
 			} else {
 				pthread_mutex_lock(&m->lock);
@@ -1275,7 +1716,11 @@ static int msrc__on_record(void *opaque, const struct stream_record *rec)
 			e = -EPROTO;
 		if (!e) {
 			m->token = j.token;
-			msrc__connect_extra(m, j.port);
+			m->session_port = j.port;
+			if (m->nstreams == 1)
+				msrc__start_engine(m);
+			else
+				msrc__connect_extra(m);
 		}
 	} else if (rec->type == STREAM_ROUND_END && (ph == MSRC_PRECOPY || ph == MSRC_STATE_SENT)) {
 		struct stream_round_end re;
@@ -1313,6 +1758,7 @@ static int msrc__on_data(struct xport_conn *x, const uint8_t *p, size_t n, void 
 {
 	struct msrc_stream *s = opaque;
 	(void)x;
+	s->last_rx = now_ns();
 	int e = stream_reader_feed(&s->rd, p, n, msrc__on_record, s);
 	if (e && !s->m->failed)
 		msrc__fail(s->m, e, "stream %u: the destination sent an invalid stream (%s)", s->idx, strerror(-e));
@@ -1324,11 +1770,19 @@ static void msrc__on_close(struct xport_conn *x, int err, const char *why, void 
 	struct msrc_stream *s = opaque;
 	struct migrate_src *m = s->m;
 	(void)x;
-	s->closed = 1;
 	pthread_mutex_lock(&m->lock);
+	s->closed = 1;
 	int expected = m->phase == MSRC_RUNNING || m->finished;
+	int resumable = m->resume_ok && m->engine_started && !m->failed && m->reconnects < MAX_RECONNECTS &&
+			(m->phase == MSRC_PRECOPY || m->phase == MSRC_STATE_SENT);
+	int down = m->link_down;
+	pthread_cond_broadcast(&m->cond); /* the engine may wait for every connection to end */
 	pthread_mutex_unlock(&m->lock);
-	if (!expected)
+	if (m->reconnecting && !expected)
+		msrc__attempt_closed(m, err, why);
+	else if (!expected && !down && resumable)
+		msrc__link_lost(m, err, why);
+	else if (!expected && !down)
 		msrc__fail(m, err ? err : -ECONNRESET, "connection %u to %s closed: %s", s->idx, m->o.target, why);
 	if (!m->engine_started && !m->finished)
 		uv_async_send(&m->done_async);
@@ -1359,6 +1813,15 @@ static void msrc__ev_async(uv_async_t *a)
 	free(ev);
 }
 
+static void msrc__free_jobs(struct msrc_job *j)
+{
+	while (j) {
+		struct msrc_job *n = j->next;
+		free(j);
+		j = n;
+	}
+}
+
 static void msrc__handle_closed(uv_handle_t *h)
 {
 	struct migrate_src *m = h->data;
@@ -1368,7 +1831,10 @@ static void msrc__handle_closed(uv_handle_t *h)
 		xport_free(m->st[i].x);
 		stream_reader_free(&m->st[i].rd);
 		free(m->st[i].fill);
+		msrc__free_jobs(m->st[i].uhead);
+		pthread_mutex_destroy(&m->st[i].send_lock);
 	}
+	msrc__free_jobs(m->lost);
 	xport_tls_free(m->tls);
 	free(m->pend_bits);
 	free(m->defer_bits);
@@ -1406,6 +1872,8 @@ static void msrc__done_async(uv_async_t *a)
 	 * closing wakes it with -EPIPE. After a success everything is flushed
 	 * and the encoders are idle, so the order costs nothing there. */
 	uv_timer_stop(&m->deadline_timer);
+	uv_timer_stop(&m->retry_timer);
+	uv_timer_stop(&m->link_timer);
 	int ok = m->engine_started && m->result == MIGRATE_OK;
 	for (unsigned i = 0; i < m->nstreams; i++)
 		if (m->st[i].x)
@@ -1423,6 +1891,9 @@ static void msrc__done_async(uv_async_t *a)
 	uv_close((uv_handle_t *)&m->deadline_timer, msrc__handle_closed);
 	uv_close((uv_handle_t *)&m->done_async, msrc__handle_closed);
 	uv_close((uv_handle_t *)&m->ev_async, msrc__handle_closed);
+	uv_close((uv_handle_t *)&m->link_async, msrc__handle_closed);
+	uv_close((uv_handle_t *)&m->retry_timer, msrc__handle_closed);
+	uv_close((uv_handle_t *)&m->link_timer, msrc__handle_closed);
 }
 
 /* Loop thread: fails the migration unless COMMIT went out, and closes
@@ -1516,6 +1987,7 @@ int migrate_src_start(uv_loop_t *loop, struct hv_vm *vm, struct precopy_dirtylog
 		m->st[i].m = m;
 		m->st[i].idx = i;
 		stream_reader_init(&m->st[i].rd);
+		pthread_mutex_init(&m->st[i].send_lock, NULL);
 	}
 	struct precopy_dirtylog_stats st;
 	precopy_dirtylog_get_stats(dl, &st);
@@ -1530,9 +2002,14 @@ int migrate_src_start(uv_loop_t *loop, struct hv_vm *vm, struct precopy_dirtylog
 	uv_timer_init(loop, &m->deadline_timer);
 	uv_async_init(loop, &m->done_async, msrc__done_async);
 	uv_async_init(loop, &m->ev_async, msrc__ev_async);
+	uv_async_init(loop, &m->link_async, msrc__link_async);
+	uv_timer_init(loop, &m->retry_timer);
+	uv_timer_init(loop, &m->link_timer);
 	m->setup_timer.data = m->deadline_timer.data = m->done_async.data = m->ev_async.data = m;
-	m->handles_open = 4;
+	m->link_async.data = m->retry_timer.data = m->link_timer.data = m;
+	m->handles_open = 7;
 	uv_timer_start(&m->setup_timer, msrc__setup_timeout, SETUP_TIMEOUT_MS, 0);
+	uv_timer_start(&m->link_timer, msrc__link_check, 250, 250);
 	uv_timer_start(&m->deadline_timer, msrc__deadline, (uint64_t)o->max_time_s * 1000, 0);
 	*out = m;
 	return 0;

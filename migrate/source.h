@@ -42,6 +42,8 @@ struct migrate_src_opts {
 	enum migrate_compress compress;
 	int verify;                /* destination checks its memory page for page at switchover */
 	int throttle;              /* slow the vCPUs that dirty the most when not converging (default on) */
+	int resume;                /* reconnect and continue after a lost connection before READY (default on) */
+	unsigned link_timeout_s;   /* nothing from the destination for this long: the link is lost (default 10) */
 	int insecure;              /* plaintext */
 	char certs[256];           /* certificate directory */
 	char node[65];             /* our certificate name */
@@ -51,7 +53,8 @@ struct migrate_src_opts {
 void migrate_src_opts_default(struct migrate_src_opts *o);
 /* Sets one option from its key=value form (the control-socket protocol,
  * also used to validate the CLI's flags). Keys: target downtime max_time
- * max_bandwidth streams compress verify throttle insecure certs node peer.
+ * max_bandwidth streams compress verify throttle resume link_timeout insecure certs
+ * node peer.
  * Returns 0 or -EINVAL with err/errlen set. */
 int migrate_src_opt_set(struct migrate_src_opts *o, const char *key, const char *val, char *err, size_t errlen);
 /* Checks cross-field rules (target set, certs unless insecure). */
@@ -70,7 +73,17 @@ struct migrate_src;
 /* Starts migrating vm (name: its name on the destination). dl: the VM's
  * dirty log, which the engine harvests exclusively until done. Nothing
  * else may harvest dl or pause/resume vm meanwhile. The migration frees
- * itself after done(). err/errlen: why it could not start. */
+ * itself after done(). err/errlen: why it could not start.
+ *
+ * Resume (o->resume, when the destination offers it): a connection lost
+ * before READY does not fail the migration. The source reconnects to the
+ * destination session's port with backoff (within --max-time), proves it
+ * is the same migration (the session's token, over the same mutually
+ * authenticated TLS) and resends only the records the destination did not
+ * receive, plus what the guest dirtied meanwhile. A paused switchover
+ * resumes the guest first. A refused connection (the session is gone) or
+ * an ERROR from the destination still fails at once. After COMMIT nothing
+ * is resumed. Events: "link_lost" and "resumed". */
 int migrate_src_start(uv_loop_t *loop, struct hv_vm *vm, struct precopy_dirtylog *dl, const char *name,
 		      const struct migrate_src_opts *o, const struct migrate_src_ops *ops, void *opaque,
 		      struct migrate_src **out, char *err, size_t errlen);

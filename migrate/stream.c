@@ -17,7 +17,7 @@ static uint64_t ld64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v;
 const char *stream_type_name(unsigned t)
 {
 	static const char *const n[] = { "?", "HELLO", "SHAPE", "PAGES", "VCPU", "ROUND_END", "STATE_DONE",
-					 "READY", "COMMIT", "RUNNING", "ERROR", "VERIFY", "JOIN" };
+					 "READY", "COMMIT", "RUNNING", "ERROR", "VERIFY", "JOIN", "RESUME", "ACK" };
 	return t < STREAM_TYPE_MAX ? n[t] : "?";
 }
 
@@ -36,6 +36,8 @@ static uint32_t max_len(unsigned t)
 	case STREAM_ERROR: return 8 + STREAM_MAX_TEXT;
 	case STREAM_VERIFY: return 16 + 8 * STREAM_MAX_VERIFY;
 	case STREAM_JOIN: return 16;
+	case STREAM_RESUME: return 24;
+	case STREAM_ACK: return 16;
 	default: return 0;
 	}
 }
@@ -494,6 +496,28 @@ int stream_put_verify(struct stream_buf *b, uint64_t first, uint32_t count, cons
 	return 0;
 }
 
+int stream_parse_resume(const struct stream_record *rec, struct stream_resume *out)
+{
+	if (rec->type != STREAM_RESUME || rec->len != 24 || ld16(rec->payload + 14) || ld32(rec->payload + 20))
+		return -EPROTO;
+	out->token = ld64(rec->payload);
+	out->index = ld32(rec->payload + 8);
+	out->count = ld16(rec->payload + 12);
+	out->epoch = ld32(rec->payload + 16);
+	if (out->count < 1 || out->count > 16 || out->index >= out->count || !out->epoch)
+		return -EPROTO;
+	return 0;
+}
+
+int stream_parse_ack(const struct stream_record *rec, struct stream_ack *out)
+{
+	if (rec->type != STREAM_ACK || rec->len != 16 || ld32(rec->payload + 4))
+		return -EPROTO;
+	out->index = ld32(rec->payload);
+	out->records = ld64(rec->payload + 8);
+	return out->index < 16 ? 0 : -EPROTO;
+}
+
 int stream_put_join(struct stream_buf *b, const struct stream_join *j)
 {
 	int e = header(b, STREAM_JOIN, 16);
@@ -503,5 +527,30 @@ int stream_put_join(struct stream_buf *b, const struct stream_join *j)
 	put32(b, j->index);
 	put16(b, j->port);
 	put16(b, j->count);
+	return 0;
+}
+
+int stream_put_resume(struct stream_buf *b, const struct stream_resume *r)
+{
+	int e = header(b, STREAM_RESUME, 24);
+	if (e)
+		return e;
+	put64(b, r->token);
+	put32(b, r->index);
+	put16(b, r->count);
+	put16(b, 0);
+	put32(b, r->epoch);
+	put32(b, 0);
+	return 0;
+}
+
+int stream_put_ack(struct stream_buf *b, const struct stream_ack *a)
+{
+	int e = header(b, STREAM_ACK, 16);
+	if (e)
+		return e;
+	put32(b, a->index);
+	put32(b, 0);
+	put64(b, a->records);
 	return 0;
 }

@@ -40,6 +40,8 @@ enum stream_type {
 	STREAM_ERROR = 10,
 	STREAM_VERIFY = 11,
 	STREAM_JOIN = 12,
+	STREAM_RESUME = 13,
+	STREAM_ACK = 14,
 	STREAM_TYPE_MAX
 };
 
@@ -70,6 +72,28 @@ struct stream_join {
 	uint32_t index;
 	uint16_t port;
 	uint16_t count;
+};
+
+/* HELLO capabilities. */
+#define STREAM_CAP_RESUME (1ull << 0) /* a lost connection before READY may be resumed */
+
+/* A re-connection of a migration whose link was lost (source to the
+ * destination's session port): the token of its JOIN, which connection it
+ * replaces, and the source's attempt number (a RESUME of an older attempt
+ * than one already seen is stale and dropped). */
+struct stream_resume {
+	uint64_t token;
+	uint32_t index;
+	uint16_t count;
+	uint32_t epoch;
+};
+
+/* Destination to source, on connection index: the number of records
+ * received on it so far (after the handshake). Sent periodically and as
+ * the answer to RESUME: the source resends what followed them. */
+struct stream_ack {
+	uint32_t index;
+	uint64_t records;
 };
 
 struct stream_round_end {
@@ -127,6 +151,10 @@ int stream_parse_empty(const struct stream_record *rec);
 int stream_parse_verify(const struct stream_record *rec, uint64_t nframes, uint64_t *first, uint32_t *count,
 			const uint8_t **digests);
 int stream_parse_join(const struct stream_record *rec, struct stream_join *out);
+/* RESUME: count 1..16, index < count, epoch >= 1, reserved bytes zero. */
+int stream_parse_resume(const struct stream_record *rec, struct stream_resume *out);
+/* ACK: index < 16, reserved bytes zero. */
+int stream_parse_ack(const struct stream_record *rec, struct stream_ack *out);
 /* text: NUL-terminated, control characters replaced by '?'. */
 int stream_parse_error(const struct stream_record *rec, uint32_t *code, char *text, size_t textsz);
 
@@ -145,6 +173,8 @@ int stream_put_state_done(struct stream_buf *b, uint64_t total_pages);
 int stream_put_empty(struct stream_buf *b, enum stream_type type);
 int stream_put_verify(struct stream_buf *b, uint64_t first, uint32_t count, const uint64_t *digests);
 int stream_put_join(struct stream_buf *b, const struct stream_join *j);
+int stream_put_resume(struct stream_buf *b, const struct stream_resume *r);
+int stream_put_ack(struct stream_buf *b, const struct stream_ack *a);
 int stream_put_error(struct stream_buf *b, uint32_t code, const char *text);
 
 const char *stream_type_name(unsigned type);

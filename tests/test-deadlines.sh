@@ -15,8 +15,9 @@ echo "1..14"
 make_certs; ok $? "certificates"
 start_agent b "$T/hostB"
 PB=$PORT
-# A guest that dirties memory as fast as it can for 20 s: with --downtime 1
-# and no throttle it never converges on its own.
+# A guest that dirties memory as fast as it can for 20 s, sent at 4 MB/s
+# with --downtime 1 and no throttle: its first pass alone lasts seconds
+# (a guest descheduled on a busy host could otherwise let it converge).
 HOT="ws=32M rate=0 ops=1000000000 ms=20000 content=random"
 
 state() { PML_MIGRATE_RUNDIR="$T/hostA" "$PM" ctl "$1" status | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p'; }
@@ -30,7 +31,7 @@ stalled() {
 	sleep 0.3
 	T0=$(date +%s%N)
 	PML_MIGRATE_RUNDIR="$T/hostA" "$PM" send "$name" "127.0.0.1:$PB" --certs "$C" --node sender --peer agent \
-		--json --no-throttle --downtime 1 "$@" >"$T/$name.send" 2>"$T/$name.send.err" &
+		--json --no-throttle --downtime 1 --max-bandwidth 4M "$@" >"$T/$name.send" 2>"$T/$name.send.err" &
 	SPID=$!
 	SESS=$(new_session b "$LAST")
 	LAST=$SESS

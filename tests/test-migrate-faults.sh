@@ -50,10 +50,11 @@ kill -0 $APID; ok $? "agent B survived its session's death"
 
 # 2b. The guest ends while the sender is blocked on a stalled destination
 # (its session stopped with SIGSTOP, so the TCP window and then the send
-# queue fill and the encoder waits in xport_send): the migration must fail
+# queue fill and the encoder waits in xport_send; 4 MB/s so the first pass
+# outlasts the stop whatever the host's load): the migration must fail
 # promptly and the VM process must end with its guest's report, not hang.
 start_vm "$T/hostA" f6 memstress ring ws=32M rate=0 ops=100000000 ms=3000 content=random
-send_vm "$T/hostA" f6 "$PB" --no-throttle --downtime 1 &
+send_vm "$T/hostA" f6 "$PB" --no-throttle --downtime 1 --max-bandwidth 4M &
 spid=$!
 sess=$(new_session b "$killed")
 sleep 0.3
