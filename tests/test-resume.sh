@@ -1,0 +1,156 @@
+#!/bin/bash
+# Resume after a lost link (issue 9). A migration slowed to 12 MB/s has its
+# connection cut for real in the middle of pre-copy: the kernel aborts the
+# source's TCP socket (ss -K, a RST to the destination), or, between two
+# network namespaces, the destination's end of a veth pair goes down for
+# 4 s (a partition: nothing arrives, nothing is refused) and the source
+# notices the silence (--link-timeout 2). Each time the source reconnects
+# to the destination's session, resends only what did not arrive, and the
+# guest finishes on the destination with the digest of an unmigrated run;
+# the reconnects show in the report and the progress events, and the
+# bytes on the wire stay below 1.5x an uncut migration of the same guest.
+# With --no-resume the same cut fails the migration and the guest runs on
+# at the source.
+. "$(dirname "$0")/tap.sh"
+. "$(dirname "$0")/migrate-lib.sh"
+if [ ! -e /dev/kvm ]; then
+	skip_all "/dev/kvm absent"
+fi
+if ! command -v ss >/dev/null; then
+	skip_all "ss (iproute2) absent: it is what cuts the connection"
+fi
+echo "1..22"
+make_certs; ok $? "certificates"
+start_agent b "$T/hostB"
+PB=$PORT
+# 48 MiB written before the migration starts, then 2 MB/s for 12 s: the
+# first pass takes ~4 s at 12 MB/s, so a cut lands inside it.
+MEM="ws=48M prefill=1 rate=2 ops=6144 content=random"
+RATE=12M
+PML_MIGRATE_RUNDIR="$T/refrun" timeout 300 "$PM" run "$G/memstress.elf" --mem 512M --dirty-log off --json -- $MEM \
+	>"$T/ref.json" 2>/dev/null &
+REFPID=$!
+
+# after_pages NAME N: waits (<= 20 s) until NAME's progress reports N pages sent.
+after_pages() {
+	for i in $(seq 400); do
+		p=$(grep '"phase":"precopy"' "$T/$1.send" 2>/dev/null | tail -n 1 | sed -n 's/.*"pages_sent":\([0-9]*\).*/\1/p')
+		[ -n "$p" ] && [ "$p" -ge "$2" ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+# cut PORT: aborts every TCP socket of this namespace connected to PORT.
+cut() { ss -K dst 127.0.0.1 dport = :"$1" >/dev/null 2>&1; }
+# digest_at RUNDIR NAME: the guest's digest once it finished there.
+digest_at() { wait_result "$1" "$2" && field "$1/$2.result.json" digest; }
+
+# 1. Uncut: the baseline for bytes on the wire.
+start_vm "$T/hostA" base memstress ring $MEM
+send_vm "$T/hostA" base "$PB" --max-bandwidth $RATE
+rc=$?
+base_wire=$(field "$T/base.send" bytes_on_wire)
+[ $rc = 0 ] && [ "$(field "$T/base.send" reconnects)" = 0 ]
+ok $? "uncut migration: exit $rc, $base_wire bytes on the wire, no reconnects"
+wait $REFPID
+ref=$(field "$T/ref.json" digest)
+got=$(digest_at "$T/hostB" base)
+[ -n "$ref" ] && [ "$got" = "$ref" ]; ok $? "uncut: destination digest $got = unmigrated $ref"
+
+# 2. The source's socket aborted mid pre-copy (ring).
+start_vm "$T/hostA" cutr memstress ring $MEM
+send_vm "$T/hostA" cutr "$PB" --max-bandwidth $RATE &
+spid=$!
+after_pages cutr 4000; ok $? "cutr: pre-copy under way (4000 pages sent)"
+cut "$PB"
+wait $spid
+rc=$?
+wire=$(field "$T/cutr.send" bytes_on_wire)
+rec=$(field "$T/cutr.send" reconnects)
+[ $rc = 0 ] && [ "${rec:-0}" -ge 1 ]
+ok $? "cutr: socket aborted mid pre-copy, migration completed (exit $rc, $rec reconnect(s), $(field "$T/cutr.send" pages_resent) pages resent, link down $(field "$T/cutr.send" link_down_ms) ms)"
+grep -q '"phase":"link_lost"' "$T/cutr.send" && grep -q '"phase":"resumed".*"reconnects":1' "$T/cutr.send"
+ok $? "cutr: the progress events report the lost link and the reconnect"
+got=$(digest_at "$T/hostB" cutr)
+[ "$got" = "$ref" ]; ok $? "cutr: destination digest $got = unmigrated $ref"
+awk -v w="$wire" -v b="$base_wire" 'BEGIN { exit !(w > 0 && b > 0 && w < 1.5 * b) }'
+ok $? "cutr: $wire bytes on the wire, $(awk -v w="$wire" -v b="$base_wire" 'BEGIN { printf "%.3f", w / b }')x the uncut run (< 1.5x)"
+grep -q "waiting up to .* for it to resume" "$T/b.log"; ok $? "cutr: the destination kept the session for the resume"
+
+# 3. Bitmap, two streams: the cut hits connection 0; the source ends the
+# other itself and both come back.
+start_vm "$T/hostA" cutb memstress bitmap $MEM
+send_vm "$T/hostA" cutb "$PB" --max-bandwidth $RATE --streams 2 &
+spid=$!
+after_pages cutb 4000; ok $? "cutb: pre-copy under way"
+cut "$PB"
+wait $spid
+rc=$?
+rec=$(field "$T/cutb.send" reconnects)
+[ $rc = 0 ] && [ "${rec:-0}" -ge 1 ] && [ "$(field "$T/cutb.send" streams)" = 2 ]
+ok $? "cutb: bitmap, 2 streams, cut mid pre-copy: completed (exit $rc, $rec reconnect(s), $(field "$T/cutb.send" pages_resent) pages resent)"
+got=$(digest_at "$T/hostB" cutb)
+[ "$got" = "$ref" ]; ok $? "cutb: destination digest $got = unmigrated $ref"
+awk -v w="$(field "$T/cutb.send" bytes_on_wire)" -v b="$base_wire" 'BEGIN { exit !(w < 1.5 * b) }'
+ok $? "cutb: $(field "$T/cutb.send" bytes_on_wire) bytes on the wire (< 1.5x uncut)"
+
+# 4. --no-resume: the same cut fails, the guest keeps running here.
+start_vm "$T/hostA" nore memstress ring $MEM
+send_vm "$T/hostA" nore "$PB" --max-bandwidth $RATE --no-resume &
+spid=$!
+after_pages nore 4000; ok $? "nore: pre-copy under way"
+cut "$PB"
+wait $spid
+rc=$?
+[ $rc = 1 ]; ok $? "nore: --no-resume and the cut: exit $rc ($(field "$T/nore.send" error))"
+PML_MIGRATE_RUNDIR="$T/hostA" "$PM" ctl nore status | grep -q '"state":"running"'
+ok $? "nore: the guest still runs on the source"
+wait $VPID
+[ "$(field "$T/nore.src.json" digest)" = "$ref" ]; ok $? "nore: and finishes there with the unmigrated digest"
+
+# 5. A partition: the destination's end of a veth pair between two
+# namespaces goes down for 4 s.
+NSS=pmr$$s NSD=pmr$$d SUB=$((200 + $$ % 50))
+ns_cleanup() {
+	ip netns pids $NSS 2>/dev/null | xargs -r kill 2>/dev/null
+	ip netns pids $NSD 2>/dev/null | xargs -r kill 2>/dev/null
+	ip netns del $NSS 2>/dev/null
+	ip netns del $NSD 2>/dev/null
+}
+trap 'ns_cleanup; cleanup' EXIT
+if [ "$(id -u)" != 0 ] || ! ip netns add $NSS 2>/dev/null || ! ip netns add $NSD 2>/dev/null; then
+	for i in $(seq 5); do echo "ok $((n + i)) # SKIP the partition needs root and ip netns"; done
+	exit $fail
+fi
+ip link add ${NSS}v type veth peer name ${NSD}v && ip link set ${NSS}v netns $NSS && ip link set ${NSD}v netns $NSD &&
+	ip -n $NSS addr add 10.253.$SUB.1/30 dev ${NSS}v && ip -n $NSD addr add 10.253.$SUB.2/30 dev ${NSD}v &&
+	ip -n $NSS link set lo up && ip -n $NSD link set lo up && ip -n $NSS link set ${NSS}v up &&
+	ip -n $NSD link set ${NSD}v up
+ok $? "two namespaces joined by a veth pair (10.253.$SUB.1 - .2)"
+mkdir -p "$T/hostD" "$T/hostS"
+ip netns exec $NSD timeout 300 "$PM" recv --listen 10.253.$SUB.2:0 --certs "$C" --node agent --allow sender \
+	--run-dir "$T/hostD" --port-file "$T/d.port" 2>"$T/d.log" &
+for i in $(seq 100); do [ -s "$T/d.port" ] && break; sleep 0.05; done
+PD=$(cat "$T/d.port")
+PML_MIGRATE_RUNDIR="$T/hostS" ip netns exec $NSS timeout 300 "$PM" run "$G/memstress.elf" --mem 512M --name part \
+	-- $MEM >/dev/null 2>&1 &
+for i in $(seq 100); do [ -S "$T/hostS/part.sock" ] && break; sleep 0.05; done
+PML_MIGRATE_RUNDIR="$T/hostS" timeout 300 "$PM" send part 10.253.$SUB.2:$PD --certs "$C" --node sender --peer agent \
+	--json --max-bandwidth $RATE --link-timeout 2 >"$T/part.send" 2>"$T/part.send.err" &
+spid=$!
+after_pages part 4000
+ip -n $NSD link set ${NSD}v down
+sleep 4
+ip -n $NSD link set ${NSD}v up
+wait $spid
+rc=$?
+rec=$(field "$T/part.send" reconnects)
+[ $rc = 0 ] && [ "${rec:-0}" -ge 1 ]
+ok $? "part: link down 4 s mid pre-copy: completed (exit $rc, $rec reconnect(s), link down $(field "$T/part.send" link_down_ms) ms)"
+grep -q '"phase":"link_lost".*nothing from the destination' "$T/part.send"
+ok $? "part: the silence was noticed by --link-timeout ($(grep -o '"reason":"[^"]*"' "$T/part.send" | head -n 1))"
+got=$(digest_at "$T/hostD" part)
+[ "$got" = "$ref" ]; ok $? "part: destination digest $got = unmigrated $ref"
+awk -v w="$(field "$T/part.send" bytes_on_wire)" -v b="$base_wire" 'BEGIN { exit !(w < 1.5 * b) }'
+ok $? "part: $(field "$T/part.send" bytes_on_wire) bytes on the wire (< 1.5x uncut)"
+exit $fail
