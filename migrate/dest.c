@@ -211,6 +211,7 @@ static void *dst__worker(void *arg)
 	for (;;) {
 		pthread_mutex_lock(&d->lock);
 		s->busy = 0;
+		pthread_cond_broadcast(&d->cond); /* migrate_dst_feed may wait for this */
 		while (!s->qhead && !d->stop_workers)
 			pthread_cond_wait(&d->cond, &d->lock);
 		struct dst_job *j = d->stop_workers ? NULL : s->qhead;
@@ -388,14 +389,14 @@ static void dst__wake(uv_async_t *a)
 		if (answer)
 			l->round_answered = reached;
 		pthread_mutex_unlock(&d->lock);
-		if (answer && d->phase == DST_RECEIVING) {
+		if (answer && d->phase == DST_RECEIVING && s->x) {
 			struct stream_buf b = { 0 };
 			struct stream_round_end re = { .round = reached, .pages = atomic_load(&d->applied) };
 			if (stream_put_round_end(&b, &re) == 0)
 				xport_write(s->x, b.p, b.len);
 			stream_buf_free(&b);
 		}
-		if (resume) {
+		if (resume && s->x) {
 			s->paused = 0;
 			xport_read_pause(s->x, 0);
 		}
@@ -423,7 +424,7 @@ static void dst__queue_job(struct dst_stream *s, struct dst_job *j)
 	int pause = l->qbytes > DST_QUEUE_HIGH;
 	pthread_cond_broadcast(&d->cond);
 	pthread_mutex_unlock(&d->lock);
-	if (pause && !s->paused) {
+	if (pause && !s->paused && s->x) {
 		s->paused = 1;
 		xport_read_pause(s->x, 1);
 	}
@@ -571,7 +572,7 @@ static void dst__send_ack(struct dst_lane *l)
 {
 	struct stream_buf b = { 0 };
 	struct stream_ack a = { .index = l->idx, .records = l->records };
-	if (l->conn && stream_put_ack(&b, &a) == 0 && xport_write(l->conn->x, b.p, b.len) == 0) {
+	if (l->conn && l->conn->x && stream_put_ack(&b, &a) == 0 && xport_write(l->conn->x, b.p, b.len) == 0) {
 		l->acked = l->records;
 		l->ack_at = now_ns();
 	}
@@ -599,6 +600,11 @@ static int dst__resume(struct dst_stream *s, const struct stream_record *rec)
 		xport_close(s->x, -ESTALE, "a RESUME of an older attempt");
 		return -ECANCELED;
 	}
+	if (d->verify_busy) {
+		/* The memory check reads what a rewind frees: the source retries. */
+		xport_close(s->x, -EBUSY, "checking memory: resume again shortly");
+		return -ECANCELED;
+	}
 	d->epoch = r.epoch;
 	struct dst_lane *l = &d->lanes[r.index];
 	if (l->conn && l->conn != s)
@@ -623,6 +629,8 @@ static void dst__handle_closed(uv_handle_t *h);
 static int dst__reply_hello(struct migrate_dst *d)
 {
 	struct stream_buf b = { 0 };
+	if (!d->st[0].x)
+		return 0; /* fed (migrate_dst_feed): nobody to answer, no address to join */
 	int e = stream_put_hello(&b, d->resume ? STREAM_CAP_RESUME : 0, d->name);
 	/* The session port: extra connections join there, and with resume a
 	 * lost connection comes back there. */
@@ -729,7 +737,7 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 		}
 		snprintf(d->name, sizeof(d->name), "%s", h.name);
 		d->resume = !!(h.caps & STREAM_CAP_RESUME);
-		snprintf(d->peer, sizeof(d->peer), "%s", xport_peer_name(s->x));
+		snprintf(d->peer, sizeof(d->peer), "%s", s->x ? xport_peer_name(s->x) : "");
 		if ((e = d->ops->claim(d->opaque, d->name, why, sizeof(why))) < 0) {
 			dst__fail(d, e, "%s", why);
 			return e;
@@ -1033,13 +1041,12 @@ void migrate_dst_free(struct migrate_dst *d)
 	uv_async_send(&d->wake);
 }
 
-int migrate_dst_start(uv_loop_t *loop, struct xport_tls *tls, int fd, const struct migrate_dst_limits *lim,
-		      const struct migrate_dst_ops *ops, void *opaque, struct migrate_dst **out)
+static struct migrate_dst *dst__new(uv_loop_t *loop, struct xport_tls *tls, const struct migrate_dst_limits *lim,
+				   const struct migrate_dst_ops *ops, void *opaque)
 {
 	struct migrate_dst *d = calloc(1, sizeof(*d));
-	if (!d) {
-		return -ENOMEM;
-	}
+	if (!d)
+		return NULL;
 	d->loop = loop;
 	d->tls = tls;
 	d->ops = ops;
@@ -1064,6 +1071,46 @@ int migrate_dst_start(uv_loop_t *loop, struct xport_tls *tls, int fd, const stru
 	uv_async_init(loop, &d->wake, dst__wake);
 	d->idle_timer.data = d->wake.data = d;
 	d->handles_open = 2;
+	return d;
+}
+
+int migrate_dst_start_feed(uv_loop_t *loop, const struct migrate_dst_limits *lim, const struct migrate_dst_ops *ops,
+			   void *opaque, struct migrate_dst **out)
+{
+	struct migrate_dst *d = dst__new(loop, NULL, lim, ops, opaque);
+	if (!d)
+		return -ENOMEM;
+	uv_timer_start(&d->idle_timer, dst__deadlines, 200, 200);
+	*out = d;
+	return 0;
+}
+
+int migrate_dst_feed(struct migrate_dst *d, const void *p, size_t n)
+{
+	if (d->freeing || d->st[0].x || d->phase == DST_FAILED || d->phase == DST_RUNNING)
+		return -ECANCELED;
+	dst__on_data(NULL, p, n, &d->st[0]);
+	/* Applied before returning, so a caller sees the outcome of what it fed
+	 * on the next loop turns (READY, a decode error) without timing. */
+	pthread_mutex_lock(&d->lock);
+	for (;;) {
+		int busy = 0;
+		for (unsigned i = 0; i < DST_MAX_STREAMS; i++)
+			busy |= d->lanes[i].qhead || d->lanes[i].busy;
+		if (!busy || d->stop_workers)
+			break;
+		pthread_cond_wait(&d->cond, &d->lock);
+	}
+	pthread_mutex_unlock(&d->lock);
+	return d->phase == DST_FAILED || d->phase == DST_RUNNING ? -ECANCELED : 0;
+}
+
+int migrate_dst_start(uv_loop_t *loop, struct xport_tls *tls, int fd, const struct migrate_dst_limits *lim,
+		      const struct migrate_dst_ops *ops, void *opaque, struct migrate_dst **out)
+{
+	struct migrate_dst *d = dst__new(loop, tls, lim, ops, opaque);
+	if (!d)
+		return -ENOMEM;
 	int e = xport_accept_fd(loop, tls, fd, &dst_cb, &d->st[0], &d->st[0].x);
 	if (e < 0) {
 		d->st[0].x = NULL;

@@ -52,6 +52,20 @@ void migrate_dst_limits_default(struct migrate_dst_limits *lim);
  * without harming the migration (only a JOIN with a wrong token fails it). */
 int migrate_dst_start(uv_loop_t *loop, struct xport_tls *tls, int fd, const struct migrate_dst_limits *lim,
 		      const struct migrate_dst_ops *ops, void *opaque, struct migrate_dst **out);
+/* Fuzzing and replay: a session with no connection. Bytes given to
+ * migrate_dst_feed() are read as if they arrived on the first connection;
+ * nothing is ever answered (no HELLO, JOIN, ROUND_END, ACK, READY or
+ * ERROR goes anywhere) and no extra connection can join or resume.
+ * Everything else is the real session: phases, validation, claim() and
+ * create_vm(), page decoding into that VM, vCPU state loading at READY,
+ * deadlines. Loop thread. */
+int migrate_dst_start_feed(uv_loop_t *loop, const struct migrate_dst_limits *lim, const struct migrate_dst_ops *ops,
+			   void *opaque, struct migrate_dst **out);
+/* Feeds n bytes and returns once the decode workers have applied every
+ * page record fed so far (their results reach the session on the next
+ * loop turns). 0 while the session goes on, -ECANCELED once it ended
+ * (failed() or running() was called) or for a session with a connection. */
+int migrate_dst_feed(struct migrate_dst *d, const void *p, size_t n);
 /* Releases everything once running() or failed() has been called; may
  * be called from inside those callbacks. The VM stays with the owner. */
 void migrate_dst_free(struct migrate_dst *d);
