@@ -42,6 +42,16 @@ static int on_record(void *opaque, const struct stream_record *rec)
 		stream_parse_join(rec, &j);
 		break;
 	}
+	case STREAM_RESUME: {
+		struct stream_resume r;
+		stream_parse_resume(rec, &r);
+		break;
+	}
+	case STREAM_ACK: {
+		struct stream_ack a;
+		stream_parse_ack(rec, &a);
+		break;
+	}
 	case STREAM_VERIFY: {
 		uint64_t first;
 		uint32_t count;

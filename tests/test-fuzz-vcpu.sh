@@ -3,24 +3,13 @@
 # real KVM vCPU, seeded with a real saved state. FUZZ_SECONDS sets the
 # length (default 20); the README gives the long-run command.
 . "$(dirname "$0")/tap.sh"
-SRC=${TOP_SRCDIR:-$(dirname "$0")/..}
-BLD=${TOP_BUILDDIR:-.}
-SECS=${FUZZ_SECONDS:-20}
-CLANG=$(command -v clang || command -v clang-14 || true)
-[ -n "$CLANG" ] || skip_all "clang not installed (apt-get install clang)"
+. "$(dirname "$0")/fuzz-lib.sh"
 [ -e /dev/kvm ] || skip_all "/dev/kvm absent"
 echo "1..3"
-"$CLANG" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Wno-gnu-variable-sized-type-not-at-end \
-	-I"$SRC" -I"$BLD" -D_GNU_SOURCE -o "$T/fuzz-vcpu" "$SRC/tests/fuzz-vcpu.c" \
-	"$SRC"/hv/hv.c "$SRC"/hv/kvm.c "$SRC"/hv/kvm-boot.c "$SRC"/hv/kvm-dirty.c "$SRC"/hv/kvm-state.c "$SRC"/hv/elf.c \
-	-lpthread 2>"$T/cc.err"
-ok $? "fuzz target builds with libFuzzer $(head -c 300 "$T/cc.err")"
+fuzz_build fuzz-vcpu "$SRC/tests/fuzz-vcpu.c" "$SRC"/hv/hv.c "$SRC"/hv/kvm.c "$SRC"/hv/kvm-boot.c \
+	"$SRC"/hv/kvm-dirty.c "$SRC"/hv/kvm-state.c "$SRC"/hv/elf.c -lpthread
 mkdir -p "$T/corpus"
 PMG_FUZZ_SEED="$T/corpus/saved" "$T/fuzz-vcpu" >/dev/null 2>&1 && [ -s "$T/corpus/saved" ]
 ok $? "seeded with a real saved vCPU state ($(wc -c <"$T/corpus/saved" 2>/dev/null) bytes)"
-"$T/fuzz-vcpu" -max_total_time="$SECS" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 "$T/corpus" \
-	>"$T/fuzz.log" 2>&1
-rc=$?
-runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$T/fuzz.log")
-ok $rc "fuzzed ${SECS}s: ${runs:-?} inputs, no crash, leak or UB $( [ $rc = 0 ] || tail -30 "$T/fuzz.log" | tr '\n' '|')"
+fuzz_run fuzz-vcpu -max_len=65536 -rss_limit_mb=2048
 exit $fail

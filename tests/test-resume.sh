@@ -44,6 +44,21 @@ after_pages() {
 cut() { ss -K dst 127.0.0.1 dport = :"$1" >/dev/null 2>&1; }
 # digest_at RUNDIR NAME: the guest's digest once it finished there.
 digest_at() { wait_result "$1" "$2" && field "$1/$2.result.json" digest; }
+# cut_mid NAME MODE [send options]: boots NAME, sends it at $RATE, cuts the
+# connection to agent B once 4000 pages went (one TAP line), waits for
+# send: its exit code in RC, the report's reconnects in REC.
+cut_mid() {
+	name=$1 mode=$2
+	shift 2
+	start_vm "$T/hostA" "$name" memstress "$mode" $MEM
+	send_vm "$T/hostA" "$name" "$PB" --max-bandwidth $RATE "$@" &
+	spid=$!
+	after_pages "$name" 4000; ok $? "$name: pre-copy under way (4000 pages sent)"
+	cut "$PB"
+	wait $spid
+	RC=$?
+	REC=$(field "$T/$name.send" reconnects)
+}
 
 # 1. Uncut: the baseline for bytes on the wire.
 start_vm "$T/hostA" base memstress ring $MEM
@@ -58,17 +73,10 @@ got=$(digest_at "$T/hostB" base)
 [ -n "$ref" ] && [ "$got" = "$ref" ]; ok $? "uncut: destination digest $got = unmigrated $ref"
 
 # 2. The source's socket aborted mid pre-copy (ring).
-start_vm "$T/hostA" cutr memstress ring $MEM
-send_vm "$T/hostA" cutr "$PB" --max-bandwidth $RATE &
-spid=$!
-after_pages cutr 4000; ok $? "cutr: pre-copy under way (4000 pages sent)"
-cut "$PB"
-wait $spid
-rc=$?
+cut_mid cutr ring
 wire=$(field "$T/cutr.send" bytes_on_wire)
-rec=$(field "$T/cutr.send" reconnects)
-[ $rc = 0 ] && [ "${rec:-0}" -ge 1 ]
-ok $? "cutr: socket aborted mid pre-copy, migration completed (exit $rc, $rec reconnect(s), $(field "$T/cutr.send" pages_resent) pages resent, link down $(field "$T/cutr.send" link_down_ms) ms)"
+[ $RC = 0 ] && [ "${REC:-0}" -ge 1 ]
+ok $? "cutr: socket aborted mid pre-copy, migration completed (exit $RC, $REC reconnect(s), $(field "$T/cutr.send" pages_resent) pages resent, link down $(field "$T/cutr.send" link_down_ms) ms)"
 grep -q '"phase":"link_lost"' "$T/cutr.send" && grep -q '"phase":"resumed".*"reconnects":1' "$T/cutr.send"
 ok $? "cutr: the progress events report the lost link and the reconnect"
 got=$(digest_at "$T/hostB" cutr)
@@ -79,30 +87,17 @@ grep -q "waiting up to .* for it to resume" "$T/b.log"; ok $? "cutr: the destina
 
 # 3. Bitmap, two streams: the cut hits connection 0; the source ends the
 # other itself and both come back.
-start_vm "$T/hostA" cutb memstress bitmap $MEM
-send_vm "$T/hostA" cutb "$PB" --max-bandwidth $RATE --streams 2 &
-spid=$!
-after_pages cutb 4000; ok $? "cutb: pre-copy under way"
-cut "$PB"
-wait $spid
-rc=$?
-rec=$(field "$T/cutb.send" reconnects)
-[ $rc = 0 ] && [ "${rec:-0}" -ge 1 ] && [ "$(field "$T/cutb.send" streams)" = 2 ]
-ok $? "cutb: bitmap, 2 streams, cut mid pre-copy: completed (exit $rc, $rec reconnect(s), $(field "$T/cutb.send" pages_resent) pages resent)"
+cut_mid cutb bitmap --streams 2
+[ $RC = 0 ] && [ "${REC:-0}" -ge 1 ] && [ "$(field "$T/cutb.send" streams)" = 2 ]
+ok $? "cutb: bitmap, 2 streams, cut mid pre-copy: completed (exit $RC, $REC reconnect(s), $(field "$T/cutb.send" pages_resent) pages resent)"
 got=$(digest_at "$T/hostB" cutb)
 [ "$got" = "$ref" ]; ok $? "cutb: destination digest $got = unmigrated $ref"
 awk -v w="$(field "$T/cutb.send" bytes_on_wire)" -v b="$base_wire" 'BEGIN { exit !(w < 1.5 * b) }'
 ok $? "cutb: $(field "$T/cutb.send" bytes_on_wire) bytes on the wire (< 1.5x uncut)"
 
 # 4. --no-resume: the same cut fails, the guest keeps running here.
-start_vm "$T/hostA" nore memstress ring $MEM
-send_vm "$T/hostA" nore "$PB" --max-bandwidth $RATE --no-resume &
-spid=$!
-after_pages nore 4000; ok $? "nore: pre-copy under way"
-cut "$PB"
-wait $spid
-rc=$?
-[ $rc = 1 ]; ok $? "nore: --no-resume and the cut: exit $rc ($(field "$T/nore.send" error))"
+cut_mid nore ring --no-resume
+[ $RC = 1 ]; ok $? "nore: --no-resume and the cut: exit $RC ($(field "$T/nore.send" error))"
 PML_MIGRATE_RUNDIR="$T/hostA" "$PM" ctl nore status | grep -q '"state":"running"'
 ok $? "nore: the guest still runs on the source"
 wait $VPID

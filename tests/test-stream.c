@@ -225,7 +225,7 @@ int main(int argc, char **argv)
 	}
 	if (argc == 3 && !strcmp(argv[1], "--hostile"))
 		return write_hostile(argv[2]);
-	tap_plan(21);
+	tap_plan(25);
 	build_valid(&b);
 	int all = 1;
 	for (size_t chunk = 1; chunk <= b.len; chunk = chunk * 3 + 1) {
@@ -350,6 +350,27 @@ int main(int argc, char **argv)
 		memcpy(jb.p + 8, &far, 8);
 		tap_ok(stream_parse_verify(&r3, 16384, &first, &count, &dp) == -ERANGE, "VERIFY past memory refused");
 		stream_buf_free(&jb);
+	}
+
+	/* RESUME and ACK (a lost link resumed) */
+	{
+		struct stream_buf rb = { 0 };
+		struct stream_resume rw = { .token = 0xfeedfacecafebeefull, .index = 1, .count = 2, .epoch = 3 }, rr;
+		stream_put_resume(&rb, &rw);
+		struct stream_record r4 = { .type = STREAM_RESUME, .len = (uint32_t)rb.len - 8, .payload = rb.p + 8 };
+		tap_ok(stream_parse_resume(&r4, &rr) == 0 && rr.token == rw.token && rr.index == 1 && rr.count == 2 &&
+			       rr.epoch == 3,
+		       "RESUME round-trips");
+		rb.p[8 + 16] = 0; /* epoch 0: no attempt is numbered 0 */
+		tap_ok(stream_parse_resume(&r4, &rr) == -EPROTO, "RESUME with epoch 0 refused");
+		stream_buf_free(&rb);
+		struct stream_ack aw = { .index = 3, .records = 123456789 }, ar;
+		stream_put_ack(&rb, &aw);
+		struct stream_record r5 = { .type = STREAM_ACK, .len = (uint32_t)rb.len - 8, .payload = rb.p + 8 };
+		tap_ok(stream_parse_ack(&r5, &ar) == 0 && ar.index == 3 && ar.records == 123456789, "ACK round-trips");
+		rb.p[8] = 16;
+		tap_ok(stream_parse_ack(&r5, &ar) == -EPROTO, "ACK for connection 16 refused");
+		stream_buf_free(&rb);
 	}
 	return tap_done();
 }
