@@ -127,10 +127,13 @@ static void send__bar(const char *ev)
 	bar[20] = 0;
 	char phase[32] = "";
 	cli_json_field(ev, "phase", phase, sizeof(phase));
-	fprintf(stderr, "\r  round %-4.0f [%s] remaining %-8.0f %7.0f Mbit/s  dirty %7.0f p/s  expected %7.1f ms  throttle %2.0f%% %-10s",
+	char rec[32] = "";
+	if (send__num(ev, "reconnects") > 0)
+		snprintf(rec, sizeof(rec), " reconnects %.0f", send__num(ev, "reconnects"));
+	fprintf(stderr, "\r  round %-4.0f [%s] remaining %-8.0f %7.0f Mbit/s  dirty %7.0f p/s  expected %7.1f ms  throttle %2.0f%%%s %-10s",
 		send__num(ev, "round"), bar, rem + send__num(ev, "deferred_pages"), send__num(ev, "throughput_mbps"),
 		send__num(ev, "dirty_rate_pages_per_s"), send__num(ev, "expected_downtime_ms"),
-		send__num(ev, "throttle_pct"), phase);
+		send__num(ev, "throttle_pct"), rec, phase);
 	fflush(stderr);
 }
 
