@@ -45,6 +45,7 @@
 #define JOBQ_DEPTH 4 /* jobs of 256 pages per stream: short, so switchover never waits long */
 #define SETUP_TIMEOUT_MS 15000
 #define REPLY_TIMEOUT_MS 30000
+#define RUNNING_MIN_WAIT_MS 2000 /* after COMMIT, even past --max-time */
 #define ADAPT_WINDOW 32        /* jobs per adaptive-compression measurement */
 #define UNACKED_MAX 4096       /* PAGES records per stream awaiting an ACK (~1M pages): then encoders wait */
 #define ATTEMPT_TIMEOUT_MS 5000 /* one reconnection: TCP, TLS and every RESUME answered */
@@ -1174,7 +1175,17 @@ static int msrc__switchover(struct migrate_src *m, struct precopy_dirty_set *set
 		pthread_mutex_unlock(&m->lock);
 		return e;
 	}
-	e = msrc__wait(m, MSRC_RUNNING, REPLY_TIMEOUT_MS);
+	/* --max-time bounds this wait too (the outcome is then indeterminate),
+	 * but a COMMIT sent just before it still gets a moment for RUNNING. */
+	uint64_t end = m->t_start + (uint64_t)m->o.max_time_s * 1000000000ull, t = now_ns();
+	unsigned wait_ms = end > t ? (unsigned)((end - t) / 1000000) : 0;
+	if (wait_ms < RUNNING_MIN_WAIT_MS)
+		wait_ms = RUNNING_MIN_WAIT_MS;
+	if (wait_ms > REPLY_TIMEOUT_MS)
+		wait_ms = REPLY_TIMEOUT_MS;
+	e = msrc__wait(m, MSRC_RUNNING, wait_ms);
+	if (e == -ETIMEDOUT)
+		msrc__fail(m, e, "the destination did not answer RUNNING within %.1f s", wait_ms / 1000.0);
 	m->t_running = now_ns();
 	return e;
 }

@@ -18,8 +18,8 @@
 #   exit 3: the source copy is paused (indeterminate), refuses resume and
 #           never runs again; the destination either runs the guest (and
 #           it finishes with the reference digest) or failed: never both.
-# And every cell ends in bounded time: send within --max-time before
-# COMMIT, 30 s for RUNNING after it (plus slack); the destination's
+# And every cell ends in bounded time: send within --max-time, the wait
+# for RUNNING after COMMIT included (plus slack); the destination's
 # session runs or fails within its --timeout. Cells overlap: one migration
 # at a time, while earlier cells wait on their deadlines and guests.
 . "$(dirname "$0")/tap.sh"
@@ -39,7 +39,7 @@ MAXT=15   # --max-time: bounds every cell before COMMIT
 GUEST_S=7 # the guest's whole work: a source copy that had resumed would have finished within this
 
 # ACTION:DIRECTION:RECORD[:N] (tests/relay.c). The ones that wait on a
-# deadline (--max-time, the 30 s for RUNNING) first, so they overlap the rest.
+# deadline (--max-time, the wait for RUNNING) first, so they overlap the rest.
 CELLS="stall:s2d:COMMIT stall:d2s:RUNNING drop:d2s:RUNNING stall:s2d:PAGES:20 stall:s2d:STATE_DONE stall:d2s:READY
 	cut:s2d:PAGES:20 cut:s2d:VCPU cut:s2d:STATE_DONE cut:d2s:READY cut-after:d2s:READY drop:d2s:READY
 	cut:s2d:COMMIT cut-after:s2d:COMMIT drop:s2d:COMMIT cut:d2s:RUNNING cut-after:d2s:RUNNING"
@@ -109,8 +109,8 @@ cell() {
 	local result=$(field "$T/$tag.send" result) err=$(field "$T/$tag.send" error)
 	local want=""
 	case $rc in 0) want=migrated ;; 1) want=failed ;; 3) want=indeterminate ;; esac
-	[ -n "$what" ] && [ -n "$want" ] && [ "$result" = "$want" ] && [ $ms -lt $(((mt + 30 + 5) * 1000)) ]
-	put $? "${what:-relay never triggered}; send exit $rc after $ms ms (bound: --max-time $mt s + 30 s), result '$result'${err:+ ($err)}"
+	[ -n "$what" ] && [ -n "$want" ] && [ "$result" = "$want" ] && [ $ms -lt $(((mt + 5) * 1000)) ]
+	put $? "${what:-relay never triggered}; send exit $rc after $ms ms (bound: --max-time $mt s + 5 s), result '$result'${err:+ ($err)}"
 	local fate sres sdig dd vrc outcome
 	case $rc in
 	0)
