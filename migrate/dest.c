@@ -619,6 +619,8 @@ static int dst__resume(struct dst_stream *s, const struct stream_record *rec)
 	s->lane = l;
 	l->conn = s;
 	d->resumes++;
+	fprintf(stderr, "the source resumed connection %u (attempt %u): %" PRIu64 " of its records had arrived%s\n",
+		l->idx, r.epoch, l->records, d->phase >= DST_APPLYING ? "; back to receiving memory" : "");
 	dst__rewind(d);
 	dst__send_ack(l);
 	return 0;

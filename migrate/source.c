@@ -266,7 +266,7 @@ struct migrate_src {
 	uv_async_t link_async;
 	uv_timer_t retry_timer, link_timer;
 	int reconnecting;        /* an attempt (or its backoff) is under way */
-	unsigned attempt_open, backoff_ms;
+	unsigned backoff_ms;
 	uint32_t epoch;
 	uint64_t wire_old;       /* wire bytes of connections already freed */
 	/* under lock */
