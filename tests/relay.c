@@ -6,6 +6,7 @@
  *
  *   relay --target PORT --port-file FILE [--at DIR:TYPE[:N]]
  *         [--action cut|cut-after|stall|drop] [--stall-seconds S] [--max-seconds S]
+ *         [--dump-s2d FILE]
  *
  * Listens on 127.0.0.1:0, writes its port to FILE, accepts ONE connection
  * (the source's connection 0) and forwards it to 127.0.0.1:PORT, reading
@@ -26,6 +27,10 @@
  *              --stall-seconds (default: until --max-seconds); then close.
  *   drop       swallow that one record and forward everything else: the
  *              link stays up, only the record is lost.
+ *
+ * --dump-s2d FILE writes what was forwarded from the source up to its
+ * COMMIT (not included): a real stream that a destination answers with
+ * READY, which seeds the destination session's fuzz target.
  *
  * Without --at it is a plain record-counting relay. It exits by itself
  * within --max-seconds (default 120). Stdout: one line per thing it did
@@ -78,6 +83,7 @@ static volatile sig_atomic_t killed;
 static void on_term(int sig) { killed = sig; }
 
 static enum action act;
+static FILE *dump; /* --dump-s2d, until COMMIT */
 static int trig_dir = -1; /* 0 s2d, 1 d2s */
 static unsigned trig_type, trig_nth = 1;
 static int fired;           /* the trigger record's header was seen */
@@ -125,6 +131,11 @@ static int parse_at(const char *arg)
 
 static void queue(struct dir *d, const uint8_t *p, size_t n)
 {
+	if (dump && d->name[0] == 's' && fwrite(p, 1, n, dump) != n) {
+		perror("relay: --dump-s2d");
+		fclose(dump);
+		dump = NULL;
+	}
 	memcpy(d->out + d->out_len, p, n);
 	d->out_len += n;
 }
@@ -173,6 +184,10 @@ static int feed(struct dir *d, int di, const uint8_t *p, size_t n)
 			continue;
 		}
 		d->count[type]++;
+		if (dump && di == 0 && type == STREAM_COMMIT) {
+			fclose(dump);
+			dump = NULL;
+		}
 		if (act != ACT_NONE && !fired && di == trig_dir && type == trig_type && d->count[type] == trig_nth) {
 			fired = 1;
 			printf("%s at %s %s #%u\n", action_name[act], d->name, stream_type_name(type), trig_nth);
@@ -271,7 +286,8 @@ static void summary(struct dir *dirs)
 static void usage(void)
 {
 	fprintf(stderr, "usage: relay --target PORT --port-file FILE [--at s2d|d2s:TYPE[:N]]\n"
-			"             [--action cut|cut-after|stall|drop] [--stall-seconds S] [--max-seconds S]\n");
+			"             [--action cut|cut-after|stall|drop] [--stall-seconds S] [--max-seconds S]\n"
+			"             [--dump-s2d FILE]\n");
 	exit(2);
 }
 
@@ -303,7 +319,12 @@ int main(int argc, char **argv)
 			stall_s = (unsigned)atoi(v);
 		else if (!strcmp(o, "--max-seconds"))
 			max_s = (unsigned)atoi(v);
-		else
+		else if (!strcmp(o, "--dump-s2d")) {
+			if (!(dump = fopen(v, "wb"))) {
+				perror("relay: --dump-s2d");
+				return 2;
+			}
+		} else
 			usage();
 	}
 	if (!target || target > 65535 || !portfile || !max_s || (act != ACT_NONE) != (trig_dir >= 0))
@@ -438,6 +459,8 @@ int main(int argc, char **argv)
 	printf("unread at close: s2d %d bytes, d2s %d bytes\n", unread[0], unread[1]);
 	close(src);
 	close(dst);
+	if (dump && fclose(dump))
+		perror("relay: --dump-s2d");
 	if (act != ACT_NONE && !fired)
 		printf("not triggered: no %s %s #%u seen\n", trig_dir == 0 ? "s2d" : "d2s", stream_type_name(trig_type),
 		       trig_nth);
