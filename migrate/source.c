@@ -959,10 +959,8 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 	for (;;) {
 		if (msrc__aborted(m))
 			return -ECANCELED;
-		pthread_mutex_lock(&m->lock);
-		int down = m->link_down;
-		pthread_mutex_unlock(&m->lock);
-		if (down)
+		/* Once per page: no lock (link_down is written under it). */
+		if (__atomic_load_n(&m->link_down, __ATOMIC_ACQUIRE))
 			return -ENOTCONN;
 		uint64_t t = now_ns();
 		if (t > deadline) {
@@ -1482,7 +1480,7 @@ static void msrc__link_lost(struct migrate_src *m, int err, const char *why)
 {
 	char ev[512];
 	pthread_mutex_lock(&m->lock);
-	m->link_down = 1;
+	__atomic_store_n(&m->link_down, 1, __ATOMIC_RELEASE);
 	m->t_link_lost = now_ns();
 	snprintf(m->link_why, sizeof(m->link_why), "%s", why ? why : strerror(-err));
 	pthread_cond_broadcast(&m->cond);
@@ -1523,7 +1521,7 @@ static void msrc__attempt_done(struct migrate_src *m)
 	for (unsigned i = 0; i < m->nstreams; i++)
 		m->st[i].last_rx = t;
 	pthread_mutex_lock(&m->lock);
-	m->link_down = 0;
+	__atomic_store_n(&m->link_down, 0, __ATOMIC_RELEASE);
 	m->reconnects++;
 	m->resumed_gen++;
 	m->link_down_ns += t - m->t_link_lost;
