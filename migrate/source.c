@@ -12,15 +12,8 @@
  * so a page's newer copy always follows its older one on the same TCP
  * connection and the destination needs no reordering.
  *
- * Resume: every record handed to a stream gets that stream's next
- * sequence number, and PAGES records stay on the stream's unacked list
- * until the destination's ACK counts past them. When a connection is lost
- * before READY, the loop marks the link down and closes the others; the
- * engine quiesces the encoders and asks the loop to reconnect; each new
- * connection's RESUME is answered with the count the destination
- * received, and the pages of every record after it go back to the pending
- * queue, so only what was lost (and what the guest dirtied meanwhile) is
- * sent again.
+ * Options live in source-options.c, resume after a lost link in
+ * source-link.c; source-internal.h is what they share.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -34,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "compress/compress.h"
-#include "migrate/source.h"
+#include "migrate/source-internal.h"
 #include "migrate/stream.h"
 #include "migrate/verify.h"
 #include "transport/xport.h"
@@ -48,285 +41,6 @@
 #define RUNNING_MIN_WAIT_MS 2000 /* after COMMIT, even past --max-time */
 #define ADAPT_WINDOW 32        /* jobs per adaptive-compression measurement */
 #define UNACKED_MAX 4096       /* PAGES records per stream awaiting an ACK (~1M pages): then encoders wait */
-#define ATTEMPT_TIMEOUT_MS 5000 /* one reconnection: TCP, TLS and every RESUME answered */
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
-#define MAX_RECONNECTS 64
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* ---- options ---- */
-
-void migrate_src_opts_default(struct migrate_src_opts *o)
-{
-	memset(o, 0, sizeof(*o));
-	o->downtime_ms = 50;
-	o->max_time_s = 600;
-	o->streams = 1;
-	o->throttle = 1;
-	o->resume = 1;
-	o->link_timeout_s = 10;
-}
-
-static int opt__uint(const char *v, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-	char *end;
-	if (!*v || *v == '-')
-		return -EINVAL;
-	errno = 0;
-	unsigned long long x = strtoull(v, &end, 10);
-	if (errno || *end || x < lo || x > hi)
-		return -EINVAL;
-	*out = x;
-	return 0;
-}
-
-static int opt__bool(const char *v, int *out)
-{
-	if (!strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on"))
-		*out = 1;
-	else if (!strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "off"))
-		*out = 0;
-	else
-		return -EINVAL;
-	return 0;
-}
-
-static int opt__str(char *dst, size_t len, const char *v)
-{
-	if (strlen(v) >= len || strpbrk(v, " \t\r\n"))
-		return -EINVAL;
-	strcpy(dst, v);
-	return 0;
-}
-
-int migrate_src_opt_set(struct migrate_src_opts *o, const char *key, const char *val, char *err, size_t errlen)
-{
-	uint64_t v;
-	int e = -EINVAL;
-	const char *want = "";
-
-	if (!strcmp(key, "target")) {
-		char host[256];
-		unsigned port;
-		want = "HOST:PORT";
-		if (xport_split_hostport(val, host, sizeof(host), &port) == 0 && port && strlen(val) < sizeof(o->target)) {
-			strcpy(o->target, val);
-			e = 0;
-		}
-	} else if (!strcmp(key, "downtime")) {
-		want = "milliseconds, 1..60000";
-		if (!(e = opt__uint(val, 1, 60000, &v)))
-			o->downtime_ms = (unsigned)v;
-	} else if (!strcmp(key, "max_time")) {
-		want = "seconds, 1..86400";
-		if (!(e = opt__uint(val, 1, 86400, &v)))
-			o->max_time_s = (unsigned)v;
-	} else if (!strcmp(key, "max_bandwidth")) {
-		want = "bytes per second (0 = unlimited)";
-		if (!(e = opt__uint(val, 0, UINT64_MAX / 2, &v)))
-			o->max_bandwidth = v;
-	} else if (!strcmp(key, "streams")) {
-		want = "1..8";
-		if (!(e = opt__uint(val, 1, MIGRATE_MAX_STREAMS, &v)))
-			o->streams = (unsigned)v;
-	} else if (!strcmp(key, "compress")) {
-		want = "auto, on or off";
-		e = 0;
-		if (!strcmp(val, "auto"))
-			o->compress = MIGRATE_COMPRESS_AUTO;
-		else if (!strcmp(val, "on"))
-			o->compress = MIGRATE_COMPRESS_ON;
-		else if (!strcmp(val, "off"))
-			o->compress = MIGRATE_COMPRESS_OFF;
-		else
-			e = -EINVAL;
-	} else if (!strcmp(key, "verify")) {
-		want = "0 or 1";
-		e = opt__bool(val, &o->verify);
-	} else if (!strcmp(key, "throttle")) {
-		want = "0 or 1";
-		e = opt__bool(val, &o->throttle);
-	} else if (!strcmp(key, "resume")) {
-		want = "0 or 1";
-		e = opt__bool(val, &o->resume);
-	} else if (!strcmp(key, "link_timeout")) {
-		want = "seconds, 1..3600";
-		if (!(e = opt__uint(val, 1, 3600, &v)))
-			o->link_timeout_s = (unsigned)v;
-	} else if (!strcmp(key, "insecure")) {
-		want = "0 or 1";
-		e = opt__bool(val, &o->insecure);
-	} else if (!strcmp(key, "certs")) {
-		want = "a directory path without spaces";
-		e = opt__str(o->certs, sizeof(o->certs), val);
-	} else if (!strcmp(key, "node")) {
-		want = "a certificate name";
-		e = opt__str(o->node, sizeof(o->node), val);
-	} else if (!strcmp(key, "peer")) {
-		want = "a certificate name";
-		e = opt__str(o->peer, sizeof(o->peer), val);
-	} else {
-		snprintf(err, errlen, "unknown migration option '%s'", key);
-		return -EINVAL;
-	}
-	if (e)
-		snprintf(err, errlen, "%s '%s': expected %s", key, val, want);
-	return e;
-}
-
-int migrate_src_opts_check(const struct migrate_src_opts *o, char *err, size_t errlen)
-{
-	if (!o->target[0]) {
-		snprintf(err, errlen, "no destination HOST:PORT");
-		return -EINVAL;
-	}
-	if (!o->insecure && (!o->certs[0] || !o->node[0])) {
-		snprintf(err, errlen, "TLS needs --certs DIR and --node NAME (or --insecure for plaintext)");
-		return -EINVAL;
-	}
-	return 0;
-}
-
-/* ---- state ---- */
-
-struct msrc_job {
-	struct msrc_job *next;
-	uint64_t seq; /* the stream's record number, once handed to transport */
-	int round_end;
-	struct stream_round_end re;
-	unsigned n;
-	uint64_t gfns[STREAM_MAX_BATCH];
-};
-
-/* The source's side of the handshake (docs/stream.md): each record from
- * the destination is accepted only in its phase, so a stale, duplicated
- * or injected READY can never make us COMMIT. Under m->lock. */
-enum msrc_phase {
-	MSRC_HELLO,      /* HELLO, SHAPE, JOIN sent: awaiting the destination's HELLO */
-	MSRC_JOIN,       /* several connections: awaiting the destination's JOIN (its port) */
-	MSRC_PRECOPY,    /* memory rounds; ROUND_END answers */
-	MSRC_STATE_SENT, /* STATE_DONE queued: awaiting READY */
-	MSRC_READY,      /* READY received: COMMIT is next */
-	MSRC_COMMITTED,  /* COMMIT queued: never resume; awaiting RUNNING */
-	MSRC_RUNNING,    /* RUNNING received */
-};
-
-struct migrate_src;
-
-struct msrc_stream {
-	struct migrate_src *m;
-	unsigned idx;
-	struct xport_conn *x;
-	struct stream_reader rd;
-	int ready, closed; /* closed: under m->lock */
-	int resumed;       /* this reconnection's RESUME was answered (loop) */
-	uint64_t last_rx;  /* when the destination last sent anything here (loop) */
-	/* Held while a record gets its number and is queued, so numbers
-	 * follow the order on the wire. */
-	pthread_mutex_t send_lock;
-	/* under m->lock */
-	uint64_t sent_seq, acked;
-	struct msrc_job *uhead, *utail; /* PAGES records sent, not yet ACKed */
-	size_t ucount;
-	pthread_t worker;
-	int worker_started;
-	/* job queue, under m->lock */
-	struct msrc_job *qhead, *qtail;
-	unsigned qlen;
-	int busy;
-	struct msrc_job *fill; /* engine-side batch being built */
-};
-
-struct migrate_src {
-	uv_loop_t *loop;
-	struct hv_vm *vm;
-	struct precopy_dirtylog *dl;
-	char name[STREAM_MAX_NAME + 1];
-	struct migrate_src_opts o;
-	const struct migrate_src_ops *ops;
-	void *opaque;
-	struct xport_tls *tls;
-	struct xport_callbacks xcb;
-	char host[256];
-	struct msrc_stream st[MIGRATE_MAX_STREAMS];
-	unsigned nstreams, nready;
-	uint64_t token;
-
-	uv_timer_t setup_timer, deadline_timer;
-	uv_async_t done_async, ev_async;
-	/* resume (loop side, unless noted) */
-	int resume_ok;           /* the destination offered a session port */
-	unsigned session_port;
-	uv_async_t link_async;
-	uv_timer_t retry_timer, link_timer;
-	int reconnecting;        /* an attempt (or its backoff) is under way */
-	unsigned backoff_ms;
-	uint32_t epoch;
-	uint64_t wire_old;       /* wire bytes of connections already freed */
-	/* under lock */
-	int link_down, reconnect_req;
-	uint64_t resumed_gen;    /* counts completed reconnections */
-	struct msrc_job *lost;   /* records the destination never got: their pages go again */
-	unsigned reconnects;
-	uint64_t t_link_lost, link_down_ns;
-	char link_why[256];
-	int handles_open;
-	pthread_t engine;
-	int engine_started, finished;
-
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	enum msrc_phase phase;
-	int stop_workers;
-	uint32_t dest_round; /* last ROUND_END the destination answered: all before it applied */
-	uint64_t dest_applied;
-	int failed; /* reason in fail_why */
-	char fail_why[512];
-	uint32_t round_sent; /* last ROUND_END queued: an answer beyond it is a lie */
-	char *events; /* newline-separated JSON lines for the loop */
-	size_t ev_len;
-	enum migrate_result result;
-	char *report;
-
-	/* timing */
-	uint64_t t_start, t_setup_done, t_hello_sent, rtt_ns, t_pause, t_running, t_state_sent, t_ready;
-	uint64_t final_pages, t_paused, t_commit;
-
-	/* page bookkeeping (engine thread) */
-	uint64_t nframes;
-	uint64_t *pend_bits, *defer_bits;
-	uint64_t *queue;
-	size_t qhead, qlen, qcap;
-	struct precopy_dirty_set deferred; /* held back to the final round */
-	size_t defer_budget, deferred_total;
-	uint8_t *rounds_dirty, *last_round;
-	unsigned round;
-	uint64_t scan_cursor;
-
-	/* statistics (atomics: workers add) */
-	atomic_uint_fast64_t pages_sent, zero_pages, lz4_pages, page_payload, record_bytes, pages_done, busy_ns;
-	uint64_t pages_lost;   /* sent but never received (lost links): not in STATE_DONE's count */
-	uint64_t pages_resent; /* pages queued again after lost links (sent or not) */
-	uint64_t link_Bps; /* wire bytes/s, measured while the send queue stayed backlogged */
-	uint64_t dirty_rate_pps, rate_pps, expected_downtime_ns, vcpu_save_ns, vcpu_bytes;
-	uint64_t harvest_ns0, harvests0, dirty_added;
-	unsigned throttle_pct[HV_MAX_VCPUS], throttle_max;
-	uint64_t throttle_ns, last_vcpu_entries[HV_MAX_VCPUS];
-	int forced;
-	uint64_t verify_chunks;
-
-	/* --max-bandwidth token bucket */
-	pthread_mutex_t bw_lock;
-	uint64_t bw_t0, bw_sent;
-};
-
-static void msrc__fail(struct migrate_src *m, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static const char *msrc__phase_name(enum msrc_phase p)
 {
@@ -336,7 +50,7 @@ static const char *msrc__phase_name(enum msrc_phase p)
 	return names[p];
 }
 
-static void msrc__fail(struct migrate_src *m, int err, const char *fmt, ...)
+void msrc__fail(struct migrate_src *m, int err, const char *fmt, ...)
 {
 	va_list ap;
 	pthread_mutex_lock(&m->lock);
@@ -350,7 +64,7 @@ static void msrc__fail(struct migrate_src *m, int err, const char *fmt, ...)
 	pthread_mutex_unlock(&m->lock);
 }
 
-static int msrc__aborted(struct migrate_src *m)
+int msrc__aborted(struct migrate_src *m)
 {
 	pthread_mutex_lock(&m->lock);
 	int r = m->failed;
@@ -358,7 +72,7 @@ static int msrc__aborted(struct migrate_src *m)
 	return r;
 }
 
-static void msrc__event(struct migrate_src *m, const char *json)
+void msrc__event(struct migrate_src *m, const char *json)
 {
 	size_t n = strlen(json);
 	pthread_mutex_lock(&m->lock);
@@ -433,51 +147,6 @@ static void msrc__bw_wait(struct migrate_src *m, size_t n)
 	pthread_mutex_unlock(&m->bw_lock);
 	if (over > 0)
 		usleep((useconds_t)(over * 1e6 / (double)m->o.max_bandwidth));
-}
-
-/* Hands one encoded record to stream s's connection (ownership of buf
- * moves in). keep: its PAGES job, kept until the destination ACKs it when
- * resume is on (else freed). -EPIPE once the connection closed: its
- * on_close decides whether that fails the migration or the link is
- * resumed, so callers never fail on -EPIPE alone. */
-static int msrc__send(struct msrc_stream *s, void *buf, size_t len, struct msrc_job *keep)
-{
-	struct migrate_src *m = s->m;
-	pthread_mutex_lock(&s->send_lock);
-	pthread_mutex_lock(&m->lock);
-	uint64_t seq = ++s->sent_seq;
-	if (keep && m->resume_ok) {
-		keep->seq = seq;
-		keep->next = NULL;
-		if (s->utail)
-			s->utail->next = keep;
-		else
-			s->uhead = keep;
-		s->utail = keep;
-		s->ucount++;
-		keep = NULL;
-	}
-	pthread_mutex_unlock(&m->lock);
-	int e = xport_send(s->x, buf, len);
-	pthread_mutex_unlock(&s->send_lock);
-	free(keep);
-	return e;
-}
-
-/* Loop, under m->lock: the destination has every record of s up to
- * records. */
-static void msrc__acked(struct msrc_stream *s, uint64_t records)
-{
-	while (s->uhead && s->uhead->seq <= records) {
-		struct msrc_job *j = s->uhead;
-		s->uhead = j->next;
-		free(j);
-		s->ucount--;
-	}
-	if (!s->uhead)
-		s->utail = NULL;
-	s->acked = records;
-	pthread_cond_broadcast(&s->m->cond);
 }
 
 static struct msrc_job *msrc__take_job(struct msrc_stream *s)
@@ -683,11 +352,7 @@ static int msrc__drain(struct migrate_src *m, uint32_t round)
 
 /* ---- page sets (engine thread) ---- */
 
-static int bit_test(const uint64_t *b, uint64_t i) { return (b[i >> 6] >> (i & 63)) & 1; }
-static void bit_set(uint64_t *b, uint64_t i) { b[i >> 6] |= 1ull << (i & 63); }
-static void bit_clear(uint64_t *b, uint64_t i) { b[i >> 6] &= ~(1ull << (i & 63)); }
-
-static int msrc__queue_push(struct migrate_src *m, uint64_t gfn)
+int msrc__queue_push(struct migrate_src *m, uint64_t gfn)
 {
 	if (bit_test(m->pend_bits, gfn))
 		return 0;
@@ -1237,86 +902,6 @@ static void msrc__report(struct migrate_src *m, const char *result, const char *
 	m->report = out;
 }
 
-/* A send or wait failed: the connection's on_close (loop) decides whether
- * the migration failed or the link was lost and will be resumed; wait for
- * that verdict. -ENOTCONN: resume. */
-static int msrc__verdict(struct migrate_src *m, int e)
-{
-	if (e != -EPIPE && e != -ENOTCONN)
-		return e;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += 5;
-	pthread_mutex_lock(&m->lock);
-	while (!m->failed && !m->link_down)
-		if (pthread_cond_timedwait(&m->cond, &m->lock, &ts) == ETIMEDOUT)
-			break;
-	int r = m->failed ? m->failed : m->link_down ? -ENOTCONN : e;
-	pthread_mutex_unlock(&m->lock);
-	return r;
-}
-
-/* The link was lost before READY: run the guest again if a switchover had
- * paused it, let the encoders run dry (what they still send is lost and
- * numbered as such), have the loop reconnect, then queue again the pages
- * of every record the destination says it never received. */
-static int msrc__rejoin(struct migrate_src *m)
-{
-	int e;
-	if (m->t_pause) {
-		hv_vm_resume(m->vm);
-		m->t_pause = m->t_paused = 0;
-		m->final_pages = 0;
-	}
-	pthread_mutex_lock(&m->lock);
-	if (m->phase == MSRC_STATE_SENT)
-		m->phase = MSRC_PRECOPY;
-	for (;;) {
-		int quiet = 1;
-		for (unsigned i = 0; i < m->nstreams; i++)
-			if (m->st[i].qlen || m->st[i].busy || !m->st[i].closed)
-				quiet = 0;
-		if (quiet || m->failed)
-			break;
-		pthread_cond_wait(&m->cond, &m->lock);
-	}
-	uint64_t gen = m->resumed_gen;
-	m->reconnect_req = 1;
-	pthread_mutex_unlock(&m->lock);
-	uv_async_send(&m->link_async);
-
-	pthread_mutex_lock(&m->lock);
-	while (!m->failed && m->resumed_gen == gen)
-		pthread_cond_wait(&m->cond, &m->lock);
-	e = m->failed;
-	struct msrc_job *lost = m->lost;
-	m->lost = NULL;
-	pthread_mutex_unlock(&m->lock);
-
-	uint64_t pages = 0;
-	while (lost) {
-		struct msrc_job *j = lost;
-		lost = j->next;
-		for (unsigned i = 0; !e && i < j->n; i++)
-			if (!bit_test(m->defer_bits, j->gfns[i]))
-				e = msrc__queue_push(m, j->gfns[i]);
-		pages += j->n;
-		if (j->seq) /* counted in pages_sent, never received */
-			m->pages_lost += j->n;
-		free(j);
-	}
-	m->pages_resent += pages;
-	if (e)
-		return e;
-	char ev[256];
-	snprintf(ev, sizeof(ev),
-		 "{\"event\":\"progress\",\"phase\":\"resumed\",\"reconnects\":%u,\"pages_resent\":%" PRIu64
-		 ",\"link_down_ms\":%.1f,\"elapsed_ms\":%.1f}",
-		 m->reconnects, pages, (double)m->link_down_ns / 1e6, (double)(now_ns() - m->t_start) / 1e6);
-	msrc__event(m, ev);
-	return 0;
-}
-
 static void *msrc__engine_main(void *arg)
 {
 	struct migrate_src *m = arg;
@@ -1445,7 +1030,7 @@ static void msrc__ready0(struct xport_conn *x, void *opaque)
 }
 
 /* HOST:PORT of the destination session's own port. */
-static void msrc__session_hostport(struct migrate_src *m, char *hp, size_t len)
+void msrc__session_hostport(struct migrate_src *m, char *hp, size_t len)
 {
 	if (strchr(m->host, ':'))
 		snprintf(hp, len, "[%s]:%u", m->host, m->session_port);
@@ -1462,195 +1047,6 @@ static void msrc__connect_extra(struct migrate_src *m)
 		if (e < 0) {
 			msrc__fail(m, e, "stream %u to %s: %s", i, hp, strerror(-e));
 			uv_async_send(&m->done_async);
-			return;
-		}
-	}
-}
-
-/* ---- loop side: a lost link and its reconnection ---- */
-
-static void msrc__attempt(struct migrate_src *m);
-static int msrc__on_data(struct xport_conn *x, const uint8_t *p, size_t n, void *opaque);
-static void msrc__on_close(struct xport_conn *x, int err, const char *why, void *opaque);
-
-/* A connection was lost before READY and resume is on: every other
- * connection is closed too (one epoch of connections at a time), and the
- * engine, woken by link_down, quiesces and asks for a reconnection. */
-static void msrc__link_lost(struct migrate_src *m, int err, const char *why)
-{
-	char ev[512];
-	pthread_mutex_lock(&m->lock);
-	__atomic_store_n(&m->link_down, 1, __ATOMIC_RELEASE);
-	m->t_link_lost = now_ns();
-	snprintf(m->link_why, sizeof(m->link_why), "%s", why ? why : strerror(-err));
-	pthread_cond_broadcast(&m->cond);
-	pthread_mutex_unlock(&m->lock);
-	for (unsigned i = 0; i < m->nstreams; i++)
-		if (m->st[i].x && !m->st[i].closed)
-			xport_close(m->st[i].x, -ECONNRESET, "another connection of the migration was lost");
-	int n = snprintf(ev, sizeof(ev), "{\"event\":\"progress\",\"phase\":\"link_lost\",\"reconnects\":%u,\"reason\":\"",
-			 m->reconnects);
-	for (const char *p = m->link_why; *p && n < (int)sizeof(ev) - 40; p++)
-		if (*p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
-			ev[n++] = *p;
-	snprintf(ev + n, sizeof(ev) - (size_t)n, "\",\"elapsed_ms\":%.1f}", (double)(now_ns() - m->t_start) / 1e6);
-	msrc__event(m, ev);
-}
-
-/* Under m->lock: the answer to s's RESUME. The destination received
- * records up to this count; every later one was lost. */
-static void msrc__resplit(struct migrate_src *m, struct msrc_stream *s, uint64_t records)
-{
-	msrc__acked(s, records);
-	if (s->uhead) {
-		s->utail->next = m->lost;
-		m->lost = s->uhead;
-		s->uhead = s->utail = NULL;
-		s->ucount = 0;
-	}
-	s->sent_seq = records;
-	s->resumed = 1;
-}
-
-static void msrc__attempt_done(struct migrate_src *m)
-{
-	uint64_t t = now_ns();
-	uv_timer_stop(&m->retry_timer);
-	m->reconnecting = 0;
-	m->backoff_ms = 0;
-	for (unsigned i = 0; i < m->nstreams; i++)
-		m->st[i].last_rx = t;
-	pthread_mutex_lock(&m->lock);
-	__atomic_store_n(&m->link_down, 0, __ATOMIC_RELEASE);
-	m->reconnects++;
-	m->resumed_gen++;
-	m->link_down_ns += t - m->t_link_lost;
-	pthread_cond_broadcast(&m->cond);
-	pthread_mutex_unlock(&m->lock);
-}
-
-static void msrc__retry(uv_timer_t *t)
-{
-	msrc__attempt(t->data);
-}
-
-/* A connection of a reconnection attempt ended: a refusal means the
- * session is gone (its port closes with it); anything else ends the
- * attempt, and the next follows after a growing pause. */
-static void msrc__attempt_closed(struct migrate_src *m, int err, const char *why)
-{
-	if (err == -ECONNREFUSED)
-		msrc__fail(m, err, "reconnecting after the link was lost (%s): the destination refused the connection, "
-				   "so its session is gone", m->link_why);
-	for (unsigned i = 0; i < m->nstreams; i++)
-		if (m->st[i].x && !m->st[i].closed)
-			xport_close(m->st[i].x, -ECANCELED, "the reconnection attempt failed");
-	for (unsigned i = 0; i < m->nstreams; i++)
-		if (m->st[i].x && !m->st[i].closed)
-			return; /* the last on_close continues */
-	if (msrc__aborted(m))
-		return;
-	m->backoff_ms = m->backoff_ms ? (m->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : m->backoff_ms * 2)
-				      : BACKOFF_MIN_MS;
-	fprintf(stderr, "migration of %s: reconnection attempt %u failed (%s); next in %u ms\n", m->name, m->epoch,
-		why ? why : strerror(-err), m->backoff_ms);
-	uv_timer_start(&m->retry_timer, msrc__retry, m->backoff_ms, 0);
-}
-
-static void msrc__attempt_timeout(uv_timer_t *t)
-{
-	struct migrate_src *m = t->data;
-	for (unsigned i = 0; i < m->nstreams; i++)
-		if (m->st[i].x && !m->st[i].closed) {
-			xport_close(m->st[i].x, -ETIMEDOUT, "no answer to RESUME in time");
-			return; /* its on_close ends the attempt */
-		}
-}
-
-static void msrc__resume_ready(struct xport_conn *x, void *opaque)
-{
-	struct msrc_stream *s = opaque;
-	struct migrate_src *m = s->m;
-	struct stream_buf b = { 0 };
-	struct stream_resume r = { .token = m->token, .index = s->idx, .count = (uint16_t)m->nstreams, .epoch = m->epoch };
-	if (stream_put_resume(&b, &r) == 0)
-		xport_write(x, b.p, b.len);
-	stream_buf_free(&b);
-	s->last_rx = now_ns();
-}
-
-/* Loop: every connection of the lost link has ended and the engine is
- * quiet; open new ones to the session port, each starting with RESUME. */
-static void msrc__attempt(struct migrate_src *m)
-{
-	static const struct xport_callbacks cb = { .on_ready = msrc__resume_ready, .on_data = msrc__on_data,
-						   .on_close = msrc__on_close };
-	char hp[300];
-	if (msrc__aborted(m))
-		return;
-	m->reconnecting = 1;
-	m->epoch++;
-	msrc__session_hostport(m, hp, sizeof(hp));
-	for (unsigned i = 0; i < m->nstreams; i++) {
-		struct msrc_stream *s = &m->st[i];
-		if (s->x) {
-			m->wire_old += xport_wire_out(s->x);
-			xport_free(s->x);
-			s->x = NULL;
-		}
-		stream_reader_free(&s->rd);
-		stream_reader_init(&s->rd);
-		s->resumed = 0;
-		pthread_mutex_lock(&m->lock);
-		s->closed = 0;
-		pthread_mutex_unlock(&m->lock);
-	}
-	for (unsigned i = 0; i < m->nstreams; i++) {
-		struct msrc_stream *s = &m->st[i];
-		int e = xport_connect(m->loop, m->tls, hp, &cb, s, &s->x);
-		if (e < 0) {
-			s->x = NULL;
-			pthread_mutex_lock(&m->lock);
-			for (unsigned k = i; k < m->nstreams; k++)
-				m->st[k].closed = 1;
-			pthread_mutex_unlock(&m->lock);
-			msrc__attempt_closed(m, e, "cannot connect");
-			return;
-		}
-	}
-	uv_timer_start(&m->retry_timer, msrc__attempt_timeout, ATTEMPT_TIMEOUT_MS, 0);
-}
-
-static void msrc__link_async(uv_async_t *a)
-{
-	struct migrate_src *m = a->data;
-	pthread_mutex_lock(&m->lock);
-	int go = m->reconnect_req && !m->failed && !m->finished;
-	m->reconnect_req = 0;
-	pthread_mutex_unlock(&m->lock);
-	if (go && !m->reconnecting)
-		msrc__attempt(m);
-}
-
-/* A link that went silent (a partition: no FIN, no RST) is noticed by the
- * destination's ACK heartbeat stopping, long before TCP would give up. */
-static void msrc__link_check(uv_timer_t *t)
-{
-	struct migrate_src *m = t->data;
-	uint64_t now = now_ns(), lim = (uint64_t)m->o.link_timeout_s * 1000000000ull;
-	pthread_mutex_lock(&m->lock);
-	int watch = m->resume_ok && m->engine_started && !m->link_down && !m->failed && !m->finished &&
-		    (m->phase == MSRC_PRECOPY || m->phase == MSRC_STATE_SENT);
-	pthread_mutex_unlock(&m->lock);
-	if (!watch || m->reconnecting)
-		return;
-	for (unsigned i = 0; i < m->nstreams; i++) {
-		struct msrc_stream *s = &m->st[i];
-		if (s->x && !s->closed && now - s->last_rx > lim) {
-			char why[128];
-			snprintf(why, sizeof(why), "nothing from the destination on connection %u for %u s", i,
-				 m->o.link_timeout_s);
-			xport_close(s->x, -ETIMEDOUT, why);
 			return;
 		}
 	}
@@ -1676,26 +1072,7 @@ static int msrc__on_record(void *opaque, const struct stream_record *rec)
 	uint32_t round_sent = m->round_sent;
 	pthread_mutex_unlock(&m->lock);
 	if (rec->type == STREAM_ACK && m->resume_ok && ph >= MSRC_JOIN) {
-		/* Each connection's own count; never more than was sent on it,
-		 * never less than before. */
-		struct stream_ack a;
-		int all = 1;
-		if ((e = stream_parse_ack(rec, &a)) == 0 && a.index != s->idx)
-			e = -EPROTO;
-		if (!e) {
-			pthread_mutex_lock(&m->lock);
-			if (a.records > s->sent_seq || a.records < s->acked)
-				e = -EPROTO;
-			else if (m->reconnecting && !s->resumed)
-				msrc__resplit(m, s, a.records);
-			else
-				msrc__acked(s, a.records);
-			for (unsigned i = 0; i < m->nstreams; i++)
-				all &= m->st[i].resumed;
-			pthread_mutex_unlock(&m->lock);
-		}
-		if (!e && m->reconnecting && all)
-			msrc__attempt_done(m);
+		e = msrc__on_ack(s, rec);
 		goto out;
 	}
 	/* Only connection 0 carries answers, and each only in its phase;
@@ -1763,7 +1140,7 @@ out:
 	return 0;
 }
 
-static int msrc__on_data(struct xport_conn *x, const uint8_t *p, size_t n, void *opaque)
+int msrc__on_data(struct xport_conn *x, const uint8_t *p, size_t n, void *opaque)
 {
 	struct msrc_stream *s = opaque;
 	(void)x;
@@ -1774,7 +1151,7 @@ static int msrc__on_data(struct xport_conn *x, const uint8_t *p, size_t n, void 
 	return e;
 }
 
-static void msrc__on_close(struct xport_conn *x, int err, const char *why, void *opaque)
+void msrc__on_close(struct xport_conn *x, int err, const char *why, void *opaque)
 {
 	struct msrc_stream *s = opaque;
 	struct migrate_src *m = s->m;
@@ -1782,16 +1159,9 @@ static void msrc__on_close(struct xport_conn *x, int err, const char *why, void 
 	pthread_mutex_lock(&m->lock);
 	s->closed = 1;
 	int expected = m->phase == MSRC_RUNNING || m->finished;
-	int resumable = m->resume_ok && m->engine_started && !m->failed && m->reconnects < MAX_RECONNECTS &&
-			(m->phase == MSRC_PRECOPY || m->phase == MSRC_STATE_SENT);
-	int down = m->link_down;
 	pthread_cond_broadcast(&m->cond); /* the engine may wait for every connection to end */
 	pthread_mutex_unlock(&m->lock);
-	if (m->reconnecting && !expected)
-		msrc__attempt_closed(m, err, why);
-	else if (!expected && !down && resumable)
-		msrc__link_lost(m, err, why);
-	else if (!expected && !down)
+	if (!expected && !msrc__link_closed(s, err, why))
 		msrc__fail(m, err ? err : -ECONNRESET, "connection %u to %s closed: %s", s->idx, m->o.target, why);
 	if (!m->engine_started && !m->finished)
 		uv_async_send(&m->done_async);
@@ -1820,15 +1190,6 @@ static void msrc__ev_async(uv_async_t *a)
 	for (char *line = strtok_r(ev, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
 		m->ops->event(m->opaque, line);
 	free(ev);
-}
-
-static void msrc__free_jobs(struct msrc_job *j)
-{
-	while (j) {
-		struct msrc_job *n = j->next;
-		free(j);
-		j = n;
-	}
 }
 
 static void msrc__handle_closed(uv_handle_t *h)
