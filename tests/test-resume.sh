@@ -9,6 +9,10 @@
 # guest finishes on the destination with the digest of an unmigrated run;
 # the reconnects show in the report and the progress events, and the
 # bytes on the wire stay below 1.5x an uncut migration of the same guest.
+# Cut during a --verify switchover (the guest paused, VERIFY records on
+# the way) and right after STATE_DONE (the destination already applying
+# the last round): the guest runs again at the source, the destination
+# goes back to receiving, and the next switchover verifies and migrates.
 # With --no-resume the same cut fails the migration and the guest runs on
 # at the source.
 . "$(dirname "$0")/tap.sh"
@@ -19,7 +23,7 @@ fi
 if ! command -v ss >/dev/null; then
 	skip_all "ss (iproute2) absent: it is what cuts the connection"
 fi
-echo "1..22"
+echo "1..29"
 make_certs; ok $? "certificates"
 start_agent b "$T/hostB"
 PB=$PORT
@@ -94,6 +98,36 @@ got=$(digest_at "$T/hostB" cutb)
 [ "$got" = "$ref" ]; ok $? "cutb: destination digest $got = unmigrated $ref"
 awk -v w="$(field "$T/cutb.send" bytes_on_wire)" -v b="$base_wire" 'BEGIN { exit !(w < 1.5 * b) }'
 ok $? "cutb: $(field "$T/cutb.send" bytes_on_wire) bytes on the wire (< 1.5x uncut)"
+
+# 3b. Cuts inside the switchover, placed by the record-aware relay
+# (plaintext, so it can read the records): a second agent, --insecure.
+start_agent p "$T/hostP" --insecure
+PP=$PORT
+# switch_cut NAME AT ACTION: migrates NAME with --verify through the relay
+# acting at AT; RC, REC as cut_mid.
+switch_cut() {
+	rm -f "$T/$1.rport"
+	"${TOP_BUILDDIR:-.}/tests/relay" --target "$PP" --port-file "$T/$1.rport" --at "$2" --action "$3" \
+		--max-seconds 60 >"$T/$1.relay" 2>&1 &
+	for i in $(seq 100); do [ -s "$T/$1.rport" ] && break; sleep 0.05; done
+	start_vm "$T/hostA" "$1" memstress ring $MEM
+	PML_MIGRATE_RUNDIR="$T/hostA" timeout 300 "$PM" send "$1" "127.0.0.1:$(cat "$T/$1.rport")" --insecure --json \
+		--verify >"$T/$1.send" 2>"$T/$1.send.err"
+	RC=$?
+	REC=$(field "$T/$1.send" reconnects)
+}
+for c in "vcut s2d:VERIFY cut" "scut s2d:STATE_DONE cut-after"; do
+	set -- $c
+	switch_cut "$1" "$2" "$3"
+	[ $RC = 0 ] && [ "${REC:-0}" -ge 1 ] && [ "$(field "$T/$1.send" verified_chunks)" -gt 0 ] &&
+		grep -q "^$3 at" "$T/$1.relay"
+	ok $? "$1: $3 at $2 during a --verify switchover: resumed, verified and migrated (exit $RC, $REC reconnect(s))"
+	got=$(digest_at "$T/hostP" "$1")
+	[ "$got" = "$ref" ]; ok $? "$1: destination digest $got = unmigrated $ref"
+	wait $VPID
+	[ "$(field "$T/$1.src.json" result)" = migrated ]; ok $? "$1: the source process ended 'migrated'"
+done
+grep -q "back to receiving memory" "$T/p.log"; ok $? "scut: the destination went back from its switchover to receiving"
 
 # 4. --no-resume: the same cut fails, the guest keeps running here.
 cut_mid nore ring --no-resume
