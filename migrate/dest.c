@@ -549,12 +549,12 @@ static void dst__detach(struct dst_stream *s, int err, const char *why)
 
 /* A resumed source went back to pre-copy (it resumed its guest): whatever
  * STATE_DONE, vCPU state and VERIFY it sent before are void, and the
- * final round will come again. */
+ * final round will come again - also when the link was lost in the middle
+ * of that switchover, before STATE_DONE arrived. */
 static void dst__rewind(struct migrate_dst *d)
 {
-	if (d->phase != DST_APPLYING && d->phase != DST_READY)
-		return;
-	d->phase = DST_RECEIVING;
+	if (d->phase == DST_APPLYING || d->phase == DST_READY)
+		d->phase = DST_RECEIVING;
 	d->total_pages = 0;
 	for (unsigned i = 0; i < HV_MAX_VCPUS; i++) {
 		free(d->vcpu_blob[i]);
@@ -592,8 +592,16 @@ static int dst__resume(struct dst_stream *s, const struct stream_record *rec)
 		xport_close(s->x, -EPROTO, "an unexpected or malformed RESUME");
 		return -ECANCELED;
 	}
-	if (r.token != d->token || strcmp(xport_peer_name(s->x), d->peer)) {
-		dst__fail(d, -EACCES, "a connection tried to resume this migration with a wrong token or certificate");
+	if (strcmp(xport_peer_name(s->x), d->peer)) {
+		/* Another client of this agent's CA: not ours to resume; only
+		 * that connection goes. */
+		xport_close(s->x, -EACCES, "RESUME from another client certificate than the migration's");
+		return -ECANCELED;
+	}
+	if (r.token != d->token) {
+		/* The migration's own client with a wrong token: a guessing or
+		 * broken source, as with JOIN. */
+		dst__fail(d, -EACCES, "a connection tried to resume this migration with a wrong token");
 		return -EACCES;
 	}
 	if (r.epoch < d->epoch) {

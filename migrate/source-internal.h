@@ -96,6 +96,7 @@ struct migrate_src {
 	struct xport_tls *tls;
 	struct xport_callbacks xcb;
 	char host[256];
+	char peer_addr[64];      /* connection 0's peer, numeric: the session port's host */
 	struct msrc_stream st[MIGRATE_MAX_STREAMS];
 	unsigned nstreams, nready;
 	uint64_t token;

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 #include "compress/compress.h"
 #include "migrate/source-internal.h"
 #include "migrate/stream.h"
@@ -459,7 +460,8 @@ static uint64_t msrc__pending_bytes(struct migrate_src *m)
 {
 	uint64_t n = 0;
 	for (unsigned i = 0; i < m->nstreams; i++)
-		n += xport_pending(m->st[i].x);
+		if (m->st[i].x) /* NULL: a reconnection that could not even start */
+			n += xport_pending(m->st[i].x);
 	return n;
 }
 
@@ -527,7 +529,8 @@ static uint64_t msrc__wire_out(struct migrate_src *m)
 {
 	uint64_t n = m->wire_old;
 	for (unsigned i = 0; i < m->nstreams; i++)
-		n += xport_wire_out(m->st[i].x);
+		if (m->st[i].x) /* NULL: a reconnection that could not even start */
+			n += xport_wire_out(m->st[i].x);
 	return n;
 }
 
@@ -1032,10 +1035,13 @@ static void msrc__ready0(struct xport_conn *x, void *opaque)
 /* HOST:PORT of the destination session's own port. */
 void msrc__session_hostport(struct migrate_src *m, char *hp, size_t len)
 {
-	if (strchr(m->host, ':'))
-		snprintf(hp, len, "[%s]:%u", m->host, m->session_port);
+	/* The address connection 0 reached, numeric: no name lookup on the
+	 * loop thread for every join or reconnection attempt. */
+	const char *h = m->peer_addr[0] ? m->peer_addr : m->host;
+	if (strchr(h, ':'))
+		snprintf(hp, len, "[%s]:%u", h, m->session_port);
 	else
-		snprintf(hp, len, "%s:%u", m->host, m->session_port);
+		snprintf(hp, len, "%s:%u", h, m->session_port);
 }
 
 static void msrc__connect_extra(struct migrate_src *m)
@@ -1076,8 +1082,9 @@ static int msrc__on_record(void *opaque, const struct stream_record *rec)
 		goto out;
 	}
 	/* Only connection 0 carries answers, and each only in its phase;
-	 * during a reconnection, only ACKs. */
-	if (s->idx != 0 || m->reconnecting)
+	 * during a reconnection, only ACKs until its RESUME was answered (a
+	 * ROUND_END answer may follow that before the other connections'). */
+	if (s->idx != 0 || (m->reconnecting && !s->resumed))
 		goto out;
 	if (rec->type == STREAM_HELLO && ph == MSRC_HELLO) {
 		struct stream_hello h;
@@ -1088,6 +1095,13 @@ static int msrc__on_record(void *opaque, const struct stream_record *rec)
 			m->rtt_ns = rtt_us ? rtt_us * 1000ull : now_ns() - m->t_hello_sent;
 			/* Resume needs the session's token and port, so its JOIN. */
 			m->resume_ok = m->o.resume && (h.caps & STREAM_CAP_RESUME);
+			struct sockaddr_storage ss;
+			if (xport_peername(m->st[0].x, &ss) == 0 &&
+			    !inet_ntop(ss.ss_family,
+				       ss.ss_family == AF_INET ? (void *)&((struct sockaddr_in *)&ss)->sin_addr
+							       : (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr,
+				       m->peer_addr, sizeof(m->peer_addr)))
+				m->peer_addr[0] = 0;
 			if (m->nstreams == 1 && !m->resume_ok) {
 				msrc__start_engine(m);
 			} else {

@@ -23,7 +23,7 @@ fi
 if ! command -v ss >/dev/null; then
 	skip_all "ss (iproute2) absent: it is what cuts the connection"
 fi
-echo "1..29"
+echo "1..35"
 make_certs; ok $? "certificates"
 start_agent b "$T/hostB"
 PB=$PORT
@@ -116,7 +116,7 @@ switch_cut() {
 	RC=$?
 	REC=$(field "$T/$1.send" reconnects)
 }
-for c in "vcut s2d:VERIFY cut" "scut s2d:STATE_DONE cut-after"; do
+for c in "vcut s2d:VERIFY cut" "scut s2d:STATE_DONE cut-after" "dcut s2d:STATE_DONE cut"; do
 	set -- $c
 	switch_cut "$1" "$2" "$3"
 	[ $RC = 0 ] && [ "${REC:-0}" -ge 1 ] && [ "$(field "$T/$1.send" verified_chunks)" -gt 0 ] &&
@@ -148,7 +148,7 @@ ns_cleanup() {
 }
 trap 'ns_cleanup; cleanup' EXIT
 if [ "$(id -u)" != 0 ] || ! ip netns add $NSS 2>/dev/null || ! ip netns add $NSD 2>/dev/null; then
-	for i in $(seq 5); do echo "ok $((n + i)) # SKIP the partition needs root and ip netns"; done
+	for i in $(seq 8); do echo "ok $((n + i)) # SKIP the partition needs root and ip netns"; done
 	exit $fail
 fi
 ip link add ${NSS}v type veth peer name ${NSD}v && ip link set ${NSS}v netns $NSS && ip link set ${NSD}v netns $NSD &&
@@ -182,4 +182,25 @@ got=$(digest_at "$T/hostD" part)
 [ "$got" = "$ref" ]; ok $? "part: destination digest $got = unmigrated $ref"
 awk -v w="$(field "$T/part.send" bytes_on_wire)" -v b="$base_wire" 'BEGIN { exit !(w < 1.5 * b) }'
 ok $? "part: $(field "$T/part.send" bytes_on_wire) bytes on the wire (< 1.5x uncut)"
+
+# 6. The source's own end goes down for good: every reconnection fails at
+# once (no route), and --max-time ends the migration in the middle of
+# them; the guest runs on at the source.
+PML_MIGRATE_RUNDIR="$T/hostS" ip netns exec $NSS timeout 300 "$PM" run "$G/memstress.elf" --mem 512M --name gone \
+	--json -- $MEM >"$T/gone.src.json" 2>/dev/null &
+gpid=$!
+for i in $(seq 100); do [ -S "$T/hostS/gone.sock" ] && break; sleep 0.05; done
+PML_MIGRATE_RUNDIR="$T/hostS" timeout 300 "$PM" send gone 10.253.$SUB.2:$PD --certs "$C" --node sender --peer agent \
+	--json --max-bandwidth $RATE --link-timeout 1 --max-time 8 >"$T/gone.send" 2>"$T/gone.send.err" &
+spid=$!
+after_pages gone 4000
+ip -n $NSS link set ${NSS}v down
+wait $spid
+rc=$?
+[ $rc = 1 ] && grep -q '"phase":"link_lost"' "$T/gone.send" && grep -q "max-time" "$T/gone.send"
+ok $? "gone: no route back: --max-time ends the reconnecting migration (exit $rc: $(field "$T/gone.send" error))"
+PML_MIGRATE_RUNDIR="$T/hostS" "$PM" ctl gone status | grep -q '"state":"running"'
+ok $? "gone: the VM process is alive and its guest runs at the source"
+wait $gpid
+[ "$(field "$T/gone.src.json" digest)" = "$ref" ]; ok $? "gone: and finishes there with the unmigrated digest"
 exit $fail

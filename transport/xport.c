@@ -56,6 +56,7 @@ struct xport_conn {
 	void *opaque;
 
 	int ready, ready_pending, closing, close_delivered, handles_closed, free_req;
+	int handles_closing; /* uv_close issued (once) */
 	int read_paused, connected;
 	int close_err;
 	char close_why[256];
@@ -256,6 +257,9 @@ static void xport__handle_closed(uv_handle_t *h)
 
 static void xport__close_handles(struct xport_conn *c)
 {
+	if (c->handles_closing)
+		return; /* an abort overtook a graceful shutdown, whose callback comes too */
+	c->handles_closing = 1;
 	uv_close((uv_handle_t *)&c->tcp, xport__handle_closed);
 	uv_close((uv_handle_t *)&c->async, xport__handle_closed);
 }
@@ -270,8 +274,17 @@ static void xport__flush_tls(struct xport_conn *c);
 
 void xport_close(struct xport_conn *c, int err, const char *why)
 {
-	if (c->closing)
+	if (c->closing) {
+		/* A graceful close waits for the peer to take what is queued; an
+		 * error means nobody should wait for that (a dead link would hold
+		 * it until the TCP user timeout): close now. */
+		if (err && !c->handles_closing) {
+			c->close_err = err;
+			snprintf(c->close_why, sizeof(c->close_why), "%s", why ? why : strerror(-err));
+			xport__close_handles(c);
+		}
 		return;
+	}
 	c->closing = 1;
 	c->close_err = err;
 	snprintf(c->close_why, sizeof(c->close_why), "%s", why ? why : (err ? strerror(-err) : "closed"));
@@ -483,6 +496,12 @@ int xport_sockname(const struct xport_conn *c, struct sockaddr_storage *ss)
 {
 	int len = sizeof(*ss);
 	return uv_tcp_getsockname(&c->tcp, (struct sockaddr *)ss, &len);
+}
+
+int xport_peername(const struct xport_conn *c, struct sockaddr_storage *ss)
+{
+	int len = sizeof(*ss);
+	return uv_tcp_getpeername(&c->tcp, (struct sockaddr *)ss, &len);
 }
 
 /* ---- reading ---- */

@@ -83,7 +83,8 @@ size_t xport_pending(struct xport_conn *c);
 void xport_read_pause(struct xport_conn *c, int pause);
 
 /* Ends the connection: with err 0, after what is queued has been
- * written; otherwise at once. on_close follows (once). */
+ * written; otherwise at once, also when a graceful close is already
+ * waiting. on_close follows (once). */
 void xport_close(struct xport_conn *c, int err, const char *why);
 /* Frees after on_close (or closes first). No thread may use c after. */
 void xport_free(struct xport_conn *c);
@@ -100,6 +101,8 @@ int xport_is_ready(const struct xport_conn *c);
 unsigned xport_rtt_us(const struct xport_conn *c);
 /* Local address of the connection's socket. */
 int xport_sockname(const struct xport_conn *c, struct sockaddr_storage *ss);
+/* The peer's address (connected sockets). */
+int xport_peername(const struct xport_conn *c, struct sockaddr_storage *ss);
 
 /* Parses "HOST:PORT" into host (NUL-terminated) and port. -EINVAL if bad. */
 int xport_split_hostport(const char *s, char *host, size_t hostlen, unsigned *port);
