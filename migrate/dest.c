@@ -626,6 +626,15 @@ static int dst__resume(struct dst_stream *s, const struct stream_record *rec)
 	s->joined = 1;
 	s->lane = l;
 	l->conn = s;
+	if (r.index == 0) {
+		/* The last round answer may have gone down with the old
+		 * connection: answer the round reached again on this one (after
+		 * the ACK below; the source accepts a repeat). */
+		pthread_mutex_lock(&d->lock);
+		l->round_answered = 0;
+		pthread_mutex_unlock(&d->lock);
+		uv_async_send(&d->wake);
+	}
 	d->resumes++;
 	fprintf(stderr, "the source resumed connection %u (attempt %u): %" PRIu64 " of its records had arrived%s\n",
 		l->idx, r.epoch, l->records, d->phase >= DST_APPLYING ? "; back to receiving memory" : "");
