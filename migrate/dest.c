@@ -147,6 +147,15 @@ static void dst__stop_workers(struct migrate_dst *d)
 		}
 }
 
+/* Under d->lock: no lane has a record queued or being decoded. */
+static int dst__lanes_idle(struct migrate_dst *d)
+{
+	for (unsigned i = 0; i < DST_MAX_STREAMS; i++)
+		if (d->lanes[i].qhead || d->lanes[i].busy)
+			return 0;
+	return 1;
+}
+
 /* The connection carrying lane 0 (handshake, answers), or NULL. */
 static struct xport_conn *dst__x0(struct migrate_dst *d)
 {
@@ -335,10 +344,7 @@ static void dst__check_complete(struct migrate_dst *d)
 	if (d->phase != DST_APPLYING || d->verify_busy)
 		return;
 	pthread_mutex_lock(&d->lock);
-	int idle = 1;
-	for (unsigned i = 0; i < DST_MAX_STREAMS; i++)
-		if (d->lanes[i].qhead || d->lanes[i].busy)
-			idle = 0;
+	int idle = dst__lanes_idle(d);
 	pthread_mutex_unlock(&d->lock);
 	uint64_t applied = atomic_load(&d->applied);
 	if (applied > d->total_pages) {
@@ -613,16 +619,14 @@ static int dst__resume(struct dst_stream *s, const struct stream_record *rec)
 		xport_close(s->x, -EBUSY, "checking memory: resume again shortly");
 		return -ECANCELED;
 	}
-	d->epoch = r.epoch;
 	struct dst_lane *l = &d->lanes[r.index];
-	if (l->conn && l->conn != s)
-		dst__detach(l->conn, -ECONNRESET, "replaced by a resumed connection");
-	if (r.index == 0 || l->worker_started) {
-		/* Lane 0 has a worker since SHAPE; others since their JOIN. */
-	} else {
+	if (!l->worker_started) { /* lane 0 has its worker since SHAPE, the others since their JOIN */
 		dst__fail(d, -EPROTO, "RESUME of connection %u, which never joined", r.index);
 		return -EPROTO;
 	}
+	d->epoch = r.epoch;
+	if (l->conn && l->conn != s)
+		dst__detach(l->conn, -ECONNRESET, "replaced by a resumed connection");
 	s->joined = 1;
 	s->lane = l;
 	l->conn = s;
@@ -644,6 +648,14 @@ static int dst__resume(struct dst_stream *s, const struct stream_record *rec)
 }
 
 static void dst__handle_closed(uv_handle_t *h);
+
+static void dst__close_join(struct migrate_dst *d)
+{
+	if (d->join_open) {
+		uv_close((uv_handle_t *)&d->join_server, dst__handle_closed);
+		d->join_open = 0;
+	}
+}
 
 static int dst__reply_hello(struct migrate_dst *d)
 {
@@ -703,8 +715,7 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 			return e;
 		}
 		if (d->njoined + 1 == d->nstreams && d->join_open && !d->resume) {
-			uv_close((uv_handle_t *)&d->join_server, dst__handle_closed);
-			d->join_open = 0;
+			dst__close_join(d);
 			/* Every connection is here: the candidates left are strays. */
 			for (unsigned i = 1; i < DST_MAX_STREAMS; i++)
 				if (d->st[i].x && !d->st[i].joined)
@@ -793,7 +804,6 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 				return -EPROTO;
 			}
 			d->nstreams = j.count;
-			/* A sole connection's lane needs no join port unless it may resume. */
 			if (getrandom(&d->token, sizeof(d->token), 0) != sizeof(d->token) || !d->token)
 				d->token = now_ns() | 1;
 			if ((e = dst__reply_hello(d)) < 0) {
@@ -894,10 +904,7 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 		d->phase = DST_RUNNING;
 		dst__send0(d, STREAM_RUNNING);
 		uv_timer_stop(&d->idle_timer);
-		if (d->join_open) { /* nothing may join or resume a committed migration */
-			uv_close((uv_handle_t *)&d->join_server, dst__handle_closed);
-			d->join_open = 0;
-		}
+		dst__close_join(d); /* nothing may join or resume a committed migration */
 		for (unsigned i = 0; i < DST_MAX_STREAMS; i++)
 			if (d->st[i].x)
 				xport_close(d->st[i].x, 0, "migration complete");
@@ -1038,8 +1045,7 @@ static void dst__free_now(struct migrate_dst *d)
 	dst__stop_workers(d);
 	uv_close((uv_handle_t *)&d->idle_timer, dst__handle_closed);
 	uv_close((uv_handle_t *)&d->wake, dst__handle_closed);
-	if (d->join_open)
-		uv_close((uv_handle_t *)&d->join_server, dst__handle_closed);
+	dst__close_join(d);
 }
 
 static void dst__free_later(uv_async_t *a)
@@ -1112,14 +1118,8 @@ int migrate_dst_feed(struct migrate_dst *d, const void *p, size_t n)
 	/* Applied before returning, so a caller sees the outcome of what it fed
 	 * on the next loop turns (READY, a decode error) without timing. */
 	pthread_mutex_lock(&d->lock);
-	for (;;) {
-		int busy = 0;
-		for (unsigned i = 0; i < DST_MAX_STREAMS; i++)
-			busy |= d->lanes[i].qhead || d->lanes[i].busy;
-		if (!busy || d->stop_workers)
-			break;
+	while (!dst__lanes_idle(d) && !d->stop_workers)
 		pthread_cond_wait(&d->cond, &d->lock);
-	}
 	pthread_mutex_unlock(&d->lock);
 	return d->phase == DST_FAILED || d->phase == DST_RUNNING ? -ECANCELED : 0;
 }

@@ -46,6 +46,17 @@ struct msrc_job {
 	uint64_t gfns[STREAM_MAX_BATCH];
 };
 
+/* Appends j to a job list (the caller holds what guards it). */
+static inline void msrc__jobs_append(struct msrc_job **head, struct msrc_job **tail, struct msrc_job *j)
+{
+	j->next = NULL;
+	if (*tail)
+		(*tail)->next = j;
+	else
+		*head = j;
+	*tail = j;
+}
+
 /* The source's side of the handshake (docs/stream.md): each record from
  * the destination is accepted only in its phase, so a stale, duplicated
  * or injected READY can never make us COMMIT. Under m->lock. */
@@ -175,6 +186,10 @@ struct migrate_src {
 void msrc__fail(struct migrate_src *m, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The failure code, 0 while the migration goes on. Any thread. */
 int msrc__aborted(struct migrate_src *m);
+/* Engine: waits until every encoder is idle with nothing queued, and with
+ * closed_too until every connection has ended as well, or a failure.
+ * Returns 0 or the failure. */
+int msrc__workers_idle(struct migrate_src *m, int closed_too);
 /* Queues one JSON progress line for the loop to hand to ops->event. Any thread. */
 void msrc__event(struct migrate_src *m, const char *json);
 /* Engine: queues gfn for sending unless already pending. 0 or -ENOMEM. */

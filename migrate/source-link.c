@@ -33,12 +33,7 @@ int msrc__send(struct msrc_stream *s, void *buf, size_t len, struct msrc_job *ke
 	uint64_t seq = ++s->sent_seq;
 	if (keep && m->resume_ok) {
 		keep->seq = seq;
-		keep->next = NULL;
-		if (s->utail)
-			s->utail->next = keep;
-		else
-			s->uhead = keep;
-		s->utail = keep;
+		msrc__jobs_append(&s->uhead, &s->utail, keep);
 		s->ucount++;
 		keep = NULL;
 	}
@@ -101,15 +96,9 @@ int msrc__rejoin(struct migrate_src *m)
 	pthread_mutex_lock(&m->lock);
 	if (m->phase == MSRC_STATE_SENT)
 		m->phase = MSRC_PRECOPY;
-	for (;;) {
-		int quiet = 1;
-		for (unsigned i = 0; i < m->nstreams; i++)
-			if (m->st[i].qlen || m->st[i].busy || !m->st[i].closed)
-				quiet = 0;
-		if (quiet || m->failed)
-			break;
-		pthread_cond_wait(&m->cond, &m->lock);
-	}
+	pthread_mutex_unlock(&m->lock);
+	msrc__workers_idle(m, 1); /* a failure is seen below */
+	pthread_mutex_lock(&m->lock);
 	uint64_t gen = m->resumed_gen;
 	m->reconnect_req = 1;
 	pthread_mutex_unlock(&m->lock);

@@ -260,12 +260,7 @@ static int msrc__push_job(struct migrate_src *m, struct msrc_stream *s, struct m
 		pthread_cond_wait(&m->cond, &m->lock);
 	int aborted = m->failed;
 	if (!aborted) {
-		j->next = NULL;
-		if (s->qtail)
-			s->qtail->next = j;
-		else
-			s->qhead = j;
-		s->qtail = j;
+		msrc__jobs_append(&s->qhead, &s->qtail, j);
 		s->qlen++;
 		pthread_cond_broadcast(&m->cond);
 	}
@@ -312,13 +307,13 @@ static int msrc__flush_all(struct migrate_src *m)
 }
 
 /* Waits until every queued job has been encoded and handed to transport. */
-static int msrc__workers_idle(struct migrate_src *m)
+int msrc__workers_idle(struct migrate_src *m, int closed_too)
 {
 	pthread_mutex_lock(&m->lock);
 	for (;;) {
 		int idle = 1;
 		for (unsigned i = 0; i < m->nstreams; i++)
-			if (m->st[i].qlen || m->st[i].busy)
+			if (m->st[i].qlen || m->st[i].busy || (closed_too && !m->st[i].closed))
 				idle = 0;
 		if (idle || m->failed)
 			break;
@@ -334,7 +329,7 @@ static int msrc__workers_idle(struct migrate_src *m)
  * destination must not turn its backlog into downtime. */
 static int msrc__drain(struct migrate_src *m, uint32_t round)
 {
-	int e = msrc__workers_idle(m);
+	int e = msrc__workers_idle(m, 0);
 	for (unsigned i = 0; !e && i < m->nstreams; i++)
 		e = xport_flush_wait(m->st[i].x);
 	if (e)
@@ -798,7 +793,7 @@ static int msrc__switchover(struct migrate_src *m, struct precopy_dirty_set *set
 		if ((e = msrc__send_page(m, g)) < 0)
 			return e;
 	}
-	if ((e = msrc__flush_all(m)) < 0 || (e = msrc__workers_idle(m)) < 0)
+	if ((e = msrc__flush_all(m)) < 0 || (e = msrc__workers_idle(m, 0)) < 0)
 		return e;
 	for (unsigned i = 0; i < nv; i++) {
 		void *blob;
