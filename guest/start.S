@@ -72,6 +72,9 @@ pvh_start32:
 
 	.code64
 pvh_long:
+	/* The PVH ABI leaves %rsp undefined (Xen hands over 0, QEMU a usable
+	 * one), and the iretq below builds its frame on the stack: take ours. */
+	lea stacks+STACK_SIZE(%rip), %rsp
 	mov $0x10, %ax
 	mov %ax, %ds
 	mov %ax, %es

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <time.h>
+#include "hv/guest-io.h"
 #include "hv/hv-backend.h"
 
 struct kvm_vm;
@@ -30,8 +31,7 @@ struct kvm_vcpu {
 	unsigned throttle_pct;      /* duty-cycle throttle, atomic */
 	timer_t throttle_timer;
 	bool throttle_timer_ok;
-	char con[256];
-	size_t con_len;
+	struct hv_gio gio; /* the guest's port calls (hv/guest-io.h) */
 };
 
 struct kvm_vm {

@@ -25,6 +25,8 @@
 
 #define THROTTLE_PERIOD_US 20000
 
+static void vcpu__gio_sleep(struct hv_gio *g, uint64_t us);
+
 /* The vCPU thread's kvm_run: the kick handler sets immediate_exit on it so
  * a throttle tick that lands just before KVM_RUN is not lost. */
 static __thread struct kvm_run *kvm__tl_run;
@@ -130,6 +132,7 @@ static int kvm__create(struct hv_vm *vm)
 		struct kvm_vcpu *v = &k->vcpus[i];
 		v->vm = k;
 		v->idx = i;
+		v->gio = (struct hv_gio){ .vm = vm, .idx = i, .sleep = vcpu__gio_sleep, .opaque = v };
 		v->fd = ioctl(k->vm_fd, KVM_CREATE_VCPU, i);
 		if (v->fd < 0) {
 			r = -errno;
@@ -264,21 +267,6 @@ static void vcpu__throttle_arm(struct kvm_vcpu *v, unsigned pct)
 
 /* ---- the run loop ---- */
 
-static void vcpu__console_flush(struct kvm_vcpu *v)
-{
-	struct hv_vm *hv = v->vm->hv;
-	if (v->con_len && hv->gops && hv->gops->console)
-		hv->gops->console(hv->gops_opaque, v->idx, v->con, v->con_len);
-	v->con_len = 0;
-}
-
-static void vcpu__console_put(struct kvm_vcpu *v, char c)
-{
-	v->con[v->con_len++] = c;
-	if (c == '\n' || v->con_len == sizeof(v->con))
-		vcpu__console_flush(v);
-}
-
 /* Marks the vCPU done; the last one out reports the VM as stopped. */
 static void vcpu__finish(struct kvm_vcpu *v, enum hv_stop_reason why, int code, const char *detail)
 {
@@ -289,7 +277,7 @@ static void vcpu__finish(struct kvm_vcpu *v, enum hv_stop_reason why, int code, 
 	struct kvm_vm *k = v->vm;
 	bool report = false;
 
-	vcpu__console_flush(v);
+	hv_gio_flush(&v->gio);
 	pthread_mutex_lock(&k->lock);
 	if (!v->done) {
 		v->done = true;
@@ -342,57 +330,9 @@ static void vcpu__sleep(struct kvm_vcpu *v, uint64_t us)
 	pthread_mutex_unlock(&k->lock);
 }
 
-static int vcpu__hcall(struct kvm_vcpu *v, uint32_t gpa)
+static void vcpu__gio_sleep(struct hv_gio *g, uint64_t us)
 {
-	struct hv_vm *hv = v->vm->hv;
-	struct pmg_hcall *hc = hv_mem(hv, gpa, sizeof(*hc));
-	if (!hc)
-		return -EFAULT;
-	switch (hc->nr) {
-	case PMG_HC_REPORT: {
-		struct pmg_report r;
-		const void *p = hv_mem(hv, hc->a0, sizeof(r));
-		if (!p || hc->a1 < sizeof(r))
-			return -EFAULT;
-		memcpy(&r, p, sizeof(r));
-		r.workload[sizeof(r.workload) - 1] = 0;
-		if (r.magic != PMG_REPORT_MAGIC)
-			return -EINVAL;
-		if (hv->gops && hv->gops->report)
-			hv->gops->report(hv->gops_opaque, &r);
-		hc->ret = 0;
-		return 0;
-	}
-	case PMG_HC_SLEEP:
-		vcpu__sleep(v, hc->a0);
-		hc->ret = 0;
-		return 0;
-	case PMG_HC_WRITES: {
-		uint64_t n = hc->a1;
-		if (n > 65536)
-			return -EINVAL;
-		const uint64_t *g = hv_mem(hv, hc->a0, n * sizeof(uint64_t));
-		if (!g)
-			return -EFAULT;
-		for (uint64_t i = 0; i < n; i++)
-			if (g[i] >= v->vm->mem_size >> HV_PAGE_SHIFT)
-				return -EFAULT;
-		if (hv->gops && hv->gops->writes)
-			hv->gops->writes(hv->gops_opaque, v->idx, g, n);
-		hc->ret = 0;
-		return 0;
-	}
-	case PMG_HC_VCPU_DONE:
-		return 1;
-	case PMG_HC_BARRIER:
-		if (hv->gops && hv->gops->barrier)
-			hv->gops->barrier(hv->gops_opaque, v->idx, hc->a0);
-		hc->ret = 0;
-		return 0;
-	default:
-		hc->ret = (uint64_t)-ENOSYS;
-		return 0;
-	}
+	vcpu__sleep(g->opaque, us);
 }
 
 /* Returns 0 to keep running, 1 when the vCPU is done, <0 on a guest error. */
@@ -410,27 +350,13 @@ static int vcpu__handle_exit(struct kvm_vcpu *v, char *why, size_t whylen)
 		for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size) {
 			uint32_t val = 0;
 			memcpy(&val, data, run->io.size);
-			switch (run->io.port) {
-			case PMG_PORT_CONSOLE:
-				vcpu__console_put(v, (char)val);
-				break;
-			case PMG_PORT_EXIT:
-				v->vm->exit_code = (int)val;
-				snprintf(why, whylen, "guest exit code %u", val);
+			int r = hv_gio_out(&v->gio, run->io.port, val, &v->vm->exit_code, why, whylen);
+			if (r < 0)
+				return r;
+			if (r == HV_GIO_EXIT)
 				return 2;
-			case PMG_PORT_HCALL: {
-				int r = vcpu__hcall(v, val);
-				if (r < 0) {
-					snprintf(why, whylen, "bad hypercall at gpa 0x%x: %s", val, strerror(-r));
-					return r;
-				}
-				if (r == 1)
-					return 1;
-				break;
-			}
-			default:
-				break; /* unassigned ports ignore writes */
-			}
+			if (r == HV_GIO_VCPU_DONE)
+				return 1;
 		}
 		return 0;
 	}
