@@ -20,10 +20,10 @@
 #include <unistd.h>
 #include <uv.h>
 #include "cli/agent.h"
-#include "cli/rundir.h"
 #include "cli/util.h"
 #include "migrate/stream.h"
 #include "transport/xport.h"
+#include "util/rundir.h"
 
 #define AGENT_TICK_MS 100
 #define AGENT_EVICT_AFTER_NS (500ull * 1000000ull) /* a handshake is never cut before this */
@@ -451,7 +451,7 @@ int agent_run(struct recv_opts *o)
 	 * the first migration. */
 	struct xport_tls_config tc = { .server = 1, .insecure = o->insecure, .certs_dir = o->certs, .node = o->node };
 	if (xport_tls_new(&tc, &probe, err, sizeof(err)) < 0) {
-		cli_err("recv: %s", err);
+		util_err("recv: %s", err);
 		return PMG_EXIT_FAIL;
 	}
 	xport_tls_free(probe);
@@ -460,12 +460,12 @@ int agent_run(struct recv_opts *o)
 	char why[RUNDIR_MAX_PATH + 200];
 	int dfd = rundir_open(1, NULL, 0, why, sizeof(why));
 	if (dfd < 0) {
-		cli_err("recv: %s", why);
+		util_err("recv: %s", why);
 		return PMG_EXIT_FAIL;
 	}
 	close(dfd);
 	if (xport_resolve(o->listen, &ss) < 0) {
-		cli_err("recv: --listen '%s': cannot resolve", o->listen);
+		util_err("recv: --listen '%s': cannot resolve", o->listen);
 		return PMG_EXIT_USAGE;
 	}
 	/* Pending connections cost one descriptor each: allow as many as the
@@ -481,7 +481,7 @@ int agent_run(struct recv_opts *o)
 	a.server.data = &a;
 	if ((e = uv_tcp_bind(&a.server, (struct sockaddr *)&ss, 0)) < 0 ||
 	    (e = uv_listen((uv_stream_t *)&a.server, 256, agent__connection)) < 0) {
-		cli_err("recv: cannot listen on %s: %s", o->listen, uv_strerror(e));
+		util_err("recv: cannot listen on %s: %s", o->listen, uv_strerror(e));
 		goto out;
 	}
 	int len = sizeof(ss);
@@ -489,7 +489,7 @@ int agent_run(struct recv_opts *o)
 	unsigned port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
 						      : ((struct sockaddr_in6 *)&ss)->sin6_port);
 	if (o->port_file[0] && (e = rundir_write_atomic(AT_FDCWD, o->port_file, agent__write_port, &port)) < 0) {
-		cli_err("recv: --port-file %s: %s", o->port_file, strerror(-e));
+		util_err("recv: --port-file %s: %s", o->port_file, strerror(-e));
 		goto out;
 	}
 	/* The session gets the same settings plus the connection as fd 3 and

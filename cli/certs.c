@@ -40,18 +40,18 @@ static void certs_usage(FILE *f)
 static void certs__ssl_err(const char *what)
 {
 	unsigned long e = ERR_get_error();
-	cli_err("certs: %s: %s", what, e ? ERR_reason_error_string(e) : "failed");
+	util_err("certs: %s: %s", what, e ? ERR_reason_error_string(e) : "failed");
 }
 
 static FILE *certs__create(const char *dir, const char *name, const char *ext, mode_t mode, char *path, size_t len)
 {
 	if ((size_t)snprintf(path, len, "%s/%s.%s", dir, name, ext) >= len) {
-		cli_err("certs: path too long");
+		util_err("certs: path too long");
 		return NULL;
 	}
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd < 0) {
-		cli_err("certs: %s: %s", path, strerror(errno));
+		util_err("certs: %s: %s", path, strerror(errno));
 		return NULL;
 	}
 	return fdopen(fd, "w");
@@ -131,7 +131,7 @@ static int certs__write(const char *dir, const char *name, EVP_PKEY *key, X509 *
 	ok &= fclose(kf) == 0;
 	ok &= fclose(cf) == 0;
 	if (!ok) {
-		cli_err("certs: writing %s / %s failed", kp, cp);
+		util_err("certs: writing %s / %s failed", kp, cp);
 		unlink(kp);
 		unlink(cp);
 		return -1;
@@ -146,21 +146,21 @@ static int certs__load_ca(const char *dir, X509 **ca, EVP_PKEY **key)
 	FILE *f;
 	snprintf(p, sizeof(p), "%s/ca.pem", dir);
 	if (!(f = fopen(p, "r"))) {
-		cli_err("certs: %s: %s (run 'pml-migrate certs init %s' first)", p, strerror(errno), dir);
+		util_err("certs: %s: %s (run 'pml-migrate certs init %s' first)", p, strerror(errno), dir);
 		return -1;
 	}
 	*ca = PEM_read_X509(f, NULL, NULL, NULL);
 	fclose(f);
 	snprintf(p, sizeof(p), "%s/ca.key", dir);
 	if (!(f = fopen(p, "r"))) {
-		cli_err("certs: %s: %s", p, strerror(errno));
+		util_err("certs: %s: %s", p, strerror(errno));
 		X509_free(*ca);
 		return -1;
 	}
 	*key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
 	fclose(f);
 	if (!*ca || !*key || X509_check_private_key(*ca, *key) != 1) {
-		cli_err("certs: %s/ca.pem and ca.key are not a matching certificate and key", dir);
+		util_err("certs: %s/ca.pem and ca.key are not a matching certificate and key", dir);
 		X509_free(*ca);
 		EVP_PKEY_free(*key);
 		return -1;
@@ -183,7 +183,7 @@ int cmd_certs(int argc, char **argv)
 		}
 		if (c == 'd' && cli_parse_uint(optarg, 1, 3650, &days) == 0)
 			continue;
-		cli_err("certs: bad option or value (see 'pml-migrate certs --help')");
+		util_err("certs: bad option or value (see 'pml-migrate certs --help')");
 		return PMG_EXIT_USAGE;
 	}
 	int nargs = argc - optind;
@@ -196,12 +196,12 @@ int cmd_certs(int argc, char **argv)
 	}
 	const char *dir = argv[optind + 1];
 	const char *name = issue ? argv[optind + 2] : "ca";
-	if (issue && (!cli_valid_name(name) || !strcmp(name, "ca"))) {
-		cli_err("certs: node name '%s': use 1-64 of [A-Za-z0-9._-], not 'ca'", name);
+	if (issue && (!util_valid_name(name) || !strcmp(name, "ca"))) {
+		util_err("certs: node name '%s': use 1-64 of [A-Za-z0-9._-], not 'ca'", name);
 		return PMG_EXIT_USAGE;
 	}
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		cli_err("certs: %s: %s", dir, strerror(errno));
+		util_err("certs: %s: %s", dir, strerror(errno));
 		return PMG_EXIT_FAIL;
 	}
 	int rc = PMG_EXIT_FAIL;

@@ -1,7 +1,7 @@
 /*
  * cli/commands.h - one entry point per pml-migrate command (cli/<cmd>.c).
  * Each takes argc/argv starting at the command name and returns the
- * process exit code (cli/util.h).
+ * process exit code (PMG_EXIT_*, util/util.h).
  */
 #ifndef PMG_CLI_COMMANDS_H
 #define PMG_CLI_COMMANDS_H

@@ -36,32 +36,32 @@ int cmd_ctl(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		known |= !strcmp(argv[2], cmds[i]);
 	if (!known) {
-		cli_err("ctl: unknown command '%s' (status, pause, resume, stats, stop, cancel)", argv[2]);
+		util_err("ctl: unknown command '%s' (status, pause, resume, stats, stop, cancel)", argv[2]);
 		return PMG_EXIT_USAGE;
 	}
-	if (!cli_valid_name(argv[1])) {
-		cli_err("ctl: invalid VM name '%s'", argv[1]);
+	if (!util_valid_name(argv[1])) {
+		util_err("ctl: invalid VM name '%s'", argv[1]);
 		return PMG_EXIT_USAGE;
 	}
-	fd = cli_ctl_connect("ctl", argv[1]);
+	fd = util_ctl_connect("ctl", argv[1]);
 	if (fd < 0)
 		return PMG_EXIT_FAIL;
 	int n = snprintf(line, sizeof(line), "%s\n", argv[2]);
 	if (write(fd, line, (size_t)n) != n) {
-		cli_err("ctl: write: %s", strerror(errno));
+		util_err("ctl: write: %s", strerror(errno));
 		close(fd);
 		return PMG_EXIT_FAIL;
 	}
 	char buf[4096];
 	size_t have = 0;
-	int got = cli_read_line(fd, buf, sizeof(buf), &have, line, sizeof(line), 10000);
+	int got = util_read_line(fd, buf, sizeof(buf), &have, line, sizeof(line), 10000);
 	close(fd);
 	if (got == -ETIMEDOUT) {
-		cli_err("ctl: no answer from '%s' within 10 s", argv[1]);
+		util_err("ctl: no answer from '%s' within 10 s", argv[1]);
 		return PMG_EXIT_FAIL;
 	}
 	if (got <= 0) {
-		cli_err("ctl: '%s' closed the connection without answering", argv[1]);
+		util_err("ctl: '%s' closed the connection without answering", argv[1]);
 		return PMG_EXIT_FAIL;
 	}
 	puts(line);

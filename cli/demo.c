@@ -136,28 +136,28 @@ int cmd_demo(int argc, char **argv)
 		switch (c) {
 		case 'm':
 			if (cli_parse_size(optarg, &v) < 0) {
-				cli_err("demo: --mem '%s': expected a size", optarg);
+				util_err("demo: --mem '%s': expected a size", optarg);
 				return PMG_EXIT_USAGE;
 			}
 			snprintf(mem, sizeof(mem), "%s", optarg);
 			break;
 		case 'o':
 			if (cli_parse_uint(optarg, 1000, 1000000000000ull, &v) < 0) {
-				cli_err("demo: --ops '%s': expected 1000 or more", optarg);
+				util_err("demo: --ops '%s': expected 1000 or more", optarg);
 				return PMG_EXIT_USAGE;
 			}
 			snprintf(ops, sizeof(ops), "ops=%s", optarg);
 			break;
 		case 'd':
 			if (strcmp(optarg, "ring") && strcmp(optarg, "bitmap")) {
-				cli_err("demo: --dirty-log must be ring or bitmap");
+				util_err("demo: --dirty-log must be ring or bitmap");
 				return PMG_EXIT_USAGE;
 			}
 			snprintf(mode, sizeof(mode), "%s", optarg);
 			break;
 		case 'D':
 			if (cli_parse_uint(optarg, 1, 60000, &v) < 0) {
-				cli_err("demo: --downtime '%s': expected 1..60000 ms", optarg);
+				util_err("demo: --downtime '%s': expected 1..60000 ms", optarg);
 				return PMG_EXIT_USAGE;
 			}
 			snprintf(downtime, sizeof(downtime), "%s", optarg);
@@ -172,24 +172,24 @@ int cmd_demo(int argc, char **argv)
 			demo_usage(stdout);
 			return PMG_EXIT_OK;
 		default:
-			cli_err("demo: unknown option or missing value (see 'pml-migrate demo --help')");
+			util_err("demo: unknown option or missing value (see 'pml-migrate demo --help')");
 			return PMG_EXIT_USAGE;
 		}
 	}
 	if (optind < argc) {
-		cli_err("demo: unexpected argument '%s'", argv[optind]);
+		util_err("demo: unexpected argument '%s'", argv[optind]);
 		return PMG_EXIT_USAGE;
 	}
 	char image[PATH_MAX];
 	if (demo__find_guest(gdir, image, sizeof(image)) < 0) {
-		cli_err("demo: kvstore.elf not found (build it, or pass --guest-dir)");
+		util_err("demo: kvstore.elf not found (build it, or pass --guest-dir)");
 		return PMG_EXIT_FAIL;
 	}
 
 	char tmpl[] = "/tmp/pml-migrate-demo.XXXXXX";
 	char *dir = mkdtemp(tmpl);
 	if (!dir) {
-		cli_err("demo: cannot create a work directory: %s", strerror(errno));
+		util_err("demo: cannot create a work directory: %s", strerror(errno));
 		return PMG_EXIT_FAIL;
 	}
 	char src[256], dst[256], ref[256], p[PATH_MAX], logp[PATH_MAX], buf[8192], port[16] = "";
@@ -224,14 +224,14 @@ int cmd_demo(int argc, char **argv)
 		int st;
 		pid_t pid = demo__spawn(ref, p, logp, av);
 		if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-			cli_err("demo: the reference run failed (see %s)", logp);
+			util_err("demo: the reference run failed (see %s)", logp);
 			keep = 1;
 			goto out;
 		}
 	}
 	demo__read(p, buf, sizeof(buf));
-	cli_json_field(buf, "digest", want, sizeof(want));
-	cli_json_field(buf, "run_time_ms", runms, sizeof(runms));
+	json_field(buf, "digest", want, sizeof(want));
+	json_field(buf, "run_time_ms", runms, sizeof(runms));
 	printf("   expected digest %s, run time %s ms\n", want, runms);
 
 	/* 3. agent */
@@ -242,7 +242,7 @@ int cmd_demo(int argc, char **argv)
 			       "--allow", "sender", "--port-file", p, NULL };
 		agent = demo__spawn(dst, logp, logp, av);
 		if (agent < 0 || demo__wait_file(p, 10) < 0) {
-			cli_err("demo: the agent did not start (see %s)", logp);
+			util_err("demo: the agent did not start (see %s)", logp);
 			keep = 1;
 			goto out;
 		}
@@ -259,7 +259,7 @@ int cmd_demo(int argc, char **argv)
 			       "--", ops, NULL };
 		source = demo__spawn(src, logp, logp, av);
 		if (source < 0 || demo__wait_file(p, 10) < 0) {
-			cli_err("demo: the guest did not start (see %s)", logp);
+			util_err("demo: the guest did not start (see %s)", logp);
 			keep = 1;
 			goto out;
 		}
@@ -279,7 +279,7 @@ int cmd_demo(int argc, char **argv)
 		setenv("PML_MIGRATE_RUNDIR", src, 1);
 		int src_rc = cmd_send(11, av);
 		if (src_rc != PMG_EXIT_OK) {
-			cli_err("demo: the migration did not complete (exit %d; logs in %s)", src_rc, dir);
+			util_err("demo: the migration did not complete (exit %d; logs in %s)", src_rc, dir);
 			keep = 1;
 			goto out;
 		}
@@ -295,16 +295,16 @@ int cmd_demo(int argc, char **argv)
 	printf("-- waiting for the guest to finish on the destination\n");
 	fflush(stdout);
 	if (demo__wait_file(p, 300) < 0) {
-		cli_err("demo: no result from the destination within 300 s (logs in %s)", dir);
+		util_err("demo: no result from the destination within 300 s (logs in %s)", dir);
 		keep = 1;
 		goto out;
 	}
 	demo__read(p, buf, sizeof(buf));
 	char got[32] = "", res[32] = "", stall[32] = "", back[32] = "";
-	cli_json_field(buf, "digest", got, sizeof(got));
-	cli_json_field(buf, "result", res, sizeof(res));
-	cli_json_field(buf, "max_stall_us", stall, sizeof(stall));
-	cli_json_field(buf, "tsc_backwards", back, sizeof(back));
+	json_field(buf, "digest", got, sizeof(got));
+	json_field(buf, "result", res, sizeof(res));
+	json_field(buf, "max_stall_us", stall, sizeof(stall));
+	json_field(buf, "tsc_backwards", back, sizeof(back));
 	printf("   destination: result %s, digest %s, guest-observed max stall %.3f ms, TSC went backwards %s times\n",
 	       res, got, strtod(stall, NULL) / 1000.0, back);
 	if (strcmp(res, "ok") || strcmp(got, want) || !want[0]) {

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli/commands.h"
-#include "cli/rundir.h"
 #include "cli/util.h"
+#include "util/rundir.h"
 
 static void list_usage(FILE *f)
 {
@@ -34,13 +34,13 @@ int cmd_list(int argc, char **argv)
 			list_usage(stdout);
 			return PMG_EXIT_OK;
 		} else {
-			cli_err("list: unknown argument '%s'", argv[i]);
+			util_err("list: unknown argument '%s'", argv[i]);
 			return PMG_EXIT_USAGE;
 		}
 	}
 	int dfd = rundir_open(0, dir, sizeof(dir), why, sizeof(why));
 	if (dfd < 0 && dfd != -ENOENT) {
-		cli_err("list: %s", why);
+		util_err("list: %s", why);
 		return PMG_EXIT_FAIL;
 	}
 	DIR *d = NULL;
@@ -62,15 +62,15 @@ int cmd_list(int argc, char **argv)
 			continue;
 		char name[80];
 		snprintf(name, sizeof(name), "%.*s", (int)(n - 5), e->d_name);
-		if (!cli_valid_name(name))
+		if (!util_valid_name(name))
 			continue;
 		/* Quietly skip sockets nobody answers on (a VM that died). */
-		int fd = cli_ctl_connect(NULL, name);
+		int fd = util_ctl_connect(NULL, name);
 		if (fd < 0)
 			continue;
 		char buf[4096], line[4096];
 		size_t have = 0;
-		int l = write(fd, "status\n", 7) == 7 ? cli_read_line(fd, buf, sizeof(buf), &have, line, sizeof(line), 2000) : -1;
+		int l = write(fd, "status\n", 7) == 7 ? util_read_line(fd, buf, sizeof(buf), &have, line, sizeof(line), 2000) : -1;
 		close(fd);
 		if (l <= 0)
 			continue;
@@ -79,12 +79,12 @@ int cmd_list(int argc, char **argv)
 			continue;
 		}
 		char st[32] = "?", pid[16] = "?", mem[32] = "0", vc[8] = "?", dl[16] = "?", up[32] = "0";
-		cli_json_field(line, "state", st, sizeof(st));
-		cli_json_field(line, "pid", pid, sizeof(pid));
-		cli_json_field(line, "mem_bytes", mem, sizeof(mem));
-		cli_json_field(line, "vcpus", vc, sizeof(vc));
-		cli_json_field(line, "dirty_log", dl, sizeof(dl));
-		cli_json_field(line, "uptime_ms", up, sizeof(up));
+		json_field(line, "state", st, sizeof(st));
+		json_field(line, "pid", pid, sizeof(pid));
+		json_field(line, "mem_bytes", mem, sizeof(mem));
+		json_field(line, "vcpus", vc, sizeof(vc));
+		json_field(line, "dirty_log", dl, sizeof(dl));
+		json_field(line, "uptime_ms", up, sizeof(up));
 		printf("%-24s %-14s %8s %9lluM %6s %-7s %11.1fs\n", name, st, pid, strtoull(mem, NULL, 10) >> 20, vc, dl,
 		       strtod(up, NULL) / 1000.0);
 	}

@@ -48,6 +48,6 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);
-	cli_err("unknown command '%s' (see 'pml-migrate --help')", argv[1]);
+	util_err("unknown command '%s' (see 'pml-migrate --help')", argv[1]);
 	return PMG_EXIT_USAGE;
 }

@@ -21,11 +21,11 @@
 #include <uv.h>
 #include "cli/agent.h"
 #include "cli/commands.h"
-#include "cli/rundir.h"
-#include "cli/runner.h"
 #include "cli/util.h"
 #include "migrate/dest.h"
 #include "transport/xport.h"
+#include "util/rundir.h"
+#include "vmhost/vmhost.h"
 
 static void recv_usage(FILE *f)
 {
@@ -73,7 +73,7 @@ static void recv_usage(FILE *f)
 /* ================= session: one migration, then one VM ================= */
 
 struct session {
-	struct runner r;
+	struct vmhost r;
 	struct migrate_dst *d;
 	struct xport_tls *tls;
 	int failed;
@@ -84,7 +84,7 @@ static int session__claim(void *opaque, const char *name, char *why, size_t len)
 {
 	struct session *s = opaque;
 	char file[96];
-	if (!cli_valid_name(name)) {
+	if (!util_valid_name(name)) {
 		snprintf(why, len, "invalid VM name '%s': use 1-64 of [A-Za-z0-9._-], not starting with '.' or '-'", name);
 		return -EINVAL;
 	}
@@ -93,7 +93,7 @@ static int session__claim(void *opaque, const char *name, char *why, size_t len)
 	int e = agent_gate_ask(s->agent_fd, why, len);
 	if (e < 0)
 		return e;
-	e = runner_claim_name(&s->r, name);
+	e = vmhost_claim_name(&s->r, name);
 	if (e == -EEXIST) {
 		snprintf(why, len, "a VM named '%s' already runs on the destination", name);
 		return e;
@@ -129,7 +129,7 @@ static int session__create_vm(void *opaque, const struct stream_shape *sh, struc
 			 sh->vcpus, strerror(-e));
 		return e;
 	}
-	hv_vm_set_guest_ops(s->r.vm, &runner_guest_ops, &s->r);
+	hv_vm_set_guest_ops(s->r.vm, &vmhost_guest_ops, &s->r);
 	*vm = s->r.vm;
 	return 0;
 }
@@ -138,7 +138,7 @@ static void session__running(void *opaque, const char *stats)
 {
 	struct session *s = opaque;
 	recv_log("'%s' is running here (%s)", s->r.name, stats);
-	if (runner_went_live(&s->r) < 0)
+	if (vmhost_went_live(&s->r) < 0)
 		hv_vm_stop(s->r.vm);
 	migrate_dst_free(s->d);
 	s->d = NULL;
@@ -172,7 +172,7 @@ static int recv_session(const struct recv_opts *o)
 
 	memset(&s, 0, sizeof(s));
 	signal(SIGPIPE, SIG_IGN);
-	if (runner_init(&s.r, "") < 0)
+	if (vmhost_init(&s.r, "") < 0)
 		return PMG_EXIT_FAIL;
 	s.r.incoming = 1;
 	s.agent_fd = o->agent_fd;
@@ -197,13 +197,13 @@ static int recv_session(const struct recv_opts *o)
 			unlinkat(s.r.dirfd, s.r.result_name, 0);
 		goto out;
 	}
-	rc = runner_finish(&s.r); /* the loop above ran until the guest stopped */
+	rc = vmhost_finish(&s.r); /* the loop above ran until the guest stopped */
 	recv_log("'%s' ended here: %s", s.r.name,
 		 s.r.migrated ? "migrated onward" : rc == PMG_EXIT_OK ? "guest exited 0" : "guest failed or stopped");
 out:
 	if (s.d)
 		migrate_dst_free(s.d);
-	runner_cleanup(&s.r);
+	vmhost_cleanup(&s.r);
 	if (s.r.con && s.r.con != stdout)
 		fclose(s.r.con);
 	xport_tls_free(s.tls);
@@ -253,8 +253,8 @@ int cmd_recv(int argc, char **argv)
 			snprintf(o.certs, sizeof(o.certs), "%s", optarg);
 			break;
 		case 'n':
-			if (!cli_valid_name(optarg)) {
-				cli_err("recv: --node '%s': not a valid name", optarg);
+			if (!util_valid_name(optarg)) {
+				util_err("recv: --node '%s': not a valid name", optarg);
 				return PMG_EXIT_USAGE;
 			}
 			snprintf(o.node, sizeof(o.node), "%s", optarg);
@@ -274,7 +274,7 @@ int cmd_recv(int argc, char **argv)
 			break;
 		case 'm':
 			if (cli_parse_uint(optarg, 1, 1024, &v) < 0) {
-				cli_err("recv: --max-sessions '%s': must be 1..1024", optarg);
+				util_err("recv: --max-sessions '%s': must be 1..1024", optarg);
 				return PMG_EXIT_USAGE;
 			}
 			o.max_sessions = (unsigned)v;
@@ -282,14 +282,14 @@ int cmd_recv(int argc, char **argv)
 		case 'K':
 		case 'P':
 			if (cli_parse_uint(optarg, 1, 65536, &v) < 0) {
-				cli_err("recv: --%s '%s': must be 1..65536", c == 'K' ? "max-handshakes" : "max-pending", optarg);
+				util_err("recv: --%s '%s': must be 1..65536", c == 'K' ? "max-handshakes" : "max-pending", optarg);
 				return PMG_EXIT_USAGE;
 			}
 			*(c == 'K' ? &o.max_handshakes : &o.max_pending) = (unsigned)v;
 			break;
 		case 'A':
 			if (cli_parse_uint(optarg, 3, 1024, &v) < 0) {
-				cli_err("recv: --agent-fd is internal");
+				util_err("recv: --agent-fd is internal");
 				return PMG_EXIT_USAGE;
 			}
 			o.agent_fd = (int)v;
@@ -297,7 +297,7 @@ int cmd_recv(int argc, char **argv)
 		case 'T':
 		case 'H':
 			if (cli_parse_uint(optarg, 1, 3600, &v) < 0) {
-				cli_err("recv: --%s '%s': must be 1..3600 seconds", c == 'T' ? "timeout" : "handshake-timeout",
+				util_err("recv: --%s '%s': must be 1..3600 seconds", c == 'T' ? "timeout" : "handshake-timeout",
 					optarg);
 				return PMG_EXIT_USAGE;
 			}
@@ -305,7 +305,7 @@ int cmd_recv(int argc, char **argv)
 			break;
 		case 'S':
 			if (cli_parse_uint(optarg, 3, 1024, &v) < 0) {
-				cli_err("recv: --session-fd is internal");
+				util_err("recv: --session-fd is internal");
 				return PMG_EXIT_USAGE;
 			}
 			o.session_fd = (int)v;
@@ -315,24 +315,24 @@ int cmd_recv(int argc, char **argv)
 			return PMG_EXIT_OK;
 		default:
 			if (optopt)
-				cli_err("recv: option '-%c' is unknown or needs a value (see 'pml-migrate recv --help')", optopt);
+				util_err("recv: option '-%c' is unknown or needs a value (see 'pml-migrate recv --help')", optopt);
 			else
-				cli_err("recv: unknown option '%s' (see 'pml-migrate recv --help')", argv[optind - 1]);
+				util_err("recv: unknown option '%s' (see 'pml-migrate recv --help')", argv[optind - 1]);
 			return PMG_EXIT_USAGE;
 		}
 	}
 	if (optind < argc) {
-		cli_err("recv: unexpected argument '%s'", argv[optind]);
+		util_err("recv: unexpected argument '%s'", argv[optind]);
 		return PMG_EXIT_USAGE;
 	}
 	if (!o.insecure && !o.certs[0]) {
-		cli_err("recv: --certs DIR is required (or --insecure for plaintext)");
+		util_err("recv: --certs DIR is required (or --insecure for plaintext)");
 		return PMG_EXIT_USAGE;
 	}
 	if (o.session_fd >= 0)
 		return recv_session(&o);
 	if (!o.listen[0]) {
-		cli_err("recv: --listen HOST:PORT is required (see 'pml-migrate recv --help')");
+		util_err("recv: --listen HOST:PORT is required (see 'pml-migrate recv --help')");
 		return PMG_EXIT_USAGE;
 	}
 	return agent_run(&o);

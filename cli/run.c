@@ -1,6 +1,6 @@
 /*
  * cli/run.c - `pml-migrate run`: boots a guest image in the built-in VMM
- * and hosts it (cli/runner.c) until it exits or migrates away.
+ * and hosts it (vmhost/vmhost.c) until it exits or migrates away.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli/commands.h"
-#include "cli/runner.h"
 #include "cli/util.h"
+#include "vmhost/vmhost.h"
 
 static void run_usage(FILE *f)
 {
@@ -49,7 +49,7 @@ int cmd_run(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	struct runner r;
+	struct vmhost r;
 	char err[256] = "";
 	char guest_args[3072] = "";
 	char name[65];
@@ -57,7 +57,7 @@ int cmd_run(int argc, char **argv)
 	int c, rc = PMG_EXIT_FAIL, e;
 
 	snprintf(name, sizeof(name), "vm-%d", (int)getpid());
-	if (runner_init(&r, name) < 0)
+	if (vmhost_init(&r, name) < 0)
 		return PMG_EXIT_FAIL;
 
 	optind = 1;
@@ -66,41 +66,41 @@ int cmd_run(int argc, char **argv)
 		switch (c) {
 		case 'm':
 			if (cli_parse_size(optarg, &v) < 0 || v < HV_MIN_MEM || v > HV_MAX_MEM || (v & ((2u << 20) - 1))) {
-				cli_err("--mem '%s': must be a multiple of 2M between 16M and 128G", optarg);
+				util_err("--mem '%s': must be a multiple of 2M between 16M and 128G", optarg);
 				{ rc = PMG_EXIT_USAGE; goto out; }
 			}
 			r.cfg.mem_bytes = v;
 			break;
 		case 'c':
 			if (cli_parse_uint(optarg, 1, HV_MAX_VCPUS, &v) < 0) {
-				cli_err("--vcpus '%s': must be 1..%d", optarg, HV_MAX_VCPUS);
+				util_err("--vcpus '%s': must be 1..%d", optarg, HV_MAX_VCPUS);
 				{ rc = PMG_EXIT_USAGE; goto out; }
 			}
 			r.cfg.vcpus = (unsigned)v;
 			break;
 		case 'd':
 			if (hv_dirty_mode_parse(optarg, &r.cfg.dirty_mode) < 0) {
-				cli_err("--dirty-log '%s': must be ring, bitmap or off", optarg);
+				util_err("--dirty-log '%s': must be ring, bitmap or off", optarg);
 				{ rc = PMG_EXIT_USAGE; goto out; }
 			}
 			break;
 		case 'R':
 			if (cli_parse_uint(optarg, 64, 1u << 20, &v) < 0 || (v & (v - 1))) {
-				cli_err("--ring-entries '%s': must be a power of two, 64..1048576", optarg);
+				util_err("--ring-entries '%s': must be a power of two, 64..1048576", optarg);
 				{ rc = PMG_EXIT_USAGE; goto out; }
 			}
 			r.cfg.ring_entries = (uint32_t)v;
 			break;
 		case 'H':
 			if (cli_parse_uint(optarg, 1, 10000, &v) < 0) {
-				cli_err("--harvest-ms '%s': must be 1..10000", optarg);
+				util_err("--harvest-ms '%s': must be 1..10000", optarg);
 				{ rc = PMG_EXIT_USAGE; goto out; }
 			}
 			r.harvest_ms = (unsigned)v;
 			break;
 		case 'n':
-			if (!cli_valid_name(optarg)) {
-				cli_err("--name '%s': use 1-64 of [A-Za-z0-9._-], not starting with '.'", optarg);
+			if (!util_valid_name(optarg)) {
+				util_err("--name '%s': use 1-64 of [A-Za-z0-9._-], not starting with '.'", optarg);
 				{ rc = PMG_EXIT_USAGE; goto out; }
 			}
 			snprintf(r.name, sizeof(r.name), "%s", optarg);
@@ -114,14 +114,14 @@ int cmd_run(int argc, char **argv)
 			goto out;
 		default:
 			if (optopt)
-				cli_err("run: option '-%c' is unknown or needs a value (see 'pml-migrate run --help')", optopt);
+				util_err("run: option '-%c' is unknown or needs a value (see 'pml-migrate run --help')", optopt);
 			else
-				cli_err("run: unknown option '%s' (see 'pml-migrate run --help')", argv[optind - 1]);
+				util_err("run: unknown option '%s' (see 'pml-migrate run --help')", argv[optind - 1]);
 			{ rc = PMG_EXIT_USAGE; goto out; }
 		}
 	}
 	if (optind >= argc) {
-		cli_err("run: missing IMAGE (see 'pml-migrate run --help')");
+		util_err("run: missing IMAGE (see 'pml-migrate run --help')");
 		{ rc = PMG_EXIT_USAGE; goto out; }
 	}
 	/* GNU getopt moved every non-option (IMAGE, then the guest's words)
@@ -130,7 +130,7 @@ int cmd_run(int argc, char **argv)
 	for (size_t used = 0; optind < argc; optind++) {
 		int n = snprintf(guest_args + used, sizeof(guest_args) - used, "%s%s", used ? " " : "", argv[optind]);
 		if (n < 0 || (size_t)n >= sizeof(guest_args) - used) {
-			cli_err("run: guest arguments longer than %zu bytes", sizeof(guest_args) - 1);
+			util_err("run: guest arguments longer than %zu bytes", sizeof(guest_args) - 1);
 			{ rc = PMG_EXIT_USAGE; goto out; }
 		}
 		used += (size_t)n;
@@ -140,31 +140,31 @@ int cmd_run(int argc, char **argv)
 	e = hv_vm_create("kvm", &r.cfg, &r.vm);
 	if (e < 0) {
 		if (e == -ENOENT || e == -EACCES)
-			cli_err("cannot open /dev/kvm: %s", strerror(-e));
+			util_err("cannot open /dev/kvm: %s", strerror(-e));
 		else if (e == -ENOTSUP)
-			cli_err("this KVM lacks what --dirty-log %s needs", hv_dirty_mode_name(r.cfg.dirty_mode));
+			util_err("this KVM lacks what --dirty-log %s needs", hv_dirty_mode_name(r.cfg.dirty_mode));
 		else
-			cli_err("creating the VM: %s", strerror(-e));
+			util_err("creating the VM: %s", strerror(-e));
 		goto out;
 	}
-	hv_vm_set_guest_ops(r.vm, &runner_guest_ops, &r);
+	hv_vm_set_guest_ops(r.vm, &vmhost_guest_ops, &r);
 	e = hv_boot_image(r.vm, image, guest_args, err, sizeof(err));
 	if (e < 0) {
-		cli_err("%s", err);
+		util_err("%s", err);
 		goto out;
 	}
-	if (runner_claim_name(&r, r.name) < 0)
+	if (vmhost_claim_name(&r, r.name) < 0)
 		goto out;
 	/* The dirty log and its harvester start with the guest's first write. */
-	if (runner_went_live(&r) < 0)
+	if (vmhost_went_live(&r) < 0)
 		goto out;
 	e = hv_vm_start(r.vm);
 	if (e < 0) {
-		cli_err("starting vCPUs: %s", strerror(-e));
+		util_err("starting vCPUs: %s", strerror(-e));
 		goto out;
 	}
-	rc = runner_run(&r);
+	rc = vmhost_run(&r);
 out:
-	runner_cleanup(&r);
+	vmhost_cleanup(&r);
 	return rc;
 }

@@ -72,12 +72,12 @@ static int send__add(char *cmd, size_t len, const char *key, const char *val)
 	char err[512];
 	migrate_src_opts_default(&o);
 	if (migrate_src_opt_set(&o, key, val, err, sizeof(err)) < 0) {
-		cli_err("send: %s", err);
+		util_err("send: %s", err);
 		return -EINVAL;
 	}
 	size_t used = strlen(cmd);
 	if ((size_t)snprintf(cmd + used, len - used, " %s=%s", key, val) >= len - used) {
-		cli_err("send: options too long");
+		util_err("send: options too long");
 		return -E2BIG;
 	}
 	return 0;
@@ -98,16 +98,16 @@ static void send__cancel(const char *name)
 {
 	char buf[4096], line[4096];
 	size_t have = 0;
-	int fd = cli_ctl_connect("send", name);
+	int fd = util_ctl_connect("send", name);
 	if (fd < 0)
 		return;
-	if (write(fd, "cancel\n", 7) == 7 && cli_read_line(fd, buf, sizeof(buf), &have, line, sizeof(line), 5000) > 0) {
+	if (write(fd, "cancel\n", 7) == 7 && util_read_line(fd, buf, sizeof(buf), &have, line, sizeof(line), 5000) > 0) {
 		if (strstr(line, "\"ok\":true")) {
-			cli_err("send: cancelling the migration of '%s' (the guest keeps running here)", name);
+			util_err("send: cancelling the migration of '%s' (the guest keeps running here)", name);
 		} else {
 			char err[600] = "refused";
-			cli_json_field(line, "error", err, sizeof(err));
-			cli_err("send: cannot cancel: %s", err);
+			json_field(line, "error", err, sizeof(err));
+			util_err("send: cannot cancel: %s", err);
 		}
 	}
 	close(fd);
@@ -116,7 +116,7 @@ static void send__cancel(const char *name)
 static double send__num(const char *json, const char *key)
 {
 	char v[64];
-	return cli_json_field(json, key, v, sizeof(v)) ? 0 : strtod(v, NULL);
+	return json_field(json, key, v, sizeof(v)) ? 0 : strtod(v, NULL);
 }
 
 static void send__bar(const char *ev)
@@ -128,7 +128,7 @@ static void send__bar(const char *ev)
 		bar[i] = i < (int)(frac * 20) ? '#' : '.';
 	bar[20] = 0;
 	char phase[32] = "";
-	cli_json_field(ev, "phase", phase, sizeof(phase));
+	json_field(ev, "phase", phase, sizeof(phase));
 	char rec[32] = "";
 	if (send__num(ev, "reconnects") > 0)
 		snprintf(rec, sizeof(rec), " reconnects %.0f", send__num(ev, "reconnects"));
@@ -146,7 +146,7 @@ static void send__link(const char *ev, const char *phase, int tty)
 	if (tty)
 		fputc('\n', stderr);
 	if (!strcmp(phase, "link_lost")) {
-		cli_json_field(ev, "reason", why, sizeof(why));
+		json_field(ev, "reason", why, sizeof(why));
 		fprintf(stderr, "  link lost at %.1f s (%s): reconnecting\n", send__num(ev, "elapsed_ms") / 1000, why);
 	} else {
 		fprintf(stderr, "  link resumed at %.1f s (reconnect %.0f, %.0f pages resent, down %.0f ms in all)\n",
@@ -189,7 +189,7 @@ static void send__human(const char *rep)
 	char v[600];
 	printf("\n== pml-migrate send ==\n");
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (cli_json_field(rep, keys[i][0], v, sizeof(v)) == 0)
+		if (json_field(rep, keys[i][0], v, sizeof(v)) == 0)
 			printf("  %-24s %s\n", keys[i][1], v);
 }
 
@@ -235,7 +235,7 @@ int cmd_send(int argc, char **argv)
 		case 'j': json = 1; break;
 		case 'b':
 			if (cli_parse_size(optarg, &v) < 0) {
-				cli_err("send: --max-bandwidth '%s': expected bytes per second, e.g. 500M", optarg);
+				util_err("send: --max-bandwidth '%s': expected bytes per second, e.g. 500M", optarg);
 				return PMG_EXIT_USAGE;
 			}
 			snprintf(num, sizeof(num), "%llu", (unsigned long long)v);
@@ -244,7 +244,7 @@ int cmd_send(int argc, char **argv)
 			break;
 		case 'c':
 			if (!realpath(optarg, certs)) {
-				cli_err("send: --certs '%s': %s", optarg, strerror(errno));
+				util_err("send: --certs '%s': %s", optarg, strerror(errno));
 				return PMG_EXIT_USAGE;
 			}
 			break;
@@ -256,21 +256,21 @@ int cmd_send(int argc, char **argv)
 			return PMG_EXIT_OK;
 		default:
 			if (optopt)
-				cli_err("send: option '-%c' is unknown or needs a value (see 'pml-migrate send --help')", optopt);
+				util_err("send: option '-%c' is unknown or needs a value (see 'pml-migrate send --help')", optopt);
 			else
-				cli_err("send: unknown option '%s' (see 'pml-migrate send --help')", argv[optind - 1]);
+				util_err("send: unknown option '%s' (see 'pml-migrate send --help')", argv[optind - 1]);
 			return PMG_EXIT_USAGE;
 		}
 		if (key && send__add(cmd, sizeof(cmd), key, val) < 0)
 			return PMG_EXIT_USAGE;
 	}
 	if (argc - optind != 2) {
-		cli_err("send: expected NAME HOST:PORT (see 'pml-migrate send --help')");
+		util_err("send: expected NAME HOST:PORT (see 'pml-migrate send --help')");
 		return PMG_EXIT_USAGE;
 	}
 	const char *name = argv[optind], *target = argv[optind + 1];
-	if (!cli_valid_name(name)) {
-		cli_err("send: invalid VM name '%s'", name);
+	if (!util_valid_name(name)) {
+		util_err("send: invalid VM name '%s'", name);
 		return PMG_EXIT_USAGE;
 	}
 	if (send__add(cmd, sizeof(cmd), "target", target) < 0)
@@ -280,20 +280,20 @@ int cmd_send(int argc, char **argv)
 			return PMG_EXIT_USAGE;
 	} else {
 		if (!certs[0]) {
-			cli_err("send: --certs DIR is required (or --insecure for plaintext)");
+			util_err("send: --certs DIR is required (or --insecure for plaintext)");
 			return PMG_EXIT_USAGE;
 		}
 		if (send__add(cmd, sizeof(cmd), "certs", certs) < 0 || send__add(cmd, sizeof(cmd), "node", node) < 0)
 			return PMG_EXIT_USAGE;
 	}
 
-	int fd = cli_ctl_connect("send", name);
+	int fd = util_ctl_connect("send", name);
 	if (fd < 0)
 		return PMG_EXIT_FAIL;
 	size_t n = strlen(cmd);
 	cmd[n++] = '\n';
 	if (write(fd, cmd, n) != (ssize_t)n) {
-		cli_err("send: writing to '%s': %s", name, strerror(errno));
+		util_err("send: writing to '%s': %s", name, strerror(errno));
 		close(fd);
 		return PMG_EXIT_FAIL;
 	}
@@ -304,7 +304,7 @@ int cmd_send(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	for (;;) {
-		int l = cli_read_line(fd, buf, sizeof(buf), &have, line, sizeof(line), 200);
+		int l = util_read_line(fd, buf, sizeof(buf), &have, line, sizeof(line), 200);
 		if (send_interrupted == 1) {
 			send_interrupted = 2;
 			if (tty)
@@ -317,10 +317,10 @@ int cmd_send(int argc, char **argv)
 			if (tty)
 				fputc('\n', stderr);
 			if (!started) {
-				cli_err("send: '%s' closed the control connection without answering", name);
+				util_err("send: '%s' closed the control connection without answering", name);
 				rc = PMG_EXIT_FAIL;
 			} else {
-				cli_err("send: lost contact with the process hosting '%s' before the result: outcome unknown",
+				util_err("send: lost contact with the process hosting '%s' before the result: outcome unknown",
 					name);
 			}
 			break;
@@ -329,8 +329,8 @@ int cmd_send(int argc, char **argv)
 			started = 1;
 			if (strstr(line, "\"ok\":false")) {
 				char err[600] = "refused";
-				cli_json_field(line, "error", err, sizeof(err));
-				cli_err("send: %s", err);
+				json_field(line, "error", err, sizeof(err));
+				util_err("send: %s", err);
 				rc = PMG_EXIT_FAIL;
 				break;
 			}
@@ -338,9 +338,9 @@ int cmd_send(int argc, char **argv)
 				printf("%s\n", line);
 			continue;
 		}
-		if (cli_json_field(line, "event", res, sizeof(res)) == 0 && !strcmp(res, "progress")) {
+		if (json_field(line, "event", res, sizeof(res)) == 0 && !strcmp(res, "progress")) {
 			char phase[32] = "";
-			cli_json_field(line, "phase", phase, sizeof(phase));
+			json_field(line, "phase", phase, sizeof(phase));
 			if (json) {
 				printf("%s\n", line);
 				fflush(stdout);
@@ -357,13 +357,13 @@ int cmd_send(int argc, char **argv)
 			printf("%s\n", line);
 		else
 			send__human(line);
-		cli_json_field(line, "result", res, sizeof(res));
+		json_field(line, "result", res, sizeof(res));
 		rc = !strcmp(res, "migrated") ? PMG_EXIT_OK : !strcmp(res, "indeterminate") ? PMG_EXIT_INDETERMINATE
 											: PMG_EXIT_FAIL;
 		if (rc == PMG_EXIT_FAIL && !json) {
 			char err[600] = "";
-			cli_json_field(line, "error", err, sizeof(err));
-			cli_err("send: migration failed, '%s' keeps running here: %s", name, err);
+			json_field(line, "error", err, sizeof(err));
+			util_err("send: migration failed, '%s' keeps running here: %s", name, err);
 		}
 		break;
 	}

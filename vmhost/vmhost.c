@@ -1,6 +1,7 @@
 /*
- * cli/runner.c - one VM's host process: guest callbacks, the control
- * socket, the background harvester, outgoing migrations, the report.
+ * vmhost/vmhost.c - one VM's host process: guest callbacks, the control
+ * socket, the background harvester, outgoing migrations, the report. The
+ * hypervisor is reached through hv/hv.h only.
  *
  * Threads: the loop thread runs the control socket, signals, the
  * VM-stopped notification and the migration's transport; one thread per
@@ -17,57 +18,58 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
-#include "cli/rundir.h"
-#include "cli/runner.h"
-#include "cli/util.h"
+#include "util/json.h"
+#include "util/rundir.h"
+#include "util/util.h"
+#include "vmhost/vmhost.h"
 
 struct ctl_client {
 	uv_pipe_t pipe;
-	struct runner *r;
+	struct vmhost *r;
 	char buf[2048];
 	size_t len;
 };
 
 /* ---- guest callbacks (vCPU threads) ---- */
 
-static void run__console(void *opaque, unsigned vcpu, const char *buf, size_t len)
+static void vmhost__console(void *opaque, unsigned vcpu, const char *buf, size_t len)
 {
-	struct runner *r = opaque;
+	struct vmhost *r = opaque;
 	(void)vcpu;
 	fwrite(buf, 1, len, r->con);
 	fflush(r->con);
 }
 
-static void run__report(void *opaque, const struct pmg_report *rep)
+static void vmhost__report(void *opaque, const struct pmg_report *rep)
 {
-	struct runner *r = opaque;
+	struct vmhost *r = opaque;
 	pthread_mutex_lock(&r->lock);
 	r->report = *rep;
 	r->have_report = 1;
 	pthread_mutex_unlock(&r->lock);
 }
 
-static void run__stopped(void *opaque, enum hv_stop_reason why, int code, const char *detail)
+static void vmhost__stopped(void *opaque, enum hv_stop_reason why, int code, const char *detail)
 {
-	struct runner *r = opaque;
+	struct vmhost *r = opaque;
 	pthread_mutex_lock(&r->lock);
 	r->why = why;
 	r->exit_code = code;
 	snprintf(r->detail, sizeof(r->detail), "%s", detail);
-	r->t_end = cli_now_ns();
+	r->t_end = util_now_ns();
 	pthread_mutex_unlock(&r->lock);
 	uv_async_send(&r->stopped_async);
 }
 
-const struct hv_guest_ops runner_guest_ops = {
-	.console = run__console,
-	.report = run__report,
-	.stopped = run__stopped,
+const struct hv_guest_ops vmhost_guest_ops = {
+	.console = vmhost__console,
+	.report = vmhost__report,
+	.stopped = vmhost__stopped,
 };
 
 /* ---- harvester ---- */
 
-static void run__harvest_once(struct runner *r)
+static void vmhost__harvest_once(struct vmhost *r)
 {
 	pthread_mutex_lock(&r->lock);
 	long n = precopy_dirtylog_harvest(r->dl, &r->set);
@@ -77,13 +79,13 @@ static void run__harvest_once(struct runner *r)
 	pthread_mutex_unlock(&r->lock);
 }
 
-static void *run__harvester(void *arg)
+static void *vmhost__harvester(void *arg)
 {
-	struct runner *r = arg;
+	struct vmhost *r = arg;
 	pthread_setname_np(pthread_self(), "harvest");
 	while (!atomic_load(&r->harvest_stop)) {
 		usleep(r->harvest_ms * 1000u);
-		run__harvest_once(r);
+		vmhost__harvest_once(r);
 	}
 	return NULL;
 }
@@ -121,7 +123,7 @@ static void ctl__reply(struct ctl_client *c, char *text, size_t len)
 	}
 }
 
-static const char *run__state(struct runner *r)
+static const char *vmhost__state(struct vmhost *r)
 {
 	if (r->migrated)
 		return "migrated";
@@ -136,11 +138,11 @@ static const char *run__state(struct runner *r)
 	return r->paused ? "paused" : "running";
 }
 
-static void run__migrate(struct ctl_client *c, char *args, struct json *j);
+static void vmhost__migrate(struct ctl_client *c, char *args, struct json *j);
 
 static void ctl__command(struct ctl_client *c, const char *cmd)
 {
-	struct runner *r = c->r;
+	struct vmhost *r = c->r;
 	char *out = NULL;
 	size_t outlen = 0;
 	FILE *f = open_memstream(&out, &outlen);
@@ -152,14 +154,14 @@ static void ctl__command(struct ctl_client *c, const char *cmd)
 	if (!strcmp(cmd, "status")) {
 		json_bool(&j, "ok", 1);
 		json_str(&j, "name", r->name);
-		json_str(&j, "state", run__state(r));
+		json_str(&j, "state", vmhost__state(r));
 		json_u64(&j, "pid", (uint64_t)getpid());
 		json_u64(&j, "vcpus", r->cfg.vcpus);
 		json_u64(&j, "mem_bytes", r->cfg.mem_bytes);
 		json_str(&j, "dirty_log", hv_dirty_mode_name(r->cfg.dirty_mode));
-		json_u64(&j, "uptime_ms", ((r->t_end ? r->t_end : cli_now_ns()) - r->t_start) / 1000000);
+		json_u64(&j, "uptime_ms", ((r->t_end ? r->t_end : util_now_ns()) - r->t_start) / 1000000);
 	} else if (!strncmp(cmd, "migrate", 7) && (cmd[7] == ' ' || !cmd[7])) {
-		run__migrate(c, (char *)cmd + 7, &j);
+		vmhost__migrate(c, (char *)cmd + 7, &j);
 		if (!j.f) { /* accepted: events follow on this connection */
 			fclose(f);
 			free(out);
@@ -189,9 +191,9 @@ static void ctl__command(struct ctl_client *c, const char *cmd)
 			json_bool(&j, "ok", 0);
 			json_str(&j, "error", "VM has stopped");
 		} else {
-			uint64_t t0 = cli_now_ns();
+			uint64_t t0 = util_now_ns();
 			hv_vm_pause(r->vm);
-			uint64_t dt = cli_now_ns() - t0;
+			uint64_t dt = util_now_ns() - t0;
 			r->paused++;
 			json_bool(&j, "ok", 1);
 			json_f64(&j, "pause_us", (double)dt / 1000.0);
@@ -261,7 +263,7 @@ static void ctl__read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 
 static void ctl__connection(uv_stream_t *server, int status)
 {
-	struct runner *r = server->data;
+	struct vmhost *r = server->data;
 	if (status < 0)
 		return;
 	struct ctl_client *c = calloc(1, sizeof(*c));
@@ -275,14 +277,14 @@ static void ctl__connection(uv_stream_t *server, int status)
 		uv_close((uv_handle_t *)&c->pipe, ctl__free);
 }
 
-static int run__open_ctl(struct runner *r)
+static int vmhost__open_ctl(struct vmhost *r)
 {
 	char dir[RUNDIR_MAX_PATH], why[RUNDIR_MAX_PATH + 200];
 	struct sockaddr_un a;
 	if (r->dirfd < 0) {
 		int fd = rundir_open(1, dir, sizeof(dir), why, sizeof(why));
 		if (fd < 0) {
-			cli_err("%s", why);
+			util_err("%s", why);
 			return fd;
 		}
 		r->dirfd = fd;
@@ -292,15 +294,15 @@ static int run__open_ctl(struct runner *r)
 	snprintf(r->sock_path, sizeof(r->sock_path), "%s/%s.sock", dir, r->name);
 	int e = rundir_sock_addr(r->dirfd, r->name, &a);
 	if (e < 0) {
-		cli_err("control socket name too long");
+		util_err("control socket name too long");
 		return e;
 	}
 	/* A socket file that nobody answers on is stale and may be replaced;
 	 * one that answers belongs to a running VM of the same name. */
-	int other = cli_ctl_connect(NULL, r->name);
+	int other = util_ctl_connect(NULL, r->name);
 	if (other >= 0) {
 		close(other);
-		cli_err("a VM named '%s' is already running (%s)", r->name, r->sock_path);
+		util_err("a VM named '%s' is already running (%s)", r->name, r->sock_path);
 		return -EEXIST;
 	}
 	char sock[80];
@@ -315,27 +317,27 @@ static int run__open_ctl(struct runner *r)
 	if (!e)
 		e = uv_listen((uv_stream_t *)&r->server, 16, ctl__connection);
 	if (e < 0) {
-		cli_err("control socket %s: %s", r->sock_path, uv_strerror(e));
+		util_err("control socket %s: %s", r->sock_path, uv_strerror(e));
 		return e;
 	}
 	return 0;
 }
 
-static void run__close_walk(uv_handle_t *h, void *arg)
+static void vmhost__close_walk(uv_handle_t *h, void *arg)
 {
-	struct runner *r = arg;
+	struct vmhost *r = arg;
 	if (uv_is_closing(h))
 		return;
-	/* Control clients own their memory; everything else lives in runner. */
+	/* Control clients own their memory; everything else lives in the vmhost. */
 	if (h->type == UV_NAMED_PIPE && h != (uv_handle_t *)&r->server)
 		uv_close(h, ctl__free);
 	else
 		uv_close(h, NULL);
 }
 
-static void run__on_stopped(uv_async_t *a)
+static void vmhost__on_stopped(uv_async_t *a)
 {
-	struct runner *r = a->data;
+	struct vmhost *r = a->data;
 	if (r->mig) {
 		/* Finish the migration's bookkeeping first; done() stops the loop. */
 		r->stop_after_mig = 1;
@@ -345,16 +347,16 @@ static void run__on_stopped(uv_async_t *a)
 	uv_stop(a->loop);
 }
 
-static void run__on_signal(uv_signal_t *s, int sig)
+static void vmhost__on_signal(uv_signal_t *s, int sig)
 {
-	struct runner *r = s->data;
+	struct vmhost *r = s->data;
 	(void)sig;
 	hv_vm_stop(r->vm);
 }
 
 /* ---- report ---- */
 
-static void run__print_report(struct runner *r, FILE *f, int json)
+static void vmhost__print_report(struct vmhost *r, FILE *f, int json)
 {
 	double secs = (double)(r->t_end - r->t_start) / 1e9;
 	struct precopy_dirtylog_stats st = { 0 };
@@ -430,10 +432,10 @@ static void run__print_report(struct runner *r, FILE *f, int json)
 
 /* ---- outgoing migration ---- */
 
-static void run__start_harvester(struct runner *r);
-static void run__stop_harvester(struct runner *r);
+static void vmhost__start_harvester(struct vmhost *r);
+static void vmhost__stop_harvester(struct vmhost *r);
 
-static void run__mig_line(struct runner *r, const char *json)
+static void vmhost__mig_line(struct vmhost *r, const char *json)
 {
 	if (!r->mig_client)
 		return;
@@ -446,12 +448,12 @@ static void run__mig_line(struct runner *r, const char *json)
 	ctl__reply(r->mig_client, t, n + 1);
 }
 
-static void run__mig_event(void *opaque, const char *json) { run__mig_line(opaque, json); }
+static void vmhost__mig_event(void *opaque, const char *json) { vmhost__mig_line(opaque, json); }
 
-static void run__mig_done(void *opaque, enum migrate_result res, const char *json)
+static void vmhost__mig_done(void *opaque, enum migrate_result res, const char *json)
 {
-	struct runner *r = opaque;
-	run__mig_line(r, json);
+	struct vmhost *r = opaque;
+	vmhost__mig_line(r, json);
 	r->mig = NULL;
 	if (res == MIGRATE_OK) {
 		/* The guest lives on the destination now; this copy never runs again. */
@@ -462,22 +464,22 @@ static void run__mig_done(void *opaque, enum migrate_result res, const char *jso
 	} else if (r->stop_after_mig) {
 		uv_stop(&r->loop);
 	} else {
-		run__start_harvester(r);
+		vmhost__start_harvester(r);
 	}
 	if (r->stop_after_mig && res != MIGRATE_FAILED)
 		uv_stop(&r->loop);
 }
 
 static const struct migrate_src_ops run_mig_ops = {
-	.event = run__mig_event,
-	.done = run__mig_done,
+	.event = vmhost__mig_event,
+	.done = vmhost__mig_done,
 };
 
 /* "migrate key=value ...": starts a migration; on success j->f is cleared
  * and the connection receives progress events and the result instead. */
-static void run__migrate(struct ctl_client *c, char *args, struct json *j)
+static void vmhost__migrate(struct ctl_client *c, char *args, struct json *j)
 {
-	struct runner *r = c->r;
+	struct vmhost *r = c->r;
 	struct migrate_src_opts o;
 	char err[512] = "";
 	char *save = NULL;
@@ -509,10 +511,10 @@ static void run__migrate(struct ctl_client *c, char *args, struct json *j)
 		snprintf(err, sizeof(err), "'%s' runs without a dirty log (--dirty-log off): cannot pre-copy", r->name);
 		goto refuse;
 	}
-	run__stop_harvester(r); /* the engine harvests from now on */
+	vmhost__stop_harvester(r); /* the engine harvests from now on */
 	int e = migrate_src_start(&r->loop, r->vm, r->dl, r->name, &o, &run_mig_ops, r, &r->mig, err, sizeof(err));
 	if (e < 0) {
-		run__start_harvester(r);
+		vmhost__start_harvester(r);
 		goto refuse;
 	}
 	snprintf(r->mig_target, sizeof(r->mig_target), "%s", o.target);
@@ -522,7 +524,7 @@ static void run__migrate(struct ctl_client *c, char *args, struct json *j)
 	char line[512];
 	snprintf(line, sizeof(line), "{\"ok\":true,\"event\":\"started\",\"name\":\"%s\",\"target\":\"%s\"}", r->name,
 		 o.target);
-	run__mig_line(r, line);
+	vmhost__mig_line(r, line);
 	return;
 refuse:
 	json_bool(j, "ok", 0);
@@ -531,16 +533,16 @@ refuse:
 
 /* ---- lifecycle ---- */
 
-static void run__start_harvester(struct runner *r)
+static void vmhost__start_harvester(struct vmhost *r)
 {
 	if (!r->dl || r->harvester_started)
 		return;
 	atomic_store(&r->harvest_stop, 0);
-	if (pthread_create(&r->harvester, NULL, run__harvester, r) == 0)
+	if (pthread_create(&r->harvester, NULL, vmhost__harvester, r) == 0)
 		r->harvester_started = 1;
 }
 
-static void run__stop_harvester(struct runner *r)
+static void vmhost__stop_harvester(struct vmhost *r)
 {
 	if (!r->harvester_started)
 		return;
@@ -549,7 +551,7 @@ static void run__stop_harvester(struct runner *r)
 	r->harvester_started = 0;
 }
 
-int runner_init(struct runner *r, const char *name)
+int vmhost_init(struct vmhost *r, const char *name)
 {
 	memset(r, 0, sizeof(*r));
 	r->cfg.mem_bytes = 256ull << 20;
@@ -562,73 +564,73 @@ int runner_init(struct runner *r, const char *name)
 	snprintf(r->name, sizeof(r->name), "%s", name);
 	pthread_mutex_init(&r->lock, NULL);
 	if (uv_loop_init(&r->loop) < 0) {
-		cli_err("event loop init failed");
+		util_err("event loop init failed");
 		return -ENOMEM;
 	}
 	r->loop_ok = 1;
-	uv_async_init(&r->loop, &r->stopped_async, run__on_stopped);
+	uv_async_init(&r->loop, &r->stopped_async, vmhost__on_stopped);
 	r->stopped_async.data = r;
 	uv_signal_init(&r->loop, &r->sigint);
 	uv_signal_init(&r->loop, &r->sigterm);
 	r->sigint.data = r->sigterm.data = r;
-	uv_signal_start(&r->sigint, run__on_signal, SIGINT);
-	uv_signal_start(&r->sigterm, run__on_signal, SIGTERM);
+	uv_signal_start(&r->sigint, vmhost__on_signal, SIGINT);
+	uv_signal_start(&r->sigterm, vmhost__on_signal, SIGTERM);
 	return 0;
 }
 
-int runner_claim_name(struct runner *r, const char *name)
+int vmhost_claim_name(struct vmhost *r, const char *name)
 {
 	if (name != r->name)
 		snprintf(r->name, sizeof(r->name), "%s", name);
-	return run__open_ctl(r);
+	return vmhost__open_ctl(r);
 }
 
-int runner_went_live(struct runner *r)
+int vmhost_went_live(struct vmhost *r)
 {
 	r->incoming = 0;
-	r->t_start = cli_now_ns();
+	r->t_start = util_now_ns();
 	if (r->cfg.dirty_mode != HV_DIRTY_OFF && !r->dl) {
 		int e = precopy_dirtylog_open(r->vm, &r->dl);
 		if (e < 0) {
-			cli_err("starting the %s dirty log: %s", hv_dirty_mode_name(r->cfg.dirty_mode), strerror(-e));
+			util_err("starting the %s dirty log: %s", hv_dirty_mode_name(r->cfg.dirty_mode), strerror(-e));
 			return e;
 		}
 	}
-	run__start_harvester(r);
+	vmhost__start_harvester(r);
 	return 0;
 }
 
-static void run__write_report_json(FILE *f, void *opaque) { run__print_report(opaque, f, 1); }
+static void vmhost__write_report_json(FILE *f, void *opaque) { vmhost__print_report(opaque, f, 1); }
 
-static void run__write_result_file(struct runner *r)
+static void vmhost__write_result_file(struct vmhost *r)
 {
 	if (!r->result_name[0] || r->dirfd < 0)
 		return;
-	int e = rundir_write_atomic(r->dirfd, r->result_name, run__write_report_json, r);
+	int e = rundir_write_atomic(r->dirfd, r->result_name, vmhost__write_report_json, r);
 	if (e < 0)
-		cli_err("writing %s: %s", r->result_name, strerror(-e));
+		util_err("writing %s: %s", r->result_name, strerror(-e));
 }
 
-int runner_run(struct runner *r)
+int vmhost_run(struct vmhost *r)
 {
 	uv_run(&r->loop, UV_RUN_DEFAULT);
-	return runner_finish(r);
+	return vmhost_finish(r);
 }
 
-int runner_finish(struct runner *r)
+int vmhost_finish(struct vmhost *r)
 {
 	hv_vm_wait(r->vm);
 	if (r->harvester_started) {
-		run__stop_harvester(r);
-		run__harvest_once(r); /* the tail since the last periodic harvest */
+		vmhost__stop_harvester(r);
+		vmhost__harvest_once(r); /* the tail since the last periodic harvest */
 	}
 	if (!r->t_end)
-		r->t_end = cli_now_ns();
-	run__write_result_file(r);
-	run__print_report(r, r->out, r->json);
+		r->t_end = util_now_ns();
+	vmhost__write_result_file(r);
+	vmhost__print_report(r, r->out, r->json);
 	fflush(r->out);
 	if (r->why == HV_STOP_CRASH && !r->json)
-		cli_err("guest crashed: %s", r->detail);
+		util_err("guest crashed: %s", r->detail);
 	if (r->migrated)
 		return PMG_EXIT_OK;
 	if (r->indeterminate)
@@ -636,13 +638,13 @@ int runner_finish(struct runner *r)
 	return (r->why == HV_STOP_EXIT && r->exit_code == 0 && r->have_report) ? PMG_EXIT_OK : PMG_EXIT_FAIL;
 }
 
-void runner_cleanup(struct runner *r)
+void vmhost_cleanup(struct vmhost *r)
 {
-	run__stop_harvester(r);
+	vmhost__stop_harvester(r);
 	if (r->loop_ok) {
 		/* libuv unlinks the bound socket as it closes it (through the
 		 * directory descriptor's /proc path, so that stays open until here). */
-		uv_walk(&r->loop, run__close_walk, r);
+		uv_walk(&r->loop, vmhost__close_walk, r);
 		uv_run(&r->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&r->loop);
 	}

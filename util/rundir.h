@@ -1,5 +1,5 @@
 /*
- * cli/rundir.h - the run directory: where VMs' control sockets, consoles
+ * util/rundir.h - the run directory: where VMs' control sockets, consoles
  * and reports live. It is trusted only when it is ours, and everything in
  * it is reached through one checked directory descriptor, never through a
  * path that could be swapped after the check.
@@ -11,8 +11,8 @@
  *
  * Threads: any; no shared state.
  */
-#ifndef PMG_CLI_RUNDIR_H
-#define PMG_CLI_RUNDIR_H
+#ifndef PMG_UTIL_RUNDIR_H
+#define PMG_UTIL_RUNDIR_H
 
 #include <stddef.h>
 #include <stdio.h>

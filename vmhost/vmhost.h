@@ -1,15 +1,18 @@
 /*
- * cli/runner.h - a process that hosts one VM: the built-in VMM's guest
- * callbacks, the control socket (status, pause, resume, stats, stop,
- * migrate), the background dirty-log harvester, and the final report.
- * `pml-migrate run` boots an image into one; an agent's session process
- * fills one from an incoming migration.
+ * vmhost/vmhost.h - the process that hosts one VM, whatever the backend:
+ * it reaches the hypervisor through hv/hv.h only (the backend's ops table,
+ * hv/hv-backend.h, stays behind it). It holds the guest callbacks, the
+ * control socket (status, pause, resume, stats, stop, cancel, migrate), the
+ * background dirty-log harvester, the source engine of an outgoing
+ * migration, and the final report. `pml-migrate run` boots an image into
+ * one; an agent's session process (`pml-migrate recv`) fills one from an
+ * incoming migration.
  *
- * Threads: everything here runs on the runner's loop thread, except the
+ * Threads: everything here runs on the vmhost's loop thread, except the
  * guest callbacks (vCPU threads) and the harvester (its own thread).
  */
-#ifndef PMG_CLI_RUNNER_H
-#define PMG_CLI_RUNNER_H
+#ifndef PMG_VMHOST_VMHOST_H
+#define PMG_VMHOST_VMHOST_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,11 +24,11 @@
 
 struct ctl_client;
 
-struct runner {
+struct vmhost {
 	struct hv_vm *vm;
 	struct hv_vm_config cfg;
 	char name[65];
-	int dirfd;               /* the checked run directory (cli/rundir.h), -1 until claimed */
+	int dirfd;               /* the checked run directory (util/rundir.h), -1 until claimed */
 	char sock_path[4200];    /* for messages; the socket is reached through dirfd */
 	int json;                /* report as JSON */
 	FILE *con;               /* guest console */
@@ -64,25 +67,25 @@ struct runner {
 };
 
 /* Sets up the loop, signals and the VM-stopped notification. name may be
- * "" and set later with runner_claim_name(). Returns 0 or -errno. */
-int runner_init(struct runner *r, const char *name);
-/* Opens the run directory (refused unless ours: cli/rundir.h) and binds
+ * "" and set later with vmhost_claim_name(). Returns 0 or -errno. */
+int vmhost_init(struct vmhost *r, const char *name);
+/* Opens the run directory (refused unless ours: util/rundir.h) and binds
  * NAME's control socket there, mode 0600 (-EEXIST: a VM of that name
  * answers there). Returns 0 or -errno, message printed. */
-int runner_claim_name(struct runner *r, const char *name);
+int vmhost_claim_name(struct vmhost *r, const char *name);
 /* The guest callbacks to install on r->vm. */
-extern const struct hv_guest_ops runner_guest_ops;
+extern const struct hv_guest_ops vmhost_guest_ops;
 /* The VM runs, or is about to (the caller starts it just before or just
  * after): opens its dirty log (if any) and starts the harvester. Returns 0
  * or -errno (message printed). */
-int runner_went_live(struct runner *r);
+int vmhost_went_live(struct vmhost *r);
 /* Runs the loop until the VM stops, then prints the report. Returns the
  * process exit code. */
-int runner_run(struct runner *r);
-/* The second half of runner_run, for a caller that ran the loop itself
+int vmhost_run(struct vmhost *r);
+/* The second half of vmhost_run, for a caller that ran the loop itself
  * until the VM stopped. */
-int runner_finish(struct runner *r);
+int vmhost_finish(struct vmhost *r);
 /* Frees everything (VM included). */
-void runner_cleanup(struct runner *r);
+void vmhost_cleanup(struct vmhost *r);
 
 #endif

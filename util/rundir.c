@@ -1,5 +1,5 @@
 /*
- * cli/rundir.c - a run directory that is ours, and files in it created
+ * util/rundir.c - a run directory that is ours, and files in it created
  * without following links.
  */
 #include <errno.h>
@@ -9,7 +9,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "cli/rundir.h"
+#include "util/rundir.h"
 
 int rundir_path(char *buf, size_t len)
 {

@@ -1,0 +1,110 @@
+/*
+ * util/util.c - exit codes, errors, the clock, VM names, the control
+ * socket's client side.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include "util/rundir.h"
+#include "util/util.h"
+
+void util_err(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("pml-migrate: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int util_valid_name(const char *name)
+{
+	size_t n = strlen(name);
+	/* Not '.' first (hidden, "..") nor '-' first (would read as an option). */
+	if (n == 0 || n > 64 || name[0] == '.' || name[0] == '-')
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+		      c == '_' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+uint64_t util_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int util_ctl_connect(const char *prefix, const char *name)
+{
+	struct sockaddr_un a;
+	char dir[RUNDIR_MAX_PATH], why[RUNDIR_MAX_PATH + 200];
+	int dfd = rundir_open(0, dir, sizeof(dir), why, sizeof(why));
+	if (dfd < 0) {
+		if (prefix && dfd == -ENOENT)
+			util_err("%s: no VM named '%s' (no run directory %s)", prefix, name, dir);
+		else if (prefix)
+			util_err("%s: %s", prefix, why);
+		return dfd;
+	}
+	int e = rundir_sock_addr(dfd, name, &a);
+	int fd = e < 0 ? -1 : socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		e = e < 0 ? e : -errno;
+		if (prefix)
+			util_err("%s: no VM named '%s' (%s/%s.sock: %s)", prefix, name, dir, name, strerror(-e));
+		if (fd >= 0)
+			close(fd);
+		close(dfd);
+		return e;
+	}
+	close(dfd);
+	return fd;
+}
+
+int util_read_line(int fd, char *buf, size_t len, size_t *have, char *line, size_t linelen, int timeout_ms)
+{
+	for (;;) {
+		char *nl = memchr(buf, '\n', *have);
+		if (nl) {
+			size_t n = (size_t)(nl - buf);
+			size_t k = n < linelen - 1 ? n : linelen - 1;
+			memcpy(line, buf, k);
+			line[k] = 0;
+			memmove(buf, nl + 1, *have - n - 1);
+			*have -= n + 1;
+			return (int)k;
+		}
+		if (*have == len)
+			return -EMSGSIZE;
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int pr = poll(&p, 1, timeout_ms);
+		if (pr == 0)
+			return -ETIMEDOUT;
+		if (pr < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		ssize_t got = read(fd, buf + *have, len - *have);
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (got == 0)
+			return 0;
+		*have += (size_t)got;
+	}
+}

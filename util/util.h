@@ -1,0 +1,40 @@
+/*
+ * util/util.h - small helpers shared by the CLI and the VM-hosting process
+ * (vmhost/): exit codes, errors, the monotonic clock, VM names, the
+ * control socket's client side.
+ *
+ * Threads: any; no shared state.
+ */
+#ifndef PMG_UTIL_UTIL_H
+#define PMG_UTIL_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Exit codes, documented in the README. */
+enum {
+	PMG_EXIT_OK = 0,
+	PMG_EXIT_FAIL = 1,
+	PMG_EXIT_USAGE = 2,
+	PMG_EXIT_INDETERMINATE = 3,
+};
+
+/* Prints "pml-migrate: <msg>" on stderr. */
+void util_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t util_now_ns(void);
+
+/* NAME: 1-64 chars of [A-Za-z0-9._-], not starting with '.' or '-'. */
+int util_valid_name(const char *name);
+
+/* Connects to VM name's control socket in the run directory (util/rundir.h:
+ * a directory that is not ours is refused). Returns the socket fd, or
+ * -errno with a message printed (prefix: the command; NULL: quiet). */
+int util_ctl_connect(const char *prefix, const char *name);
+/* Reads one line (without '\n') of at most len-1 bytes, waiting up to
+ * timeout_ms (-1: forever). buf/have keep bytes beyond the line between
+ * calls. Returns the line length, 0 at EOF, -ETIMEDOUT or -errno. */
+int util_read_line(int fd, char *buf, size_t len, size_t *have, char *line, size_t linelen, int timeout_ms);
+
+#endif
