@@ -52,7 +52,8 @@ int cmd_list(int argc, char **argv)
 		close(dfd);
 	}
 	if (!json)
-		printf("%-24s %-14s %8s %10s %6s %-7s %12s\n", "NAME", "STATE", "PID", "MEMORY", "VCPUS", "LOG", "UPTIME");
+		printf("%-24s %-14s %8s %-9s %10s %6s %-7s %12s\n", "NAME", "STATE", "PID", "HV", "MEMORY", "VCPUS", "LOG",
+		       "UPTIME");
 	if (!d)
 		return PMG_EXIT_OK;
 	struct dirent *e;
@@ -79,14 +80,19 @@ int cmd_list(int argc, char **argv)
 			continue;
 		}
 		char st[32] = "?", pid[16] = "?", mem[32] = "0", vc[8] = "?", dl[16] = "?", up[32] = "0";
+		char hv[16] = "kvm", dom[16] = "", hvcol[40];
 		json_field(line, "state", st, sizeof(st));
 		json_field(line, "pid", pid, sizeof(pid));
 		json_field(line, "mem_bytes", mem, sizeof(mem));
 		json_field(line, "vcpus", vc, sizeof(vc));
 		json_field(line, "dirty_log", dl, sizeof(dl));
 		json_field(line, "uptime_ms", up, sizeof(up));
-		printf("%-24s %-14s %8s %9lluM %6s %-7s %11.1fs\n", name, st, pid, strtoull(mem, NULL, 10) >> 20, vc, dl,
-		       strtod(up, NULL) / 1000.0);
+		json_field(line, "hv", hv, sizeof(hv));
+		json_field(line, "domid", dom, sizeof(dom));
+		/* A Xen VM shows its domain id, the name `xl` knows it by. */
+		snprintf(hvcol, sizeof(hvcol), "%s%s%s", hv, dom[0] ? ":" : "", dom);
+		printf("%-24s %-14s %8s %-9s %9lluM %6s %-7s %11.1fs\n", name, st, pid, hvcol,
+		       strtoull(mem, NULL, 10) >> 20, vc, dl, strtod(up, NULL) / 1000.0);
 	}
 	closedir(d);
 	return PMG_EXIT_OK;

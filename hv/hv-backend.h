@@ -5,6 +5,7 @@
 #ifndef PMG_HV_BACKEND_H
 #define PMG_HV_BACKEND_H
 
+#include "config.h"
 #include "hv/hv.h"
 
 struct hv_backend {
@@ -29,6 +30,7 @@ struct hv_backend {
 	uint64_t (*ring_full_exits)(struct hv_vm *vm);
 	int (*vcpu_save)(struct hv_vm *vm, unsigned idx, void **blob, size_t *len);
 	int (*vcpu_load)(struct hv_vm *vm, unsigned idx, const void *blob, size_t len);
+	int64_t (*domid)(struct hv_vm *vm); /* optional: NULL means none */
 };
 
 struct hv_vm {
@@ -40,5 +42,8 @@ struct hv_vm {
 };
 
 extern const struct hv_backend hv_kvm_backend;
+#ifdef HAVE_XEN
+extern const struct hv_backend hv_xen_backend;
+#endif
 
 #endif

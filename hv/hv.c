@@ -36,6 +36,10 @@ int hv_vm_create(const char *backend, const struct hv_vm_config *cfg, struct hv_
 
 	if (!backend || !strcmp(backend, "kvm"))
 		be = &hv_kvm_backend;
+#ifdef HAVE_XEN
+	else if (!strcmp(backend, "xen"))
+		be = &hv_xen_backend;
+#endif
 	if (!be)
 		return -ENOTSUP;
 	if (cfg->mem_bytes < HV_MIN_MEM || cfg->mem_bytes > HV_MAX_MEM || (cfg->mem_bytes & ((2ull << 20) - 1)))
@@ -70,6 +74,13 @@ void hv_vm_set_guest_ops(struct hv_vm *vm, const struct hv_guest_ops *ops, void 
 {
 	vm->gops = ops;
 	vm->gops_opaque = opaque;
+}
+
+const char *hv_vm_backend(const struct hv_vm *vm) { return vm->be->name; }
+
+int64_t hv_vm_domid(struct hv_vm *vm)
+{
+	return vm->be->domid ? vm->be->domid(vm) : -1;
 }
 
 const struct hv_vm_config *hv_vm_config(const struct hv_vm *vm) { return &vm->cfg; }

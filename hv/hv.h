@@ -38,6 +38,8 @@ struct hv_vm_config {
 	unsigned vcpus;              /* 1..HV_MAX_VCPUS */
 	enum hv_dirty_mode dirty_mode; /* fixed for the VM's life (KVM needs it before vCPUs exist) */
 	uint32_t ring_entries;       /* per vCPU, power of two; 0 = 65536 (or the kernel's max) */
+	char name[65];               /* what the hypervisor calls the VM, where it names VMs
+	                              * (a Xen domain name); "" lets the backend choose */
 	int huge_pages;              /* back memory with transparent huge pages: first touch is
 	                              * ~13x cheaper here, but memory is then taken 2 MiB at a
 	                              * time; for a destination filling memory it will use */
@@ -68,10 +70,21 @@ struct hv_guest_ops {
 struct hv_vm;
 
 /* Creates a VM with empty (zero, sparse) memory and vCPUs that are not
- * running. backend: "kvm". *out owned by the caller: hv_vm_destroy(). */
+ * running. backend: "kvm", or "xen" when built with the Xen libraries
+ * (-ENOTSUP otherwise). On Xen the domain itself is created by
+ * hv_boot_image(); Xen takes 1 vCPU and the bitmap or no dirty log
+ * (-ENOTSUP otherwise), and needs dom0 privileges (-EACCES/-ENOENT when
+ * the Xen interfaces cannot be opened). *out owned by the caller:
+ * hv_vm_destroy(). */
 int hv_vm_create(const char *backend, const struct hv_vm_config *cfg, struct hv_vm **out);
 /* Stops vCPU threads if any and frees everything. */
 void hv_vm_destroy(struct hv_vm *vm);
+
+/* The backend's name: "kvm" or "xen". */
+const char *hv_vm_backend(const struct hv_vm *vm);
+/* The hypervisor's own id for the VM (a Xen domain id), or -1 when it has
+ * none (KVM; Xen before hv_boot_image()). */
+int64_t hv_vm_domid(struct hv_vm *vm);
 
 void hv_vm_set_guest_ops(struct hv_vm *vm, const struct hv_guest_ops *ops, void *opaque);
 const struct hv_vm_config *hv_vm_config(const struct hv_vm *vm);

@@ -123,6 +123,17 @@ static void ctl__reply(struct ctl_client *c, char *text, size_t len)
 	}
 }
 
+/* Which hypervisor runs the VM, and its id there when it has one. */
+static void vmhost__json_hv(struct vmhost *r, struct json *j)
+{
+	if (!r->vm)
+		return;
+	json_str(j, "hv", hv_vm_backend(r->vm));
+	int64_t id = hv_vm_domid(r->vm);
+	if (id >= 0)
+		json_u64(j, "domid", (uint64_t)id);
+}
+
 static const char *vmhost__state(struct vmhost *r)
 {
 	if (r->migrated)
@@ -156,6 +167,7 @@ static void ctl__command(struct ctl_client *c, const char *cmd)
 		json_str(&j, "name", r->name);
 		json_str(&j, "state", vmhost__state(r));
 		json_u64(&j, "pid", (uint64_t)getpid());
+		vmhost__json_hv(r, &j);
 		json_u64(&j, "vcpus", r->cfg.vcpus);
 		json_u64(&j, "mem_bytes", r->cfg.mem_bytes);
 		json_str(&j, "dirty_log", hv_dirty_mode_name(r->cfg.dirty_mode));
@@ -390,6 +402,7 @@ static void vmhost__print_report(struct vmhost *r, FILE *f, int json)
 			json_u64(&j, "tsc_backwards", r->report.tsc_backwards);
 		}
 		json_f64(&j, "run_time_ms", secs * 1000.0);
+		vmhost__json_hv(r, &j);
 		json_u64(&j, "vcpus", r->cfg.vcpus);
 		json_u64(&j, "mem_bytes", r->cfg.mem_bytes);
 		json_str(&j, "dirty_log", hv_dirty_mode_name(r->cfg.dirty_mode));

@@ -1,0 +1,136 @@
+/*
+ * hv/xen-dirty.c - the dirty log and the throttle on Xen.
+ *
+ * Dirty log: Xen's log-dirty mode. Stock Xen fills its bitmap from PML
+ * internally (on Intel hosts with PML) and exposes no per-vCPU log to dom0,
+ * so on Xen the engine consumes a bitmap: each collect is one
+ * XEN_DOMCTL_SHADOW_OP_CLEAN over RAM (copy and reset in one hypercall),
+ * turned into frame numbers by a scan that skips empty words.
+ *
+ * Throttle: the scheduler's cap (credit or credit2), a share of one CPU
+ * per vCPU that Xen enforces; the hypervisor cannot cap vCPUs one by one,
+ * so the domain gets the cap of its least-throttled vCPU.
+ */
+#include <errno.h>
+#include <string.h>
+#include "hv/xen-internal.h"
+
+int xen__dirty_start(struct hv_vm *vm)
+{
+	struct xen_vm *x = xen__vm(vm);
+	int r = 0;
+
+	pthread_mutex_lock(&x->dirty_lock);
+	if (x->dirty_on)
+		goto out;
+	if (!x->bitmap) {
+		x->bitmap_pages = (x->nframes + 8 * XC_PAGE_SIZE - 1) / (8 * XC_PAGE_SIZE);
+		x->bitmap_hbuf = (xc_hypercall_buffer_t){ .hbuf = NULL, .param_shadow = NULL,
+							  HYPERCALL_BUFFER_INIT_NO_BOUNCE };
+		x->bitmap = xc__hypercall_buffer_alloc_pages(x->xch, &x->bitmap_hbuf, (int)x->bitmap_pages);
+		if (!x->bitmap) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	if (xc_shadow_control(x->xch, x->domid, XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY, NULL, 0) < 0) {
+		r = errno ? -errno : -EIO;
+		goto out;
+	}
+	x->dirty_on = true;
+out:
+	pthread_mutex_unlock(&x->dirty_lock);
+	return r;
+}
+
+int xen__dirty_collect(struct hv_vm *vm, void (*emit)(void *, uint64_t), void *opaque)
+{
+	struct xen_vm *x = xen__vm(vm);
+	xc_shadow_op_stats_t st;
+	int n = 0;
+
+	pthread_mutex_lock(&x->dirty_lock);
+	if (!x->dirty_on) {
+		n = -EINVAL;
+		goto out;
+	}
+	memset(x->bitmap, 0, x->bitmap_pages * XC_PAGE_SIZE);
+	if (xc_logdirty_control(x->xch, x->domid, XEN_DOMCTL_SHADOW_OP_CLEAN, &x->bitmap_hbuf, x->nframes, 0, &st) <
+	    0) {
+		n = errno ? -errno : -EIO;
+		goto out;
+	}
+	/* CLEAN has re-armed tracking before returning: a write after this
+	 * point shows up in the next collect. */
+	size_t words = (x->nframes + 63) / 64;
+	for (size_t w = 0; w < words; w++) {
+		unsigned long bits = x->bitmap[w];
+		while (bits) {
+			uint64_t gfn = (uint64_t)w * 64 + (unsigned)__builtin_ctzl(bits);
+			bits &= bits - 1;
+			if (gfn < x->nframes) {
+				emit(opaque, gfn);
+				n++;
+			}
+		}
+	}
+out:
+	pthread_mutex_unlock(&x->dirty_lock);
+	return n;
+}
+
+int xen__dirty_stop(struct hv_vm *vm)
+{
+	struct xen_vm *x = xen__vm(vm);
+	int r = 0;
+
+	pthread_mutex_lock(&x->dirty_lock);
+	if (x->dirty_on && x->have_domain &&
+	    xc_shadow_control(x->xch, x->domid, XEN_DOMCTL_SHADOW_OP_OFF, NULL, 0) < 0)
+		r = errno ? -errno : -EIO;
+	x->dirty_on = false;
+	pthread_mutex_unlock(&x->dirty_lock);
+	return r;
+}
+
+void xen__dirty_fini(struct xen_vm *x)
+{
+	if (x->dirty_on)
+		xen__dirty_stop(x->hv);
+	if (x->bitmap) {
+		xc__hypercall_buffer_free_pages(x->xch, &x->bitmap_hbuf, (int)x->bitmap_pages);
+		x->bitmap = NULL;
+	}
+}
+
+int xen__throttle(struct hv_vm *vm, unsigned idx, unsigned pct)
+{
+	struct xen_vm *x = xen__vm(vm);
+	int sched = 0;
+
+	if (!x->have_domain)
+		return -ENOENT;
+	/* cap: percent of one CPU per vCPU, 0 = none. */
+	unsigned cap = pct ? (100 - pct) * x->nvcpus : 0;
+	if (xc_sched_id(x->xch, &sched) < 0)
+		return errno ? -errno : -EIO;
+	if (sched == XEN_SCHEDULER_CREDIT2) {
+		struct xen_domctl_sched_credit2 s;
+		if (xc_sched_credit2_domain_get(x->xch, x->domid, &s) < 0)
+			return errno ? -errno : -EIO;
+		s.cap = (uint16_t)cap;
+		if (xc_sched_credit2_domain_set(x->xch, x->domid, &s) < 0)
+			return errno ? -errno : -EIO;
+	} else if (sched == XEN_SCHEDULER_CREDIT) {
+		struct xen_domctl_sched_credit s;
+		if (xc_sched_credit_domain_get(x->xch, x->domid, &s) < 0)
+			return errno ? -errno : -EIO;
+		s.cap = (uint16_t)cap;
+		if (xc_sched_credit_domain_set(x->xch, x->domid, &s) < 0)
+			return errno ? -errno : -EIO;
+	} else {
+		return -ENOTSUP;
+	}
+	x->throttle_pct = pct;
+	return 0;
+}

@@ -1,0 +1,112 @@
+/*
+ * hv/xen-internal.h - the Xen backend's private state, shared by its files
+ * (xen.c: domain, memory, pause/stop; xen-ioreq.c: the ioreq server that
+ * serves the guest ABI's ports; xen-dirty.c: log-dirty mode and the
+ * scheduler-cap throttle).
+ *
+ * The domain is a Xen PVH domain: no device model, one vCPU (the guest
+ * images bring up no application processors under PVH). Its RAM
+ * [0, mem_bytes) is mapped into this process once, read-write, so hv_mem()
+ * is a plain pointer as with KVM; frames above RAM (Xen's special pages,
+ * ACPI tables) belong to the toolstack and are never mapped.
+ */
+#ifndef PMG_HV_XEN_INTERNAL_H
+#define PMG_HV_XEN_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <xenctrl.h>
+#include <xenforeignmemory.h>
+#include <xendevicemodel.h>
+#include <xenevtchn.h>
+#include <libxl.h>
+#include <xen/hvm/ioreq.h>
+#include "hv/guest-io.h"
+#include "hv/hv-backend.h"
+
+struct xen_vm;
+
+struct xen_vcpu {
+	struct xen_vm *vm;
+	unsigned idx;
+	xenevtchn_handle *xce;   /* this vCPU's ioreq event channel */
+	evtchn_port_t port;      /* local end, bound to the vCPU's vp_eport */
+	pthread_t thread;
+	bool thread_started;
+	bool done;
+	struct hv_gio gio;
+};
+
+struct xen_vm {
+	struct hv_vm *hv;
+	xc_interface *xch;
+	xenforeignmemory_handle *fmem;
+	xendevicemodel_handle *dmod;
+	libxl_ctx *ctx;
+	xentoollog_logger_stdiostream *log;
+	uint32_t domid;
+	bool have_domain;    /* domid names a domain we created or attached */
+	bool domain_gone;    /* destroyed by someone else: nothing to destroy */
+	uint8_t *mem;        /* RAM frames, mapped in one range */
+	uint64_t nframes;
+	uint8_t *present;    /* per frame: 1 if populated (mapped) */
+	uint64_t tsc_khz;
+
+	/* ioreq server (xen-ioreq.c) */
+	ioservid_t ioserv;
+	bool ioserv_ok;
+	xenforeignmemory_resource_handle *iores;
+	shared_iopage_t *iopage;
+	int wake_fd;         /* eventfd: stop request for the server threads */
+
+	unsigned nvcpus;
+	struct xen_vcpu vcpus[HV_MAX_VCPUS];
+
+	/* pause/stop, as in kvm.c: guarded by lock */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned pause_depth;
+	bool stop_req;
+	bool started;
+	unsigned ndone;
+	enum hv_stop_reason stop_why;
+	int exit_code;
+	char stop_detail[160];
+	bool stopped_reported;
+
+	/* dirty log (xen-dirty.c) */
+	pthread_mutex_t dirty_lock;
+	bool dirty_on;
+	unsigned long *bitmap;  /* hypercall buffer, bitmap_pages pages */
+	size_t bitmap_pages;
+	xc_hypercall_buffer_t bitmap_hbuf;
+	unsigned throttle_pct;
+};
+
+static inline struct xen_vm *xen__vm(struct hv_vm *hv) { return hv->priv; }
+
+/* xen.c */
+/* Ends the VM: records why (first reason wins, a crash overrides), pauses
+ * the domain and wakes every server thread so it leaves. Any thread. */
+void xen__end(struct xen_vm *x, enum hv_stop_reason why, int code, const char *detail);
+/* Called by a server thread as it leaves; the last one reports the VM
+ * stopped through the guest ops. */
+void xen__vcpu_finish(struct xen_vcpu *v);
+
+/* xen-ioreq.c */
+/* Creates the ioreq server for the ABI ports, maps its page, binds each
+ * vCPU's event channel. The domain must exist and not run yet. */
+int xen__ioreq_init(struct xen_vm *x);
+/* Starts one server thread per vCPU. */
+int xen__ioreq_start(struct xen_vm *x);
+/* Joins the server threads (after xen__end), then tears the server down. */
+void xen__ioreq_fini(struct xen_vm *x);
+
+/* xen-dirty.c */
+int xen__dirty_start(struct hv_vm *vm);
+int xen__dirty_collect(struct hv_vm *vm, void (*emit)(void *, uint64_t), void *opaque);
+int xen__dirty_stop(struct hv_vm *vm);
+void xen__dirty_fini(struct xen_vm *x);
+int xen__throttle(struct hv_vm *vm, unsigned idx, unsigned pct);
+
+#endif
