@@ -514,6 +514,8 @@ int agent_run(struct recv_opts *o)
 		args[n++] = "--allow";
 		args[n++] = o->allow;
 	}
+	args[n++] = "--hv";
+	args[n++] = o->hv;
 	snprintf(tmo, sizeof(tmo), "%u", o->lim.idle_ms / 1000);
 	snprintf(htmo, sizeof(htmo), "%u", o->lim.handshake_ms / 1000);
 	args[n++] = "--timeout";
@@ -530,8 +532,9 @@ int agent_run(struct recv_opts *o)
 	uv_timer_init(&a.loop, &a.tick);
 	a.tick.data = &a;
 	uv_timer_start(&a.tick, agent__tick, AGENT_TICK_MS, AGENT_TICK_MS);
-	recv_log("listening on port %u (%s)%s", port, o->listen,
-		 o->insecure ? ", PLAINTEXT (--insecure)" : ", TLS 1.3 with client certificates");
+	recv_log("listening on port %u (%s)%s, receiving into %s", port, o->listen,
+		 o->insecure ? ", PLAINTEXT (--insecure)" : ", TLS 1.3 with client certificates",
+		 !strcmp(o->hv, "xen") ? "Xen domains" : "KVM VMs");
 	uv_run(&a.loop, UV_RUN_DEFAULT);
 	e = 0;
 out:

@@ -30,6 +30,7 @@ struct recv_opts {
 	char certs[256], node[65], allow[1024];
 	char port_file[256];
 	int insecure;
+	char hv[8];     /* the backend incoming VMs run on: "kvm" or "xen" */
 	int session_fd; /* >= 0: this process is a session (internal) */
 	int agent_fd;   /* a session's socketpair to its agent, -1 if none */
 	unsigned max_sessions, max_handshakes, max_pending;

@@ -1,6 +1,7 @@
 /*
  * cli/main.c - pml-migrate: command dispatch and top-level help.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include "cli/commands.h"
@@ -33,6 +34,10 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	/* A peer that closes its end (an agent, a `send` waiting on a control
+	 * socket) must cost an EPIPE on that connection, never the process:
+	 * the one hosting a VM would take the guest down with it. */
+	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2) {
 		usage(stderr);
 		return PMG_EXIT_USAGE;

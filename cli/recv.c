@@ -61,6 +61,10 @@ static void recv_usage(FILE *f)
 		"                       missing, no COMMIT after READY (default 60)\n"
 		"  --handshake-timeout S  a connection must be authenticated and say HELLO\n"
 		"                       within S seconds (default 10)\n"
+		"  --hv auto|kvm|xen    the hypervisor incoming VMs run on (default auto: xen\n"
+		"                       on a Xen dom0, else kvm); a migration from the other\n"
+		"                       one is refused. On Xen each VM becomes a PVH domain of\n"
+		"                       its name, served by its session process\n"
 		"  -h, --help           this text\n"
 		"\n"
 		"TLS 1.3 with mutual certificate authentication is the default: clients must\n"
@@ -74,6 +78,7 @@ static void recv_usage(FILE *f)
 
 struct session {
 	struct vmhost r;
+	const char *hv; /* "kvm" or "xen" */
 	struct migrate_dst *d;
 	struct xport_tls *tls;
 	int failed;
@@ -119,17 +124,35 @@ static int session__claim(void *opaque, const char *name, char *why, size_t len)
 static int session__create_vm(void *opaque, const struct stream_shape *sh, struct hv_vm **vm, char *why, size_t len)
 {
 	struct session *s = opaque;
+	const char *src_hv = sh->hv == STREAM_HV_XEN ? "xen" : "kvm";
+	if (strcmp(src_hv, s->hv)) {
+		snprintf(why, len, "the source runs a %s VM and this agent receives into %s (recv --hv)",
+			 sh->hv == STREAM_HV_XEN ? "Xen" : "KVM", !strcmp(s->hv, "xen") ? "Xen" : "KVM");
+		return -EPROTONOSUPPORT;
+	}
 	s->r.cfg.mem_bytes = sh->mem_bytes;
 	s->r.cfg.vcpus = sh->vcpus;
-	s->r.cfg.dirty_mode = sh->dirty_log == HV_DIRTY_BITMAP ? HV_DIRTY_BITMAP : HV_DIRTY_RING;
-	s->r.cfg.huge_pages = 1; /* every page that arrives is written: make that cheap */
-	int e = hv_vm_create("kvm", &s->r.cfg, &s->r.vm);
+	if (!strcmp(s->hv, "xen")) {
+		/* Xen's log-dirty is a bitmap, armed only for an onward move. */
+		s->r.cfg.dirty_mode = HV_DIRTY_BITMAP;
+		snprintf(s->r.cfg.name, sizeof(s->r.cfg.name), "%s", s->r.name);
+	} else {
+		s->r.cfg.dirty_mode = sh->dirty_log == HV_DIRTY_BITMAP ? HV_DIRTY_BITMAP : HV_DIRTY_RING;
+		s->r.cfg.huge_pages = 1; /* every page that arrives is written: make that cheap */
+	}
+	int e = hv_vm_create(s->hv, &s->r.cfg, &s->r.vm);
 	if (e < 0) {
-		snprintf(why, len, "destination cannot create a %" PRIu64 " MiB, %u-vCPU VM: %s", sh->mem_bytes >> 20,
-			 sh->vcpus, strerror(-e));
+		snprintf(why, len, "destination cannot create a %" PRIu64 " MiB, %u-vCPU %s VM: %s", sh->mem_bytes >> 20,
+			 sh->vcpus, s->hv, strerror(-e));
 		return e;
 	}
 	hv_vm_set_guest_ops(s->r.vm, &vmhost_guest_ops, &s->r);
+	e = hv_vm_prepare_incoming(s->r.vm, why, len);
+	if (e < 0) {
+		hv_vm_destroy(s->r.vm);
+		s->r.vm = NULL;
+		return e;
+	}
 	*vm = s->r.vm;
 	return 0;
 }
@@ -176,6 +199,7 @@ static int recv_session(const struct recv_opts *o)
 		return PMG_EXIT_FAIL;
 	s.r.incoming = 1;
 	s.agent_fd = o->agent_fd;
+	s.hv = o->hv;
 	struct xport_tls_config tc = { .server = 1, .insecure = o->insecure, .certs_dir = o->certs, .node = o->node,
 				       .allow = o->allow[0] ? o->allow : NULL };
 	if (xport_tls_new(&tc, &s.tls, err, sizeof(err)) < 0) {
@@ -227,6 +251,7 @@ int cmd_recv(int argc, char **argv)
 		{ "max-pending", required_argument, 0, 'P' },
 		{ "agent-fd", required_argument, 0, 'A' },
 		{ "handshake-timeout", required_argument, 0, 'H' },
+		{ "hv", required_argument, 0, 'V' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -242,6 +267,7 @@ int cmd_recv(int argc, char **argv)
 	o.agent_fd = -1;
 	migrate_dst_limits_default(&o.lim);
 	snprintf(o.node, sizeof(o.node), "agent");
+	snprintf(o.hv, sizeof(o.hv), "auto");
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -310,6 +336,17 @@ int cmd_recv(int argc, char **argv)
 			}
 			o.session_fd = (int)v;
 			break;
+		case 'V':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "kvm") && strcmp(optarg, "xen")) {
+				util_err("recv: --hv '%s': must be auto, kvm or xen", optarg);
+				return PMG_EXIT_USAGE;
+			}
+			if (!hv_backend_built(strcmp(optarg, "auto") ? optarg : "kvm")) {
+				util_err("recv: --hv xen: this pml-migrate was built without the Xen libraries (libxen-dev)");
+				return PMG_EXIT_USAGE;
+			}
+			snprintf(o.hv, sizeof(o.hv), "%s", optarg);
+			break;
 		case 'h':
 			recv_usage(stdout);
 			return PMG_EXIT_OK;
@@ -329,6 +366,8 @@ int cmd_recv(int argc, char **argv)
 		util_err("recv: --certs DIR is required (or --insecure for plaintext)");
 		return PMG_EXIT_USAGE;
 	}
+	if (!strcmp(o.hv, "auto"))
+		snprintf(o.hv, sizeof(o.hv), "%s", hv_host_backend());
 	if (o.session_fd >= 0)
 		return recv_session(&o);
 	if (!o.listen[0]) {

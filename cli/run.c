@@ -26,7 +26,8 @@ static void run_usage(FILE *f)
 		"  --vcpus N              1 or 2 (default 1)\n"
 		"  --hv kvm|xen           hypervisor (default kvm); xen needs a Xen dom0, root,\n"
 		"                         1 vCPU, and names the domain after --name\n"
-		"  --dirty-log MODE       ring (default on KVM), bitmap or off (default on Xen)\n"
+		"  --dirty-log MODE       ring (default on KVM), bitmap or off; Xen has bitmap only\n"
+		"                         (its default), armed only while the VM migrates\n"
 		"  --ring-entries N       dirty ring size per vCPU, power of two (default 65536)\n"
 		"  --harvest-ms N         harvest the dirty log every N ms, 1..10000 (default 10)\n"
 		"  --name NAME            VM name for the control socket (default vm-PID)\n"
@@ -150,10 +151,10 @@ int cmd_run(int argc, char **argv)
 	}
 
 	if (!strcmp(hv, "xen")) {
-		/* Xen has a bitmap only, and nothing reads it until a migration
-		 * asks: a guest that is not moving runs without the log. */
+		/* Xen has a bitmap only (log-dirty), armed only while a
+		 * migration runs: a guest that is not moving runs without it. */
 		if (!dirty_set)
-			r.cfg.dirty_mode = HV_DIRTY_OFF;
+			r.cfg.dirty_mode = HV_DIRTY_BITMAP;
 		if (r.cfg.dirty_mode == HV_DIRTY_RING) {
 			util_err("--dirty-log ring: Xen exposes no per-vCPU dirty log to dom0; use bitmap or off");
 			{ rc = PMG_EXIT_USAGE; goto out; }

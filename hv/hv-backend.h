@@ -31,6 +31,9 @@ struct hv_backend {
 	int (*vcpu_save)(struct hv_vm *vm, unsigned idx, void **blob, size_t *len);
 	int (*vcpu_load)(struct hv_vm *vm, unsigned idx, const void *blob, size_t len);
 	int64_t (*domid)(struct hv_vm *vm); /* optional: NULL means none */
+	int (*prepare_incoming)(struct hv_vm *vm, char *err, size_t errlen); /* optional */
+	int (*rename)(struct hv_vm *vm, const char *name);                     /* optional */
+	int dirty_on_demand; /* see hv_dirty_on_demand() */
 };
 
 struct hv_vm {

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "hv/hv-backend.h"
 
 const char *hv_dirty_mode_name(enum hv_dirty_mode m)
@@ -26,6 +27,22 @@ int hv_dirty_mode_parse(const char *s, enum hv_dirty_mode *out)
 	else
 		return -EINVAL;
 	return 0;
+}
+
+int hv_backend_built(const char *name)
+{
+#ifdef HAVE_XEN
+	if (!strcmp(name, "xen"))
+		return 1;
+#endif
+	return !strcmp(name, "kvm");
+}
+
+const char *hv_host_backend(void)
+{
+	if (hv_backend_built("xen") && (!access("/dev/xen/privcmd", F_OK) || !access("/proc/xen/privcmd", F_OK)))
+		return "xen";
+	return "kvm";
 }
 
 int hv_vm_create(const char *backend, const struct hv_vm_config *cfg, struct hv_vm **out)
@@ -81,6 +98,18 @@ const char *hv_vm_backend(const struct hv_vm *vm) { return vm->be->name; }
 int64_t hv_vm_domid(struct hv_vm *vm)
 {
 	return vm->be->domid ? vm->be->domid(vm) : -1;
+}
+
+int hv_vm_prepare_incoming(struct hv_vm *vm, char *err, size_t errlen)
+{
+	return vm->be->prepare_incoming ? vm->be->prepare_incoming(vm, err, errlen) : 0;
+}
+
+int hv_dirty_on_demand(struct hv_vm *vm) { return vm->be->dirty_on_demand; }
+
+int hv_vm_rename(struct hv_vm *vm, const char *name)
+{
+	return vm->be->rename ? vm->be->rename(vm, name) : 0;
 }
 
 const struct hv_vm_config *hv_vm_config(const struct hv_vm *vm) { return &vm->cfg; }

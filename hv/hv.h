@@ -80,11 +80,27 @@ int hv_vm_create(const char *backend, const struct hv_vm_config *cfg, struct hv_
 /* Stops vCPU threads if any and frees everything. */
 void hv_vm_destroy(struct hv_vm *vm);
 
+/* Whether this build has backend name ("kvm", "xen"). */
+int hv_backend_built(const char *name);
+/* The backend this host runs: "xen" when built with Xen and this is a Xen
+ * dom0 (the privcmd device exists), otherwise "kvm". */
+const char *hv_host_backend(void);
+
 /* The backend's name: "kvm" or "xen". */
 const char *hv_vm_backend(const struct hv_vm *vm);
 /* The hypervisor's own id for the VM (a Xen domain id), or -1 when it has
  * none (KVM; Xen before hv_boot_image()). */
 int64_t hv_vm_domid(struct hv_vm *vm);
+
+/* Makes the VM ready to be filled by an incoming migration, without
+ * booting an image. KVM: nothing to do. Xen: creates the domain, paused,
+ * under the temporary name cfg.name + "--incoming" (as `xl migrate`
+ * does), so it never clashes with the source's domain on one host.
+ * Returns 0 or -errno with a one-line reason in err. */
+int hv_vm_prepare_incoming(struct hv_vm *vm, char *err, size_t errlen);
+/* Renames the VM where the hypervisor names VMs (Xen: the domain, and
+ * -EEXIST when another domain has that name). KVM: nothing to do. */
+int hv_vm_rename(struct hv_vm *vm, const char *name);
 
 void hv_vm_set_guest_ops(struct hv_vm *vm, const struct hv_guest_ops *ops, void *opaque);
 const struct hv_vm_config *hv_vm_config(const struct hv_vm *vm);
@@ -130,6 +146,10 @@ int hv_vm_has_ended(struct hv_vm *vm);
 int hv_dirty_start(struct hv_vm *vm);
 int hv_dirty_collect(struct hv_vm *vm, void (*emit)(void *opaque, uint64_t gfn), void *opaque);
 int hv_dirty_stop(struct hv_vm *vm);
+/* 1 when the backend starts and stops its dirty log at any time at no
+ * cost while off (Xen's log-dirty mode): the host then arms it only for
+ * a migration. 0: the log is armed for the VM's life (KVM today). */
+int hv_dirty_on_demand(struct hv_vm *vm);
 /* Ring mode only: how many times a vCPU exited because its ring was full. */
 uint64_t hv_dirty_ring_full_exits(struct hv_vm *vm);
 

@@ -34,6 +34,7 @@ struct xen_vcpu {
 	pthread_t thread;
 	bool thread_started;
 	bool done;
+	bool serving;            /* handling a request now (under vm->lock) */
 	struct hv_gio gio;
 };
 
@@ -66,6 +67,7 @@ struct xen_vm {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	unsigned pause_depth;
+	bool hold;           /* paused: serve no new request (see xen__pause) */
 	bool stop_req;
 	bool started;
 	unsigned ndone;
@@ -92,6 +94,17 @@ void xen__end(struct xen_vm *x, enum hv_stop_reason why, int code, const char *d
 /* Called by a server thread as it leaves; the last one reports the VM
  * stopped through the guest ops. */
 void xen__vcpu_finish(struct xen_vcpu *v);
+
+/* Creates the PVH domain, paused, booting kernel with cmdline, under the
+ * name cfg.name (with "--incoming" appended for a migration's destination),
+ * maps its RAM and sets up the ioreq server. */
+int xen__create_domain(struct xen_vm *x, const char *kernel, const char *cmdline, int incoming, char *err,
+		       size_t errlen);
+
+/* xen-state.c */
+int xen__vcpu_save(struct hv_vm *vm, unsigned idx, void **blob, size_t *len);
+int xen__vcpu_load(struct hv_vm *vm, unsigned idx, const void *blob, size_t len);
+int xen__prepare_incoming(struct hv_vm *vm, char *err, size_t errlen);
 
 /* xen-ioreq.c */
 /* Creates the ioreq server for the ABI ports, maps its page, binds each

@@ -42,7 +42,8 @@ static void xen__gio_sleep(struct hv_gio *g, uint64_t us)
 	ts.tv_sec += (time_t)(us / 1000000) + ts.tv_nsec / 1000000000;
 	ts.tv_nsec %= 1000000000;
 	pthread_mutex_lock(&x->lock);
-	while (!x->pause_depth && !x->stop_req)
+	/* A pause (hold) or stop ends the sleep early; the guest re-checks time. */
+	while (!x->hold && !x->stop_req)
 		if (pthread_cond_timedwait(&x->cond, &x->lock, &ts) == ETIMEDOUT)
 			break;
 	pthread_mutex_unlock(&x->lock);
@@ -182,11 +183,30 @@ static void *xen__server_thread(void *arg)
 	pthread_setname_np(pthread_self(), name);
 	for (;;) {
 		pthread_mutex_lock(&x->lock);
+		/* Held (xen__pause): leave the request pending. vCPU 0 keeps
+		 * watching the domain meanwhile. */
+		while (x->hold && !x->stop_req) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_nsec += WATCH_MS * 1000000L;
+			ts.tv_sec += ts.tv_nsec / 1000000000;
+			ts.tv_nsec %= 1000000000;
+			if (pthread_cond_timedwait(&x->cond, &x->lock, &ts) == ETIMEDOUT && v->idx == 0) {
+				pthread_mutex_unlock(&x->lock);
+				xen__watch(x);
+				pthread_mutex_lock(&x->lock);
+			}
+		}
 		bool stop = x->stop_req;
+		v->serving = !stop;
 		pthread_mutex_unlock(&x->lock);
 		if (stop)
 			break;
 		int r = xen__serve(v, why, sizeof(why));
+		pthread_mutex_lock(&x->lock);
+		v->serving = false;
+		pthread_cond_broadcast(&x->cond);
+		pthread_mutex_unlock(&x->lock);
 		if (r < 0) {
 			xen__end(x, HV_STOP_CRASH, -1, why);
 			break;

@@ -39,7 +39,11 @@ static int xen__create(struct hv_vm *vm)
 	x->nframes = vm->cfg.mem_bytes >> HV_PAGE_SHIFT;
 	x->wake_fd = -1;
 	pthread_mutex_init(&x->lock, NULL);
-	pthread_cond_init(&x->cond, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* timed waits: sleeps, the watch */
+	pthread_cond_init(&x->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&x->dirty_lock, NULL);
 	vm->priv = x;
 
@@ -137,17 +141,17 @@ out:
 	return r;
 }
 
-/* Creates the PVH domain, paused, booting kernel with cmdline. */
-static int xen__create_domain(struct xen_vm *x, const char *kernel, const char *cmdline, char *err, size_t errlen)
+int xen__create_domain(struct xen_vm *x, const char *kernel, const char *cmdline, int incoming, char *err,
+		       size_t errlen)
 {
 	libxl_domain_config dc;
-	char name[80];
+	char name[96];
 	int r;
 
 	if (x->hv->cfg.name[0])
-		snprintf(name, sizeof(name), "%s", x->hv->cfg.name);
+		snprintf(name, sizeof(name), "%s%s", x->hv->cfg.name, incoming ? "--incoming" : "");
 	else
-		snprintf(name, sizeof(name), "pml-%d", (int)getpid());
+		snprintf(name, sizeof(name), "pml-%d%s", (int)getpid(), incoming ? "--incoming" : "");
 	libxl_domain_config_init(&dc);
 	dc.c_info.type = LIBXL_DOMAIN_TYPE_PVH;
 	dc.c_info.name = strdup(name);
@@ -223,7 +227,7 @@ static int xen__boot_image(struct hv_vm *vm, const char *path, const char *cmdli
 		snprintf(err, errlen, "guest command line longer than %d bytes", CMDLINE_MAX - 1);
 		return -E2BIG;
 	}
-	return xen__create_domain(x, path, full, err, errlen);
+	return xen__create_domain(x, path, full, 0, err, errlen);
 }
 
 static void *xen__mem(struct hv_vm *vm, uint64_t gpa, uint64_t len)
@@ -333,19 +337,71 @@ static void xen__wait(struct hv_vm *vm)
 	pthread_mutex_unlock(&x->lock);
 }
 
+static bool xen__any_answered(struct xen_vm *x)
+{
+	for (unsigned i = 0; i < x->nvcpus; i++)
+		if (x->iopage->vcpu_ioreq[i].state == STATE_IORESP_READY)
+			return true;
+	return false;
+}
+
+/*
+ * A paused domain must leave no port call half done, or its saved state
+ * would repeat one on the destination. A vCPU in an OUT has not retired
+ * the instruction until it consumes the answer, so:
+ *  - hold: the server threads start no new request, and those serving one
+ *    finish it (a PMG_HC_SLEEP ends early);
+ *  - pause the domain;
+ *  - a vCPU whose answer is written but not yet consumed runs briefly to
+ *    consume it; its next OUT stays unserved (held).
+ * A held request is left pending: after a resume here it is served; in
+ * a state saved now the vCPU sits before the OUT, and executes it again,
+ * once, wherever the state is loaded.
+ */
 static int xen__pause(struct hv_vm *vm)
 {
 	struct xen_vm *x = xen__vm(vm);
 	int r = 0;
 
 	pthread_mutex_lock(&x->lock);
-	/* Xen counts pauses too, but ours must nest with the start: a
-	 * domain paused before it was ever started stays paused. */
-	if (x->pause_depth++ == 0 && x->started && !x->stop_req && xc_domain_pause(x->xch, x->domid) < 0) {
-		r = -errno;
-		x->pause_depth--;
+	if (x->pause_depth++ || !x->started || x->stop_req) {
+		/* Nested, or the domain is not running (created paused, or
+		 * ended): Xen's own pause count stays as it is. */
+		pthread_mutex_unlock(&x->lock);
+		return 0;
 	}
-	pthread_cond_broadcast(&x->cond); /* ends a PMG_HC_SLEEP early */
+	x->hold = true;
+	pthread_cond_broadcast(&x->cond);
+	for (;;) {
+		bool busy = false;
+		for (unsigned i = 0; i < x->nvcpus; i++)
+			busy |= x->vcpus[i].serving;
+		if (!busy)
+			break;
+		pthread_cond_wait(&x->cond, &x->lock);
+	}
+	pthread_mutex_unlock(&x->lock);
+	if (xc_domain_pause(x->xch, x->domid) < 0) {
+		r = -errno;
+		goto err_unhold;
+	}
+	for (int tries = 0; xen__any_answered(x); tries++) {
+		if (tries == 1000 || xc_domain_unpause(x->xch, x->domid) < 0) {
+			r = -EBUSY;
+			goto err_unhold;
+		}
+		usleep(tries < 10 ? 100 : 1000);
+		if (xc_domain_pause(x->xch, x->domid) < 0) {
+			r = -errno;
+			goto err_unhold;
+		}
+	}
+	return 0;
+err_unhold:
+	pthread_mutex_lock(&x->lock);
+	x->hold = false;
+	x->pause_depth--;
+	pthread_cond_broadcast(&x->cond);
 	pthread_mutex_unlock(&x->lock);
 	return r;
 }
@@ -356,10 +412,14 @@ static int xen__resume(struct hv_vm *vm)
 	int r = 0;
 
 	pthread_mutex_lock(&x->lock);
-	if (!x->pause_depth)
+	if (!x->pause_depth) {
 		r = -EINVAL;
-	else if (--x->pause_depth == 0 && x->started && !x->stop_req && xc_domain_unpause(x->xch, x->domid) < 0)
-		r = -errno;
+	} else if (--x->pause_depth == 0 && x->hold) {
+		x->hold = false; /* held requests are served now */
+		pthread_cond_broadcast(&x->cond);
+		if (!x->stop_req && xc_domain_unpause(x->xch, x->domid) < 0)
+			r = -errno;
+	}
 	pthread_mutex_unlock(&x->lock);
 	return r;
 }
@@ -392,14 +452,13 @@ static uint64_t xen__ring_full_exits(struct hv_vm *vm)
 	return 0;
 }
 
-static int xen__vcpu_save(struct hv_vm *vm, unsigned idx, void **blob, size_t *len)
+static int xen__rename(struct hv_vm *vm, const char *name)
 {
-	return -ENOTSUP;
-}
-
-static int xen__vcpu_load(struct hv_vm *vm, unsigned idx, const void *blob, size_t len)
-{
-	return -ENOTSUP;
+	struct xen_vm *x = xen__vm(vm);
+	if (!x->have_domain)
+		return -ENOENT;
+	/* libxl checks in a xenstore transaction that no other domain has it. */
+	return libxl_domain_rename(x->ctx, x->domid, NULL, name) ? -EEXIST : 0;
 }
 
 static int64_t xen__domid(struct hv_vm *vm)
@@ -431,4 +490,7 @@ const struct hv_backend hv_xen_backend = {
 	.vcpu_save = xen__vcpu_save,
 	.vcpu_load = xen__vcpu_load,
 	.domid = xen__domid,
+	.prepare_incoming = xen__prepare_incoming,
+	.rename = xen__rename,
+	.dirty_on_demand = 1,
 };

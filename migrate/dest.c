@@ -896,6 +896,12 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 			return -EPROTO;
 		}
 		dst__stop_workers(d);
+		/* Xen: the domain leaves its temporary name (the source's
+		 * domain stepped aside before COMMIT). Only the name is at
+		 * stake, so a clash is not a reason to fail. */
+		const char *hvname = hv_vm_config(d->vm)->name;
+		if (hvname[0] && hv_vm_rename(d->vm, hvname) < 0)
+			fprintf(stderr, "could not rename the domain to '%s' (taken?): it keeps its temporary name\n", hvname);
 		if ((e = hv_vm_start(d->vm)) < 0) {
 			/* COMMIT taken: the source will not resume. Say so. */
 			dst__fail(d, e, "starting the guest after COMMIT failed: %s", strerror(-e));

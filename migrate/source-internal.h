@@ -151,6 +151,7 @@ struct migrate_src {
 	/* timing */
 	uint64_t t_start, t_setup_done, t_hello_sent, rtt_ns, t_pause, t_running, t_state_sent, t_ready;
 	uint64_t final_pages, t_paused, t_commit;
+	int renamed_away; /* the hypervisor's name was set aside for COMMIT (Xen) */
 
 	/* page bookkeeping (engine thread) */
 	uint64_t nframes;

@@ -825,6 +825,15 @@ static int msrc__switchover(struct migrate_src *m, struct precopy_dirty_set *set
 		return e;
 	}
 	m->t_ready = now_ns();
+	/* Where the hypervisor names VMs (Xen), the destination takes the
+	 * name at COMMIT: step aside first, as `xl migrate` does, in case
+	 * both ends share one host. A failure here costs only the name. */
+	const char *hvname = hv_vm_config(m->vm)->name;
+	if (hvname[0]) {
+		char away[96];
+		snprintf(away, sizeof(away), "%s--migratedaway", hvname);
+		m->renamed_away = hv_vm_rename(m->vm, away) == 0;
+	}
 	/* The point of no return: from here the source never resumes. */
 	if ((e = msrc__set_phase(m, MSRC_COMMITTED)) < 0)
 		return e;
@@ -954,6 +963,8 @@ static void *msrc__engine_main(void *arg)
 				       "the source copy stays paused", why);
 		msrc__report(m, "indeterminate", w);
 	} else {
+		if (m->renamed_away)
+			hv_vm_rename(m->vm, hv_vm_config(m->vm)->name);
 		if (m->t_pause)
 			hv_vm_resume(m->vm);
 		m->result = MIGRATE_FAILED;
@@ -1012,7 +1023,8 @@ static void msrc__ready0(struct xport_conn *x, void *opaque)
 	struct stream_buf b = { 0 };
 	const struct hv_vm_config *cfg = hv_vm_config(m->vm);
 	struct stream_shape sh = { .mem_bytes = cfg->mem_bytes, .vcpus = cfg->vcpus,
-				   .dirty_log = (uint8_t)cfg->dirty_mode };
+				   .dirty_log = (uint8_t)cfg->dirty_mode,
+				   .hv = strcmp(hv_vm_backend(m->vm), "xen") ? STREAM_HV_KVM : STREAM_HV_XEN };
 	struct stream_join j = { .index = 0, .count = (uint16_t)m->nstreams };
 	int e = stream_put_hello(&b, m->o.resume ? STREAM_CAP_RESUME : 0, m->name);
 	if (!e)

@@ -179,11 +179,12 @@ int stream_parse_shape(const struct stream_record *rec, struct stream_shape *out
 	uint32_t page = ld32(p + 12);
 	out->tsc_khz = ld64(p + 16);
 	out->dirty_log = p[24];
+	out->hv = p[25];
 	if (page != HV_PAGE_SIZE || out->mem_bytes < HV_MIN_MEM || out->mem_bytes > HV_MAX_MEM ||
 	    (out->mem_bytes & ((2ull << 20) - 1)) || out->vcpus < 1 || out->vcpus > HV_MAX_VCPUS ||
-	    out->tsc_khz > 100000000ull || out->dirty_log > HV_DIRTY_BITMAP)
+	    out->tsc_khz > 100000000ull || out->dirty_log > HV_DIRTY_BITMAP || out->hv > STREAM_HV_XEN)
 		return -EPROTO;
-	for (int i = 25; i < 32; i++)
+	for (int i = 26; i < 32; i++)
 		if (p[i])
 			return -EPROTO;
 	return 0;
@@ -370,7 +371,7 @@ int stream_put_hello(struct stream_buf *b, uint64_t caps, const char *name)
 
 int stream_put_shape(struct stream_buf *b, const struct stream_shape *s)
 {
-	static const uint8_t zero[7];
+	static const uint8_t zero[6];
 	int e = header(b, STREAM_SHAPE, 32);
 	if (e)
 		return e;
@@ -379,7 +380,8 @@ int stream_put_shape(struct stream_buf *b, const struct stream_shape *s)
 	put32(b, HV_PAGE_SIZE);
 	put64(b, s->tsc_khz);
 	put(b, &s->dirty_log, 1);
-	put(b, zero, 7);
+	put(b, &s->hv, 1);
+	put(b, zero, 6);
 	return 0;
 }
 

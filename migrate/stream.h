@@ -57,11 +57,19 @@ struct stream_hello {
 	char name[STREAM_MAX_NAME + 1];
 };
 
+/* Which hypervisor's state the VCPU records carry: the destination must
+ * run the same one. */
+enum stream_hv {
+	STREAM_HV_KVM = 0,
+	STREAM_HV_XEN = 1,
+};
+
 struct stream_shape {
 	uint64_t mem_bytes;
 	uint32_t vcpus;
 	uint64_t tsc_khz;
 	uint8_t dirty_log;
+	uint8_t hv;      /* enum stream_hv */
 };
 
 /* Extra connections of one migration (--streams N). The destination

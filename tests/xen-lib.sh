@@ -5,8 +5,9 @@
 #   xen_fetch            Debian 12 packages -> $XEN_CACHE (once; cached)
 #   xen_initrd OUT SCRIPT FILE...
 #                        a dom0 initramfs: busybox, the Xen toolstack, the
-#                        dom0 modules, FILEs (*.elf -> /guest, others ->
-#                        /bin, with the shared libraries they need) and
+#                        dom0 modules, FILEs (*.elf -> /guest, *.pem and
+#                        *.key -> /certs, others -> /bin, with the shared
+#                        libraries they need) and
 #                        SCRIPT, run as /test.sh once the toolstack is up
 #   xen_boot INITRD TIMEOUT_S LOG
 #                        boots Xen + dom0 in QEMU; serial output -> LOG.
@@ -68,7 +69,7 @@ xen_initrd() {
 	# Debian 12 host has the same libc, libuv, OpenSSL, lz4).
 	lp=$R/usr/lib/x86_64-linux-gnu:$R/lib/x86_64-linux-gnu
 	for f in "$I/$XEN_BIN"/* "$@"; do
-		case $f in *.elf) continue ;; esac
+		case $f in *.elf | *.pem | *.key) continue ;; esac
 		LD_LIBRARY_PATH=$lp ldd "$f" | awk '/=> \//{print $1, $3}'
 	done | sort -u | while read -r so path; do cp -L "$path" "$I/lib/x86_64-linux-gnu/$so"; done
 	cp -L /lib64/ld-linux-x86-64.so.2 "$I"/lib64/
@@ -77,7 +78,14 @@ xen_initrd() {
 	for m in xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc; do
 		cp "$(find "$R"/lib/modules -name "$m.ko*" | head -1)" "$I"/lib/modules/
 	done
-	for f in "$@"; do case $f in *.elf) cp "$f" "$I"/guest/ ;; *) cp "$f" "$I"/bin/ ;; esac; done
+	mkdir -m 0700 "$I"/certs
+	for f in "$@"; do
+		case $f in
+		*.elf) cp "$f" "$I"/guest/ ;;
+		*.pem | *.key) cp -p "$f" "$I"/certs/ ;;
+		*) cp "$f" "$I"/bin/ ;;
+		esac
+	done
 	cp "$script" "$I"/test.sh
 	cat >"$I"/init <<'INIT'
 #!/bin/busybox sh
@@ -86,6 +94,7 @@ export PATH=/bin:/usr/sbin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 mkdir -p /dev/pts /run/xen /run/xenstored /run/lock /var/lib/xen /var/lib/xenstored /var/log/xen
 mount -t devpts devpts /dev/pts; mount -t tmpfs tmp /tmp
+ip link set lo up
 for m in xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc; do insmod /lib/modules/$m.ko* ; done
 mount -t xenfs xenfs /proc/xen
 xenstored --pid-file /run/xenstored.pid
@@ -108,8 +117,14 @@ INIT
 xen_boot() {
 	initrd=$1 to=$2 log=$3
 	# -cpu max without SMAP/SMEP: with them a PV dom0 dies on its first
-	# page fault under QEMU 7.2's TCG. QEMU splits -initrd at commas.
-	timeout -k 5 "$to" "${QEMU:-qemu-system-x86_64}" -accel tcg -machine q35 -cpu max,-smap,-smep -smp 2 \
+	# page fault under QEMU 7.2's TCG. Without XSAVE: with it, dom0
+	# processes were seen to lose their SSE registers across context
+	# switches (memcpy left the first 64 bytes of large copies zero, TLS
+	# records failed their MAC) - an emulation fault, gone when Xen
+	# switches FPU state with FXSAVE. XEN_QEMU_CPU overrides the model.
+	# QEMU splits -initrd at commas.
+	timeout -k 5 "$to" "${QEMU:-qemu-system-x86_64}" -accel tcg -machine q35 \
+		-cpu "${XEN_QEMU_CPU:-max,-smap,-smep,-xsave}" -smp 2 \
 		-m 2048 -display none -monitor none -serial "file:$log" -no-reboot \
 		-device isa-debug-exit,iobase=0xf4,iosize=4 -kernel "$XEN_CACHE/xen" \
 		-append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 noreboot" \

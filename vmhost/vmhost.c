@@ -463,6 +463,17 @@ static void vmhost__mig_line(struct vmhost *r, const char *json)
 
 static void vmhost__mig_event(void *opaque, const char *json) { vmhost__mig_line(opaque, json); }
 
+/* A dirty log armed for one migration is disarmed when it failed: the
+ * guest goes on here at full speed. */
+static void vmhost__release_dirtylog(struct vmhost *r)
+{
+	if (!r->dl_on_demand)
+		return;
+	precopy_dirtylog_close(r->dl);
+	r->dl = NULL;
+	r->dl_on_demand = 0;
+}
+
 static void vmhost__mig_done(void *opaque, enum migrate_result res, const char *json)
 {
 	struct vmhost *r = opaque;
@@ -475,8 +486,10 @@ static void vmhost__mig_done(void *opaque, enum migrate_result res, const char *
 	} else if (res == MIGRATE_INDETERMINATE) {
 		r->indeterminate = 1; /* stays paused until an operator decides */
 	} else if (r->stop_after_mig) {
+		vmhost__release_dirtylog(r);
 		uv_stop(&r->loop);
 	} else {
+		vmhost__release_dirtylog(r);
 		vmhost__start_harvester(r);
 	}
 	if (r->stop_after_mig && res != MIGRATE_FAILED)
@@ -520,6 +533,17 @@ static void vmhost__migrate(struct ctl_client *c, char *args, struct json *j)
 		snprintf(err, sizeof(err), "'%s' is paused: resume it first", r->name);
 		goto refuse;
 	}
+	if (!r->dl && r->cfg.dirty_mode != HV_DIRTY_OFF && hv_dirty_on_demand(r->vm)) {
+		/* Armed for this migration only: the guest runs without the
+		 * log's write faults the rest of the time. */
+		int e = precopy_dirtylog_open(r->vm, &r->dl);
+		if (e < 0) {
+			snprintf(err, sizeof(err), "starting the %s dirty log: %s", hv_dirty_mode_name(r->cfg.dirty_mode),
+				 strerror(-e));
+			goto refuse;
+		}
+		r->dl_on_demand = 1;
+	}
 	if (!r->dl) {
 		snprintf(err, sizeof(err), "'%s' runs without a dirty log (--dirty-log off): cannot pre-copy", r->name);
 		goto refuse;
@@ -527,6 +551,7 @@ static void vmhost__migrate(struct ctl_client *c, char *args, struct json *j)
 	vmhost__stop_harvester(r); /* the engine harvests from now on */
 	int e = migrate_src_start(&r->loop, r->vm, r->dl, r->name, &o, &run_mig_ops, r, &r->mig, err, sizeof(err));
 	if (e < 0) {
+		vmhost__release_dirtylog(r);
 		vmhost__start_harvester(r);
 		goto refuse;
 	}
@@ -602,7 +627,7 @@ int vmhost_went_live(struct vmhost *r)
 {
 	r->incoming = 0;
 	r->t_start = util_now_ns();
-	if (r->cfg.dirty_mode != HV_DIRTY_OFF && !r->dl) {
+	if (r->cfg.dirty_mode != HV_DIRTY_OFF && !r->dl && !hv_dirty_on_demand(r->vm)) {
 		int e = precopy_dirtylog_open(r->vm, &r->dl);
 		if (e < 0) {
 			util_err("starting the %s dirty log: %s", hv_dirty_mode_name(r->cfg.dirty_mode), strerror(-e));

@@ -38,6 +38,7 @@ struct vmhost {
 	int incoming;            /* state arriving from a migration, not yet running */
 
 	struct precopy_dirtylog *dl;
+	int dl_on_demand;        /* dl was armed for the current migration only (hv_dirty_on_demand) */
 	unsigned harvest_ms;
 	pthread_t harvester;
 	int harvester_started;

@@ -1,0 +1,233 @@
+/*
+ * hv/xen-state.c - a Xen domain's CPU and platform state as one blob, and
+ * the domain a migration arrives in.
+ *
+ * The blob is what libxenguest's save stream carries for an HVM/PVH guest
+ * apart from memory: the HVM context (every vCPU's registers, LAPIC, MTRRs,
+ * XSAVE, MSRs: xc_domain_hvm_getcontext) and the TSC information. Xen keeps
+ * that state per domain, not per vCPU, so vCPU 0's blob holds it all (the
+ * backend runs one vCPU). Layout: struct xen_state_hdr, then ctx_len bytes
+ * of HVM context. Loading checks the magic, version, lengths and every
+ * context record's descriptor before Xen sees a byte, and advances the
+ * guest TSC by the time since the save, as the KVM backend does, so the
+ * guest measures its downtime instead of skipping it.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "hv/xen-internal.h"
+#include <xen/hvm/save.h>
+
+#define XEN_STATE_MAGIC 0x58474d50u /* "PMGX" */
+#define XEN_STATE_VERSION 1
+#define XEN_STATE_MAX_CTX (1u << 20)
+
+struct xen_state_hdr {
+	uint32_t magic;
+	uint32_t version;
+	uint32_t ctx_len;
+	uint32_t tsc_mode;
+	uint32_t gtsc_khz;
+	uint32_t incarnation;
+	uint64_t elapsed_nsec;
+	uint64_t saved_at_ns; /* CLOCK_REALTIME */
+};
+
+static uint64_t xen__realtime_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int xen__vcpu_save(struct hv_vm *vm, unsigned idx, void **blob, size_t *len)
+{
+	struct xen_vm *x = xen__vm(vm);
+	struct xen_state_hdr h = { .magic = XEN_STATE_MAGIC, .version = XEN_STATE_VERSION };
+
+	if (idx != 0)
+		return -EINVAL;
+	if (!x->have_domain)
+		return -ENOENT;
+	/* The size query over-reports (it counts every possible record);
+	 * the real call says what it wrote. */
+	int sz = xc_domain_hvm_getcontext(x->xch, x->domid, NULL, 0);
+	if (sz <= 0 || (unsigned)sz > XEN_STATE_MAX_CTX)
+		return sz < 0 && errno ? -errno : -EIO;
+	uint8_t *b = malloc(sizeof(h) + (size_t)sz);
+	if (!b)
+		return -ENOMEM;
+	int n = xc_domain_hvm_getcontext(x->xch, x->domid, b + sizeof(h), (uint32_t)sz);
+	if (n <= 0 || n > sz) {
+		int e = errno ? -errno : -EIO;
+		free(b);
+		return e;
+	}
+	if (xc_domain_get_tsc_info(x->xch, x->domid, &h.tsc_mode, &h.elapsed_nsec, &h.gtsc_khz, &h.incarnation) < 0) {
+		int e = errno ? -errno : -EIO;
+		free(b);
+		return e;
+	}
+	h.ctx_len = (uint32_t)n;
+	h.saved_at_ns = xen__realtime_ns();
+	memcpy(b, &h, sizeof(h));
+	*blob = b;
+	*len = sizeof(h) + (size_t)n;
+	return 0;
+}
+
+/* Walks the HVM context records: each descriptor and body inside the
+ * buffer, types known, ending with END. Moves every CPU record's TSC
+ * forward by add_tsc ticks. Returns 0 or -EINVAL. */
+static int xen__check_ctx(uint8_t *ctx, uint32_t len, uint64_t add_tsc)
+{
+	uint32_t off = 0;
+	int seen_header = 0;
+
+	while (off + sizeof(struct hvm_save_descriptor) <= len) {
+		struct hvm_save_descriptor d;
+		memcpy(&d, ctx + off, sizeof(d));
+		off += sizeof(d);
+		if (d.length > len - off || d.typecode > HVM_SAVE_CODE_MAX)
+			return -EINVAL;
+		if (off == sizeof(d) && d.typecode != HVM_SAVE_CODE(HEADER))
+			return -EINVAL;
+		if (d.typecode == HVM_SAVE_CODE(HEADER))
+			seen_header = 1;
+		if (d.typecode == HVM_SAVE_CODE(END))
+			return seen_header && d.length == 0 ? 0 : -EINVAL;
+		if (d.typecode == HVM_SAVE_CODE(CPU)) {
+			if (d.length < offsetof(struct hvm_hw_cpu, tsc) + sizeof(uint64_t))
+				return -EINVAL;
+			uint64_t tsc;
+			memcpy(&tsc, ctx + off + offsetof(struct hvm_hw_cpu, tsc), sizeof(tsc));
+			tsc += add_tsc;
+			memcpy(ctx + off + offsetof(struct hvm_hw_cpu, tsc), &tsc, sizeof(tsc));
+		}
+		off += d.length;
+	}
+	return -EINVAL; /* no END record */
+}
+
+int xen__vcpu_load(struct hv_vm *vm, unsigned idx, const void *blob, size_t len)
+{
+	struct xen_vm *x = xen__vm(vm);
+	struct xen_state_hdr h;
+
+	if (idx != 0 || len < sizeof(h))
+		return -EINVAL;
+	memcpy(&h, blob, sizeof(h));
+	if (h.magic != XEN_STATE_MAGIC || h.version != XEN_STATE_VERSION || h.ctx_len == 0 ||
+	    h.ctx_len > XEN_STATE_MAX_CTX || h.ctx_len != len - sizeof(h) || h.gtsc_khz > 100000000u)
+		return -EINVAL;
+	if (!x->have_domain)
+		return -ENOENT;
+	uint8_t *ctx = malloc(h.ctx_len);
+	if (!ctx)
+		return -ENOMEM;
+	memcpy(ctx, (const uint8_t *)blob + sizeof(h), h.ctx_len);
+	uint64_t now = xen__realtime_ns(), add = 0;
+	/* Clocks of two hosts may disagree: a save "in the future" adds
+	 * nothing, and more than an hour is not a migration's downtime. */
+	if (now > h.saved_at_ns && now - h.saved_at_ns < 3600ull * 1000000000ull)
+		add = (now - h.saved_at_ns) / 1000 * h.gtsc_khz / 1000;
+	int r = xen__check_ctx(ctx, h.ctx_len, add);
+	if (r < 0)
+		goto out;
+	/* As libxenguest's restore: TSC information before the context. */
+	if (xc_domain_set_tsc_info(x->xch, x->domid, h.tsc_mode, h.elapsed_nsec, h.gtsc_khz, h.incarnation) < 0 ||
+	    xc_domain_hvm_setcontext(x->xch, x->domid, ctx, h.ctx_len) < 0)
+		r = errno ? -errno : -EIO;
+out:
+	free(ctx);
+	return r;
+}
+
+/* A PVH ELF whose entry halts: what libxl boots into a domain that a
+ * migration will fill (libxl wants a kernel; it never runs, the state
+ * that arrives replaces it). Written to a private temporary file. */
+static int xen__placeholder_kernel(char *path, size_t len)
+{
+	static const uint8_t code[] = { 0xf4, 0xeb, 0xfd }; /* 1: hlt; jmp 1b */
+	struct {
+		uint8_t ehdr[64];
+		uint8_t phdr[2][56];
+		uint8_t note[12 + 4 + 8];
+		uint8_t code[sizeof(code)];
+	} __attribute__((packed)) f;
+	const uint64_t base = PMG_IMAGE_BASE, entry = base + offsetof(__typeof__(f), code);
+	uint8_t *p;
+
+	memset(&f, 0, sizeof(f));
+	p = f.ehdr;
+	memcpy(p, "\177ELF\2\1\1", 7); /* 64-bit, little-endian, version 1 */
+	*(uint16_t *)(p + 16) = 2;     /* ET_EXEC */
+	*(uint16_t *)(p + 18) = 62;    /* EM_X86_64 */
+	*(uint32_t *)(p + 20) = 1;
+	*(uint64_t *)(p + 24) = entry;
+	*(uint64_t *)(p + 32) = 64;    /* e_phoff */
+	*(uint16_t *)(p + 52) = 64;    /* e_ehsize */
+	*(uint16_t *)(p + 54) = 56;    /* e_phentsize */
+	*(uint16_t *)(p + 56) = 2;     /* e_phnum */
+	p = f.phdr[0];                 /* PT_LOAD: the whole file at base */
+	*(uint32_t *)p = 1;
+	*(uint32_t *)(p + 4) = 5;      /* R+X */
+	*(uint64_t *)(p + 16) = base;
+	*(uint64_t *)(p + 24) = base;
+	*(uint64_t *)(p + 32) = sizeof(f);
+	*(uint64_t *)(p + 40) = sizeof(f);
+	*(uint64_t *)(p + 48) = 4096;
+	p = f.phdr[1];                 /* PT_NOTE */
+	*(uint32_t *)p = 4;
+	*(uint32_t *)(p + 4) = 4;
+	*(uint64_t *)(p + 8) = offsetof(__typeof__(f), note);
+	*(uint64_t *)(p + 16) = base + offsetof(__typeof__(f), note);
+	*(uint64_t *)(p + 24) = base + offsetof(__typeof__(f), note);
+	*(uint64_t *)(p + 32) = sizeof(f.note);
+	*(uint64_t *)(p + 40) = sizeof(f.note);
+	*(uint64_t *)(p + 48) = 4;
+	p = f.note;                    /* XEN_ELFNOTE_PHYS32_ENTRY */
+	*(uint32_t *)p = 4;            /* namesz ("Xen\0") */
+	*(uint32_t *)(p + 4) = 8;      /* descsz */
+	*(uint32_t *)(p + 8) = 18;
+	memcpy(p + 12, "Xen", 4);
+	*(uint64_t *)(p + 16) = entry;
+	memcpy(f.code, code, sizeof(code));
+
+	const char *tmp = getenv("TMPDIR");
+	snprintf(path, len, "%s/pml-migrate-xen-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	int fd = mkstemp(path);
+	if (fd < 0)
+		return -errno;
+	int r = write(fd, &f, sizeof(f)) == (ssize_t)sizeof(f) ? 0 : -EIO;
+	close(fd);
+	if (r < 0)
+		unlink(path);
+	return r;
+}
+
+int xen__prepare_incoming(struct hv_vm *vm, char *err, size_t errlen)
+{
+	struct xen_vm *x = xen__vm(vm);
+	char kernel[4200];
+	int r;
+
+	if (x->have_domain) {
+		snprintf(err, errlen, "the VM already has a domain");
+		return -EALREADY;
+	}
+	r = xen__placeholder_kernel(kernel, sizeof(kernel));
+	if (r < 0) {
+		snprintf(err, errlen, "writing a placeholder kernel for libxl: %s", strerror(-r));
+		return r;
+	}
+	/* As `xl migrate`: a temporary name until COMMIT, so the domain never
+	 * clashes with the source's when both are on one host. */
+	r = xen__create_domain(x, kernel, "", 1, err, errlen);
+	unlink(kernel);
+	return r;
+}
