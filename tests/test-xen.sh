@@ -11,9 +11,12 @@ if ! grep -q 'HAVE_XEN 1' "${TOP_BUILDDIR:-.}/config.h" 2>/dev/null; then
 	skip_all "pml-migrate was built without the Xen libraries (configure --with-xen=no or no libxen-dev)"
 fi
 QEMU=$Q
-echo "1..13"
+echo "1..30"
 
 MS_ARGS="seed=7 ws=16M rate=0 ops=4096"
+MIG_ARGS="seed=9 ws=16M rate=4 ops=3000"     # about 3 s under this Xen
+ON_ARGS="seed=11 ws=16M rate=2 ops=8000"     # long enough for two hops
+CUT_ARGS="seed=13 ws=16M rate=4 ops=8000"   # still running after the cut
 cat >"$T/dom0.sh" <<DOM0
 PM=/bin/pml-migrate
 R() { echo "XT \$*"; }
@@ -43,6 +46,59 @@ wait \$P; R "idle1-destroyed rc=\$? err=\$(tr '\n' ' ' </tmp/idle.err)"
 \$PM run --hv xen /bin/busybox >/dev/null 2>/tmp/bad.err
 R "bad rc=\$? err=\$(tr '\n' ' ' </tmp/bad.err)"
 R "domains \$(xl list | awk 'NR>1{print \$1}' | tr '\n' ,)"
+
+# Migration. Agent A: TLS; agent B: plaintext (the relay cuts plaintext).
+# Domain names; a domain being torn down shows as (null) for a moment.
+names() {
+	for i in \$(seq 50); do xl list | grep -q '^(null)' || break; sleep 0.1; done
+	xl list | awk 'NR>1{print \$1}' | tr '\n' ,
+}
+waitfile() { for i in \$(seq 600); do [ -s "\$1" ] && return 0; sleep 0.2; done; return 1; }
+waitctl() { for i in \$(seq 100); do \$PM ctl "\$1" status >/dev/null 2>&1 && return 0; sleep 0.2; done; return 1; }
+mkdir -m 0700 /run/dstA /run/dstB
+\$PM recv --listen 127.0.0.1:0 --certs /certs --run-dir /run/dstA --port-file /tmp/portA 2>/tmp/agentA.log &
+\$PM recv --listen 127.0.0.1:0 --insecure --run-dir /run/dstB --port-file /tmp/portB 2>/tmp/agentB.log &
+waitfile /tmp/portA; waitfile /tmp/portB
+PA=\$(cat /tmp/portA) PB=\$(cat /tmp/portB)
+
+# 4. Live over TLS with --verify: the guest finishes over there.
+\$PM run --hv xen --mem 64M --name mig --json /guest/memstress.elf -- $MIG_ARGS >/tmp/mig.src.json 2>/tmp/mig.src.err &
+P=\$!
+waitctl mig; sleep 0.5
+R "mig-names-before \$(names)"
+\$PM send mig 127.0.0.1:\$PA --certs /certs --node sender --peer agent --verify --json >/tmp/mig.send 2>/tmp/mig.send.err
+R "mig-send rc=\$? \$(tail -1 /tmp/mig.send)"
+wait \$P; R "mig-src rc=\$? \$(cat /tmp/mig.src.json)"
+R "mig-names-running \$(names)"
+waitfile /run/dstA/mig.result.json
+R "mig-dst \$(cat /run/dstA/mig.result.json)"
+sleep 1; R "mig-names-after \$(names)"
+
+# 5. Onward: a VM that arrived leaves again (A's session -> agent B).
+\$PM run --hv xen --mem 64M --name on --json /guest/memstress.elf -- $ON_ARGS >/tmp/on.src.json 2>/tmp/on.src.err &
+waitctl on; sleep 0.3
+\$PM send on 127.0.0.1:\$PA --certs /certs --node sender --peer agent --json >/tmp/on.send1 2>&1
+R "on-hop1 rc=\$? \$(tail -1 /tmp/on.send1 | cut -c1-60)"
+PML_MIGRATE_RUNDIR=/run/dstA waitctl on
+PML_MIGRATE_RUNDIR=/run/dstA \$PM send on 127.0.0.1:\$PB --insecure --json >/tmp/on.send2 2>&1
+R "on-hop2 rc=\$? \$(tail -1 /tmp/on.send2)"
+R "on-names-running \$(names)"
+waitfile /run/dstB/on.result.json
+R "on-dst \$(cat /run/dstB/on.result.json)"
+
+# 6. The link cut before COMMIT (READY lost, no resume): the guest stays here.
+\$PM run --hv xen --mem 64M --name cut --json /guest/memstress.elf -- $CUT_ARGS >/tmp/cut.src.json 2>/tmp/cut.src.err &
+P=\$!
+waitctl cut
+relay --target \$PB --port-file /tmp/rport --at d2s:READY --action cut --max-seconds 60 >/tmp/relay.out 2>&1 &
+waitfile /tmp/rport
+\$PM send cut 127.0.0.1:\$(cat /tmp/rport) --insecure --no-resume --json >/tmp/cut.send 2>&1
+R "cut-send rc=\$? \$(tail -1 /tmp/cut.send | cut -c1-200)"
+R "cut-relay \$(grep -m1 '^cut at' /tmp/relay.out)"
+sleep 1; R "cut-names-during \$(names)"
+wait \$P; R "cut-src rc=\$? \$(cat /tmp/cut.src.json)"
+sleep 1; R "final-names \$(names)"
+R "agentA-failures \$(grep -c failed /tmp/agentA.log) agentB-failures \$(grep -c 'failed' /tmp/agentB.log)"
 DOM0
 
 start=$(date +%s)
@@ -50,7 +106,10 @@ if ! xen_fetch; then
 	ok 1 "fetching Xen 4.17 and a dom0 kernel from the Debian archive"
 	exit 1
 fi
-xen_initrd "$T/initrd.img" "$T/dom0.sh" "$PM" "$G/memstress.elf" "$G/idle.elf" ||
+"$PM" certs init "$T/certs" >/dev/null && "$PM" certs issue "$T/certs" agent >/dev/null &&
+	"$PM" certs issue "$T/certs" sender >/dev/null || { ok 1 "making test certificates"; exit 1; }
+xen_initrd "$T/initrd.img" "$T/dom0.sh" "$PM" "${TOP_BUILDDIR:-.}/tests/relay" "$G/memstress.elf" "$G/idle.elf" \
+	"$T"/certs/ca.pem "$T"/certs/agent.pem "$T"/certs/agent.key "$T"/certs/sender.pem "$T"/certs/sender.key ||
 	{ ok 1 "building the dom0 initramfs"; exit 1; }
 xen_boot "$T/initrd.img" 300 "$T/boot.log"
 secs=$(($(date +%s) - start))
@@ -95,6 +154,54 @@ echo "$b" | grep -q 'rc=1 .*no PVH entry note'
 ok $? "an image without a PVH entry: clear error, exit 1 ($b)"
 [ "$(xt domains)" = "Domain-0," ]
 ok $? "no domain left behind: xl list shows '$(xt domains)'"
+
+# Migration. Reference digests from KVM when it is here; otherwise the
+# digest of the same guest run under Xen without moving (its own run).
+ref() { [ -e /dev/kvm ] && field "$("$PM" run --json --mem 64M "$G/memstress.elf" -- "$@" 2>/dev/null)" digest; }
+mref=$(ref $MIG_ARGS) oref=$(ref $ON_ARGS) cref=$(ref $CUT_ARGS)
+mb=$(xt mig-names-before) ms=$(xt mig-send) msrc=$(xt mig-src) mdst=$(xt mig-dst)
+echo "$mb" | grep -q '^Domain-0,mig,$'
+ok $? "before: one domain 'mig' ($mb)"
+echo "$ms" | grep -q 'rc=0 .*"result":"migrated"' && [ "$(field "$ms" tls)" = true ] && [ "$(field "$ms" verified_chunks)" -gt 0 ]
+ok $? "send over TLS with --verify: migrated (downtime $(field "$ms" downtime_ms) ms, $(field "$ms" rounds) rounds, $(field "$ms" bytes_on_wire) bytes)"
+echo "$msrc" | grep -q 'rc=0 .*"result":"migrated"'
+ok $? "the source host process ended with 'migrated': $(echo "$msrc" | cut -c1-80)"
+[ "$(field "$mdst" exit_code)" = 0 ] && [ "$(field "$mdst" hv)" = xen ]
+ok $? "the guest finished on the destination under Xen: exit $(field "$mdst" exit_code), domain $(field "$mdst" domid)"
+[ -n "$(field "$mdst" digest)" ] && { [ -z "$mref" ] || [ "$(field "$mdst" digest)" = "$mref" ]; }
+ok $? "destination digest $(field "$mdst" digest) = unmigrated ${mref:-(no KVM here)}"
+[ "$(field "$mdst" tsc_backwards)" = 0 ]
+ok $? "guest TSC never went backwards across the move"
+dmin=$(field "$ms" downtime_min_ms) stall=$(field "$mdst" max_stall_us)
+# tol: memstress at rate=4 sleeps up to 16 ms between batches on purpose.
+awk -v s="$stall" -v d="$dmin" 'BEGIN { exit !(s + 20000 >= d * 1000) }'
+ok $? "guest-observed stall $stall us covers the downtime $dmin ms (the TSC moved on with the clock)"
+r=$(xt mig-names-running)
+echo "$r" | grep -q '^Domain-0,mig,$'
+ok $? "after the move: exactly one domain 'mig', no temporary names ($r)"
+echo "$(xt mig-names-after)" | grep -q '^Domain-0,$'
+ok $? "and none once the guest exited there ($(xt mig-names-after))"
+
+echo "$(xt on-hop1)" | grep -q 'rc=0' && echo "$(xt on-hop2)" | grep -q 'rc=0 .*"result":"migrated"'
+ok $? "onward: the VM that arrived was migrated again ($(xt on-hop1 | cut -c1-5); $(echo "$(xt on-hop2)" | cut -c1-5))"
+od=$(xt on-dst)
+[ "$(field "$od" exit_code)" = 0 ] && { [ -z "$oref" ] || [ "$(field "$od" digest)" = "$oref" ]; }
+ok $? "after two hops: exit $(field "$od" exit_code), digest $(field "$od" digest) = ${oref:-(no KVM here)}"
+echo "$(xt on-names-running)" | grep -q '^Domain-0,on,$'
+ok $? "after two hops: one domain 'on' ($(xt on-names-running))"
+
+cs=$(xt cut-send) csrc=$(xt cut-src)
+echo "$cs" | grep -q 'rc=1 .*"result":"failed"' && echo "$(xt cut-relay)" | grep -q 'cut at d2s READY'
+ok $? "link cut before COMMIT (READY never arrives): send failed (exit 1), relay: $(xt cut-relay)"
+echo "$(xt cut-names-during)" | grep -q '^Domain-0,cut,$'
+ok $? "no destination domain left behind, the source domain kept its name ($(xt cut-names-during))"
+echo "$csrc" | grep -q 'rc=0 .*"result":"ok"' && { [ -z "$cref" ] || [ "$(field "$csrc" digest)" = "$cref" ]; }
+ok $? "the source guest ran on and finished here: digest $(field "$csrc" digest) = ${cref:-(no KVM here)}"
+[ "$(xt final-names)" = "Domain-0," ]
+ok $? "nothing left at the end: $(xt final-names)"
+a=$(xt agentA-failures)
+[ "$a" = "0 agentB-failures 1" ]
+ok $? "agents: A no failed session, B one (the cut): $a"
 
 grep -q '^XT done' "$T/boot.log"
 ok $? "dom0 finished its script and QEMU stopped on its own"
