@@ -7,6 +7,7 @@
 #define PMG_CLI_COMMANDS_H
 
 int cmd_run(int argc, char **argv);
+int cmd_attach(int argc, char **argv);
 int cmd_ctl(int argc, char **argv);
 int cmd_certs(int argc, char **argv);
 int cmd_send(int argc, char **argv);

@@ -14,7 +14,8 @@ static const struct {
 	const char *help;
 } commands[] = {
 	{ "demo", cmd_demo, "boot a guest, migrate it live over TLS on loopback, check its result" },
-	{ "run", cmd_run, "boot a guest image in the built-in KVM VMM" },
+	{ "run", cmd_run, "boot a guest image and host it (built-in KVM VMM, or a Xen PVH domain)" },
+	{ "attach", cmd_attach, "host a Xen domain the toolstack created paused (xl create -p)" },
 	{ "send", cmd_send, "migrate a running VM live to an agent" },
 	{ "recv", cmd_recv, "run the receiving agent (a daemon; one process per incoming VM)" },
 	{ "list", cmd_list, "list the VMs on this host" },

@@ -2,6 +2,7 @@
  * hv/hv.c - backend selection, argument checks, dispatch.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -72,6 +73,45 @@ int hv_vm_create(const char *backend, const struct hv_vm_config *cfg, struct hv_
 	vm->cfg = *cfg;
 	r = be->create(vm);
 	if (r < 0) {
+		free(vm);
+		return r;
+	}
+	*out = vm;
+	return 0;
+}
+
+int hv_vm_attach(const char *backend, const char *domain, enum hv_dirty_mode dirty, struct hv_vm **out, char *err,
+		 size_t errlen)
+{
+	const struct hv_backend *be = NULL;
+	struct hv_vm *vm;
+	int r;
+
+	if (!strcmp(backend, "kvm"))
+		be = &hv_kvm_backend;
+#ifdef HAVE_XEN
+	else if (!strcmp(backend, "xen"))
+		be = &hv_xen_backend;
+#endif
+	if (!be || !be->attach) {
+		snprintf(err, errlen, "the %s backend cannot attach to a VM it did not create", backend);
+		return -ENOTSUP;
+	}
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	vm->be = be;
+	vm->cfg = (struct hv_vm_config){ .mem_bytes = HV_MIN_MEM, .vcpus = 1, .dirty_mode = dirty };
+	r = be->create(vm);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot open the %s control interfaces (not a %s host, or not root?): %s", backend,
+			 !strcmp(backend, "xen") ? "Xen dom0" : backend, strerror(-r));
+		free(vm);
+		return r;
+	}
+	r = be->attach(vm, domain, err, errlen);
+	if (r < 0) {
+		be->destroy(vm);
 		free(vm);
 		return r;
 	}

@@ -77,6 +77,16 @@ struct hv_vm;
  * the Xen interfaces cannot be opened). *out owned by the caller:
  * hv_vm_destroy(). */
 int hv_vm_create(const char *backend, const struct hv_vm_config *cfg, struct hv_vm **out);
+/* Takes over a VM that the hypervisor's toolstack created, making this
+ * process its host and device model, as hv_vm_create() and
+ * hv_boot_image() together would. Xen: domain is a domain id or name; the
+ * domain must be PVH, with 1 vCPU, paused (xl create -p), memory a
+ * multiple of 2 MiB; its memory and name become the VM's config, and it
+ * is destroyed with the VM. A refused attach leaves the domain untouched.
+ * KVM: -ENOTSUP (a KVM VM lives inside the process that made it).
+ * Returns 0 or -errno with a one-line reason in err. */
+int hv_vm_attach(const char *backend, const char *domain, enum hv_dirty_mode dirty, struct hv_vm **out, char *err,
+		 size_t errlen);
 /* Stops vCPU threads if any and frees everything. */
 void hv_vm_destroy(struct hv_vm *vm);
 

@@ -48,6 +48,7 @@ struct xen_vm {
 	uint32_t domid;
 	bool have_domain;    /* domid names a domain we created or attached */
 	bool domain_gone;    /* destroyed by someone else: nothing to destroy */
+	bool owns_domain;    /* destroy it with the VM: we created it, or attach took it over */
 	uint8_t *mem;        /* RAM frames, mapped in one range */
 	uint64_t nframes;
 	uint8_t *present;    /* per frame: 1 if populated (mapped) */

@@ -91,7 +91,7 @@ static void xen__destroy(struct hv_vm *vm)
 	if (x->mem)
 		xenforeignmemory_unmap(x->fmem, x->mem, x->nframes);
 	free(x->present);
-	if (x->have_domain && !x->domain_gone && x->ctx)
+	if (x->have_domain && x->owns_domain && !x->domain_gone && x->ctx)
 		libxl_domain_destroy(x->ctx, x->domid, NULL);
 	if (x->ctx)
 		libxl_ctx_free(x->ctx);
@@ -184,6 +184,7 @@ int xen__create_domain(struct xen_vm *x, const char *kernel, const char *cmdline
 	}
 	x->domid = domid;
 	x->have_domain = true;
+	x->owns_domain = true;
 	r = xen__map_ram(x);
 	if (r < 0) {
 		snprintf(err, errlen, "mapping domain %u's memory: %s", domid, strerror(-r));
@@ -228,6 +229,94 @@ static int xen__boot_image(struct hv_vm *vm, const char *path, const char *cmdli
 		return -E2BIG;
 	}
 	return xen__create_domain(x, path, full, 0, err, errlen);
+}
+
+/* Takes over a domain the toolstack made: PVH, one vCPU, paused (so no
+ * port call of its guest went unserved), memory a multiple of 2 MiB. Its
+ * memory and name become the VM's. The domain is ours to destroy only
+ * once everything here succeeded: a refused attach leaves it as it was. */
+static int xen__attach(struct hv_vm *vm, const char *domain, char *err, size_t errlen)
+{
+	struct xen_vm *x = xen__vm(vm);
+	libxl_dominfo info;
+	libxl_domain_config dc;
+	uint32_t domid;
+	char *end, *name = NULL;
+	int r = -EINVAL;
+
+	errno = 0;
+	unsigned long v = strtoul(domain, &end, 10);
+	if (*domain >= '0' && *domain <= '9' && !*end && !errno && v < 0x7ff0) {
+		domid = (uint32_t)v;
+	} else if (libxl_name_to_domid(x->ctx, domain, &domid)) {
+		snprintf(err, errlen, "no Xen domain named '%s' (see xl list)", domain);
+		return -ENOENT;
+	}
+	if (domid == 0) {
+		snprintf(err, errlen, "domain 0 is this host's own dom0");
+		return -EINVAL;
+	}
+	libxl_dominfo_init(&info);
+	libxl_domain_config_init(&dc);
+	if (libxl_domain_info(x->ctx, &info, domid)) {
+		snprintf(err, errlen, "no Xen domain %u (see xl list)", domid);
+		r = -ENOENT;
+		goto out;
+	}
+	if (info.dying || info.shutdown) {
+		snprintf(err, errlen, "domain %u has shut down", domid);
+		goto out;
+	}
+	if (!info.paused) {
+		snprintf(err, errlen, "domain %u is running: attach takes a domain created paused (xl create -p), "
+			 "before its guest makes a port call that nothing would serve", domid);
+		r = -EBUSY;
+		goto out;
+	}
+	if (info.vcpu_max_id != 0) {
+		snprintf(err, errlen, "domain %u has %u vCPUs: this backend runs 1", domid, info.vcpu_max_id + 1);
+		r = -ENOTSUP;
+		goto out;
+	}
+	if (libxl_retrieve_domain_configuration(x->ctx, domid, &dc, NULL)) {
+		snprintf(err, errlen, "cannot read domain %u's configuration from the toolstack", domid);
+		r = -EIO;
+		goto out;
+	}
+	/* The hypervisor calls PVH an HVM domain; the toolstack knows. */
+	if (dc.c_info.type != LIBXL_DOMAIN_TYPE_PVH) {
+		snprintf(err, errlen, "domain %u is not a PVH domain (type=\"pvh\" in its xl config)", domid);
+		goto out;
+	}
+	uint64_t mem = (uint64_t)dc.b_info.target_memkb << 10;
+	if (mem < HV_MIN_MEM || mem > HV_MAX_MEM || (mem & ((2ull << 20) - 1))) {
+		snprintf(err, errlen, "domain %u has %llu KiB of memory: this backend takes a multiple of 2 MiB, "
+			 "16 MiB to 128 GiB", domid, (unsigned long long)dc.b_info.target_memkb);
+		goto out;
+	}
+	name = libxl_domid_to_name(x->ctx, domid);
+	vm->cfg.mem_bytes = mem;
+	snprintf(vm->cfg.name, sizeof(vm->cfg.name), "%s", name ? name : "");
+	x->nframes = mem >> HV_PAGE_SHIFT;
+	x->domid = domid;
+	x->have_domain = true;
+	r = xen__map_ram(x);
+	if (r < 0) {
+		snprintf(err, errlen, "mapping domain %u's memory: %s", domid, strerror(-r));
+		goto out;
+	}
+	r = xen__ioreq_init(x);
+	if (r < 0) {
+		snprintf(err, errlen, "serving domain %u's ports: %s%s", domid, strerror(-r),
+			 r == -EEXIST ? " (another device model serves them)" : "");
+		goto out;
+	}
+	x->owns_domain = true;
+out:
+	free(name);
+	libxl_domain_config_dispose(&dc);
+	libxl_dominfo_dispose(&info);
+	return r;
 }
 
 static void *xen__mem(struct hv_vm *vm, uint64_t gpa, uint64_t len)
@@ -493,4 +582,5 @@ const struct hv_backend hv_xen_backend = {
 	.prepare_incoming = xen__prepare_incoming,
 	.rename = xen__rename,
 	.dirty_on_demand = 1,
+	.attach = xen__attach,
 };

@@ -11,12 +11,13 @@ if ! grep -q 'HAVE_XEN 1' "${TOP_BUILDDIR:-.}/config.h" 2>/dev/null; then
 	skip_all "pml-migrate was built without the Xen libraries (configure --with-xen=no or no libxen-dev)"
 fi
 QEMU=$Q
-echo "1..30"
+echo "1..35"
 
 MS_ARGS="seed=7 ws=16M rate=0 ops=4096"
 MIG_ARGS="seed=9 ws=16M rate=4 ops=3000"     # about 3 s under this Xen
 ON_ARGS="seed=11 ws=16M rate=2 ops=8000"     # long enough for two hops
 CUT_ARGS="seed=13 ws=16M rate=4 ops=8000"   # still running after the cut
+ATT_ARGS="seed=15 ws=16M rate=4 ops=3000"
 cat >"$T/dom0.sh" <<DOM0
 PM=/bin/pml-migrate
 R() { echo "XT \$*"; }
@@ -97,6 +98,28 @@ R "cut-send rc=\$? \$(tail -1 /tmp/cut.send | cut -c1-200)"
 R "cut-relay \$(grep -m1 '^cut at' /tmp/relay.out)"
 sleep 1; R "cut-names-during \$(names)"
 wait \$P; R "cut-src rc=\$? \$(cat /tmp/cut.src.json)"
+
+# 7. attach: domains the toolstack made. A running one is refused and left
+#    alone; a paused one is hosted, then migrated. xl was seen to crash at
+#    random here: judge by the domain's state, not xl's exit code.
+pvh() { printf 'name="%s"\ntype="pvh"\nkernel="%s"\nmemory=64\nvcpus=1\ncmdline="%s"\non_reboot="destroy"\n' "\$1" "\$2" "\$3" >/tmp/\$1.cfg; }
+pvh busy /guest/idle.elf "ops=100000 period_us=20000"
+xl create /tmp/busy.cfg >/dev/null 2>&1
+\$PM attach busy >/dev/null 2>/tmp/busy.err
+R "busy rc=\$? \$(tr '\n' ' ' </tmp/busy.err) state=\$(xl list busy | awk 'NR==2{print \$5}')"
+xl destroy busy
+pvh att /guest/memstress.elf "$ATT_ARGS"
+xl create -p /tmp/att.cfg >/dev/null 2>&1
+R "att-created \$(xl list att | awk 'NR==2{print \$5}')"
+\$PM attach att --json >/tmp/att.json 2>/tmp/att.err &
+P=\$!
+waitctl att; sleep 0.3
+R "att-status \$(\$PM ctl att status)"
+\$PM send att 127.0.0.1:\$PA --certs /certs --node sender --peer agent --json >/tmp/att.send 2>&1
+R "att-send rc=\$? \$(tail -1 /tmp/att.send | cut -c1-60)"
+wait \$P; R "att-src rc=\$? \$(cat /tmp/att.json)"
+waitfile /run/dstA/att.result.json
+R "att-dst \$(cat /run/dstA/att.result.json)"
 sleep 1; R "final-names \$(names)"
 R "agentA-failures \$(grep -c failed /tmp/agentA.log) agentB-failures \$(grep -c 'failed' /tmp/agentB.log)"
 DOM0
@@ -197,6 +220,19 @@ echo "$(xt cut-names-during)" | grep -q '^Domain-0,cut,$'
 ok $? "no destination domain left behind, the source domain kept its name ($(xt cut-names-during))"
 echo "$csrc" | grep -q 'rc=0 .*"result":"ok"' && { [ -z "$cref" ] || [ "$(field "$csrc" digest)" = "$cref" ]; }
 ok $? "the source guest ran on and finished here: digest $(field "$csrc" digest) = ${cref:-(no KVM here)}"
+b=$(xt busy)
+echo "$b" | grep -q "^rc=1 .*is running: attach takes a domain created paused.* state=..*" && ! echo "$b" | grep -q 'state= *$'
+ok $? "attach to a running domain: refused, the domain left running ($b)"
+echo "$(xt att-created)" | grep -q p
+ok $? "xl create -p made a paused domain ($(xt att-created))"
+st=$(xt att-status)
+[ "$(field "$st" hv)" = xen ] && [ "$(field "$st" state)" = running ] && [ "$(field "$st" mem_bytes)" = 67108864 ]
+ok $? "attach hosts it: $st"
+echo "$(xt att-send)" | grep -q 'rc=0' && echo "$(xt att-src)" | grep -q 'rc=0 .*"result":"migrated"'
+ok $? "the attached domain migrated over TLS ($(xt att-send | cut -c1-5))"
+aref=$(ref $ATT_ARGS) ad=$(xt att-dst)
+[ "$(field "$ad" exit_code)" = 0 ] && { [ -z "$aref" ] || [ "$(field "$ad" digest)" = "$aref" ]; }
+ok $? "and finished over there: exit $(field "$ad" exit_code), digest $(field "$ad" digest) = ${aref:-(no KVM here)}"
 [ "$(xt final-names)" = "Domain-0," ]
 ok $? "nothing left at the end: $(xt final-names)"
 a=$(xt agentA-failures)
