@@ -17,7 +17,7 @@ expect() {
 	fi
 }
 
-echo "1..16"
+echo "1..19"
 if [ ! -e /dev/kvm ]; then
 	echo "# /dev/kvm absent: image checks that need a VM are skipped"
 fi
@@ -55,4 +55,15 @@ fi
 "$PM" run --help >"$T/out" 2>&1
 grep -q -- "--dirty-log" "$T/out"
 ok $? "run --help documents its options (exit 0)"
+
+# A reader that went away costs a failed write, never the process: the one
+# hosting a VM died of SIGPIPE (and its guest with it) when a destination
+# closed mid-stream. Here the reader is gone before the help is written;
+# SIGPIPE is set to its default first, whatever the harness inherited.
+for cmd in run attach send; do
+	env --default-signal=PIPE sh -c '( sleep 0.2; "$0" "$1" --help; echo $? >"$2" ) | true' "$PM" $cmd "$T/rc" 2>/dev/null
+	rc=$(cat "$T/rc")
+	[ "$rc" = 0 ]
+	ok $? "$cmd --help into a closed pipe: no death by SIGPIPE (exit $rc)"
+done
 exit $fail
