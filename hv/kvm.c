@@ -81,7 +81,13 @@ static int kvm__create(struct hv_vm *vm)
 	k->nvcpus = vm->cfg.vcpus;
 	k->mem_size = vm->cfg.mem_bytes;
 	pthread_mutex_init(&k->lock, NULL);
-	pthread_cond_init(&k->cond, NULL);
+	/* vcpu__sleep's timed wait counts on the monotonic clock (a guest's
+	 * sleep must not stretch or vanish with wall-clock steps). */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&k->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&k->dirty_lock, NULL);
 	for (unsigned i = 0; i < HV_MAX_VCPUS; i++)
 		k->vcpus[i].fd = -1;

@@ -127,7 +127,7 @@ xen_boot() {
 		-cpu "${XEN_QEMU_CPU:-max,-smap,-smep,-xsave}" -smp 2 \
 		-m 2048 -display none -monitor none -serial "file:$log" -no-reboot \
 		-device isa-debug-exit,iobase=0xf4,iosize=4 -kernel "$XEN_CACHE/xen" \
-		-append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 noreboot" \
+		-append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 noreboot ${XEN_EXTRA_ARGS:-}" \
 		-initrd "$XEN_CACHE/vmlinuz console=hvc0 loglevel=3,$initrd" </dev/null >/dev/null 2>&1
 	return 0
 }
