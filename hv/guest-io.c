@@ -7,6 +7,16 @@
 #include "hv/guest-io.h"
 #include "hv/hv-backend.h"
 
+void hv_gio_sleep_deadline(uint64_t us, struct timespec *ts)
+{
+	if (us > 1000000)
+		us = 1000000;
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_nsec += (long)(us % 1000000) * 1000;
+	ts->tv_sec += (time_t)(us / 1000000) + ts->tv_nsec / 1000000000;
+	ts->tv_nsec %= 1000000000;
+}
+
 void hv_gio_flush(struct hv_gio *g)
 {
 	struct hv_vm *hv = g->vm;

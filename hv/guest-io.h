@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 struct hv_vm;
 
@@ -38,6 +39,11 @@ enum {
  * says so), or -errno for a guest error (a bad hypercall: why says which).
  * Ports the ABI does not define ignore writes. */
 int hv_gio_out(struct hv_gio *g, uint16_t port, uint32_t val, int *exit_code, char *why, size_t whylen);
+
+/* The CLOCK_MONOTONIC deadline of a PMG_HC_SLEEP of us microseconds, at
+ * most 1 s away (the guest re-checks its time and sleeps again). For a
+ * condition variable whose clock is CLOCK_MONOTONIC. */
+void hv_gio_sleep_deadline(uint64_t us, struct timespec *ts);
 
 /* Passes on console bytes still buffered (call when the vCPU stops). */
 void hv_gio_flush(struct hv_gio *g);

@@ -322,12 +322,7 @@ static void vcpu__sleep(struct kvm_vcpu *v, uint64_t us)
 	struct kvm_vm *k = v->vm;
 	struct timespec ts;
 
-	if (us > 1000000)
-		us = 1000000;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_nsec += (long)(us % 1000000) * 1000;
-	ts.tv_sec += (time_t)(us / 1000000) + ts.tv_nsec / 1000000000;
-	ts.tv_nsec %= 1000000000;
+	hv_gio_sleep_deadline(us, &ts);
 	pthread_mutex_lock(&k->lock);
 	/* A pause or stop request ends the sleep early; the guest re-checks time. */
 	while (!k->pause_depth && !k->stop_req)

@@ -35,12 +35,7 @@ static void xen__gio_sleep(struct hv_gio *g, uint64_t us)
 	struct xen_vm *x = v->vm;
 	struct timespec ts;
 
-	if (us > 1000000)
-		us = 1000000;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_nsec += (long)(us % 1000000) * 1000;
-	ts.tv_sec += (time_t)(us / 1000000) + ts.tv_nsec / 1000000000;
-	ts.tv_nsec %= 1000000000;
+	hv_gio_sleep_deadline(us, &ts);
 	pthread_mutex_lock(&x->lock);
 	/* A pause (hold) or stop ends the sleep early; the guest re-checks time. */
 	while (!x->hold && !x->stop_req)
@@ -187,10 +182,7 @@ static void *xen__server_thread(void *arg)
 		 * watching the domain meanwhile. */
 		while (x->hold && !x->stop_req) {
 			struct timespec ts;
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			ts.tv_nsec += WATCH_MS * 1000000L;
-			ts.tv_sec += ts.tv_nsec / 1000000000;
-			ts.tv_nsec %= 1000000000;
+			hv_gio_sleep_deadline(WATCH_MS * 1000, &ts);
 			if (pthread_cond_timedwait(&x->cond, &x->lock, &ts) == ETIMEDOUT && v->idx == 0) {
 				pthread_mutex_unlock(&x->lock);
 				xen__watch(x);
