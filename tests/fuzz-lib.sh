@@ -7,8 +7,17 @@ SECS=${FUZZ_SECONDS:-20}
 CLANG=$(command -v clang || command -v clang-14 || true)
 [ -n "$CLANG" ] || skip_all "clang not installed (apt-get install clang)"
 
+# The hv/ sources a target links (hv.c refers to the Xen backend when this
+# build has it) and the libraries those need.
+HV_SRC="$SRC/hv/hv.c $SRC/hv/guest-io.c $SRC/hv/kvm.c $SRC/hv/kvm-boot.c $SRC/hv/kvm-dirty.c $SRC/hv/kvm-state.c $SRC/hv/elf.c"
+HV_LIBS=""
+if grep -q 'HAVE_XEN 1' "$BLD/config.h" 2>/dev/null; then
+	HV_SRC="$HV_SRC $SRC/hv/xen.c $SRC/hv/xen-ioreq.c $SRC/hv/xen-dirty.c $SRC/hv/xen-state.c"
+	HV_LIBS=$(pkg-config --libs xencontrol xenforeignmemory xendevicemodel xenevtchn xenlight xenstore xentoollog)
+fi
+
 # fuzz_build NAME SOURCES... [LIBS...]: builds $T/NAME with ASan + UBSan and
-# reports it as one TAP line.
+# reports it as one TAP line. ($HV_SRC and $HV_LIBS unquoted: word lists.)
 fuzz_build() {
 	name=$1
 	shift

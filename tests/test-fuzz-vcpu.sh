@@ -6,8 +6,7 @@
 . "$(dirname "$0")/fuzz-lib.sh"
 [ -e /dev/kvm ] || skip_all "/dev/kvm absent"
 echo "1..3"
-fuzz_build fuzz-vcpu "$SRC/tests/fuzz-vcpu.c" "$SRC"/hv/hv.c "$SRC"/hv/kvm.c "$SRC"/hv/kvm-boot.c \
-	"$SRC"/hv/kvm-dirty.c "$SRC"/hv/kvm-state.c "$SRC"/hv/elf.c -lpthread
+fuzz_build fuzz-vcpu "$SRC/tests/fuzz-vcpu.c" $HV_SRC $HV_LIBS -lpthread
 mkdir -p "$T/corpus"
 PMG_FUZZ_SEED="$T/corpus/saved" "$T/fuzz-vcpu" >/dev/null 2>&1 && [ -s "$T/corpus/saved" ]
 ok $? "seeded with a real saved vCPU state ($(wc -c <"$T/corpus/saved" 2>/dev/null) bytes)"
