@@ -71,7 +71,7 @@ int cmd_run(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
-			if (cli_parse_size(optarg, &v) < 0 || v < HV_MIN_MEM || v > HV_MAX_MEM || (v & ((2u << 20) - 1))) {
+			if (cli_parse_size(optarg, &v) < 0 || !hv_mem_size_valid(v)) {
 				util_err("--mem '%s': must be a multiple of 2M between 16M and 128G", optarg);
 				{ rc = PMG_EXIT_USAGE; goto out; }
 			}

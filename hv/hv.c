@@ -30,14 +30,19 @@ int hv_dirty_mode_parse(const char *s, enum hv_dirty_mode *out)
 	return 0;
 }
 
-int hv_backend_built(const char *name)
+/* The backend called name in this build, or NULL. */
+static const struct hv_backend *hv__backend(const char *name)
 {
+	if (!strcmp(name, "kvm"))
+		return &hv_kvm_backend;
 #ifdef HAVE_XEN
 	if (!strcmp(name, "xen"))
-		return 1;
+		return &hv_xen_backend;
 #endif
-	return !strcmp(name, "kvm");
+	return NULL;
 }
+
+int hv_backend_built(const char *name) { return hv__backend(name) != NULL; }
 
 const char *hv_host_backend(void)
 {
@@ -48,19 +53,13 @@ const char *hv_host_backend(void)
 
 int hv_vm_create(const char *backend, const struct hv_vm_config *cfg, struct hv_vm **out)
 {
-	const struct hv_backend *be = NULL;
+	const struct hv_backend *be = hv__backend(backend ? backend : "kvm");
 	struct hv_vm *vm;
 	int r;
 
-	if (!backend || !strcmp(backend, "kvm"))
-		be = &hv_kvm_backend;
-#ifdef HAVE_XEN
-	else if (!strcmp(backend, "xen"))
-		be = &hv_xen_backend;
-#endif
 	if (!be)
 		return -ENOTSUP;
-	if (cfg->mem_bytes < HV_MIN_MEM || cfg->mem_bytes > HV_MAX_MEM || (cfg->mem_bytes & ((2ull << 20) - 1)))
+	if (!hv_mem_size_valid(cfg->mem_bytes))
 		return -EINVAL;
 	if (cfg->vcpus < 1 || cfg->vcpus > HV_MAX_VCPUS)
 		return -EINVAL;
@@ -83,16 +82,10 @@ int hv_vm_create(const char *backend, const struct hv_vm_config *cfg, struct hv_
 int hv_vm_attach(const char *backend, const char *domain, enum hv_dirty_mode dirty, struct hv_vm **out, char *err,
 		 size_t errlen)
 {
-	const struct hv_backend *be = NULL;
+	const struct hv_backend *be = hv__backend(backend);
 	struct hv_vm *vm;
 	int r;
 
-	if (!strcmp(backend, "kvm"))
-		be = &hv_kvm_backend;
-#ifdef HAVE_XEN
-	else if (!strcmp(backend, "xen"))
-		be = &hv_xen_backend;
-#endif
 	if (!be || !be->attach) {
 		snprintf(err, errlen, "the %s backend cannot attach to a VM it did not create", backend);
 		return -ENOTSUP;

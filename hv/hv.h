@@ -23,6 +23,12 @@
 #define HV_MIN_MEM (16ull << 20)
 #define HV_MAX_MEM (128ull << 30)
 
+/* A memory size a VM may have: a multiple of 2 MiB in HV_MIN_MEM..HV_MAX_MEM. */
+static inline int hv_mem_size_valid(uint64_t bytes)
+{
+	return bytes >= HV_MIN_MEM && bytes <= HV_MAX_MEM && !(bytes & ((2ull << 20) - 1));
+}
+
 enum hv_dirty_mode {
 	HV_DIRTY_OFF = 0,
 	HV_DIRTY_RING,   /* per-vCPU ring of dirty GFNs (the PML-style log) */

@@ -73,7 +73,6 @@ static int xen__create(struct hv_vm *vm)
 		x->tsc_khz = pi.cpu_khz;
 	return 0;
 err:
-	vm->priv = x;
 	vm->be->destroy(vm);
 	vm->priv = NULL;
 	return r;
@@ -141,6 +140,24 @@ out:
 	return r;
 }
 
+/* Takes domid as the VM's domain: maps its RAM and serves its ports.
+ * Whether the VM destroys the domain (owns_domain) is the caller's call. */
+static int xen__take_domain(struct xen_vm *x, uint32_t domid, char *err, size_t errlen)
+{
+	x->domid = domid;
+	x->have_domain = true;
+	int r = xen__map_ram(x);
+	if (r < 0) {
+		snprintf(err, errlen, "mapping domain %u's memory: %s", domid, strerror(-r));
+		return r;
+	}
+	r = xen__ioreq_init(x);
+	if (r < 0)
+		snprintf(err, errlen, "serving domain %u's ports: %s%s", domid, strerror(-r),
+			 r == -EEXIST ? " (another device model serves them)" : "");
+	return r;
+}
+
 int xen__create_domain(struct xen_vm *x, const char *kernel, const char *cmdline, int incoming, char *err,
 		       size_t errlen)
 {
@@ -182,17 +199,8 @@ int xen__create_domain(struct xen_vm *x, const char *kernel, const char *cmdline
 		r = -EIO;
 		goto out;
 	}
-	x->domid = domid;
-	x->have_domain = true;
-	x->owns_domain = true;
-	r = xen__map_ram(x);
-	if (r < 0) {
-		snprintf(err, errlen, "mapping domain %u's memory: %s", domid, strerror(-r));
-		goto out;
-	}
-	r = xen__ioreq_init(x);
-	if (r < 0)
-		snprintf(err, errlen, "ioreq server for domain %u: %s", domid, strerror(-r));
+	x->owns_domain = true; /* we made it: a failure below destroys it */
+	r = xen__take_domain(x, domid, err, errlen);
 out:
 	libxl_domain_config_dispose(&dc);
 	return r;
@@ -289,7 +297,7 @@ static int xen__attach(struct hv_vm *vm, const char *domain, char *err, size_t e
 		goto out;
 	}
 	uint64_t mem = (uint64_t)dc.b_info.target_memkb << 10;
-	if (mem < HV_MIN_MEM || mem > HV_MAX_MEM || (mem & ((2ull << 20) - 1))) {
+	if (!hv_mem_size_valid(mem)) {
 		snprintf(err, errlen, "domain %u has %llu KiB of memory: this backend takes a multiple of 2 MiB, "
 			 "16 MiB to 128 GiB", domid, (unsigned long long)dc.b_info.target_memkb);
 		goto out;
@@ -298,20 +306,9 @@ static int xen__attach(struct hv_vm *vm, const char *domain, char *err, size_t e
 	vm->cfg.mem_bytes = mem;
 	snprintf(vm->cfg.name, sizeof(vm->cfg.name), "%s", name ? name : "");
 	x->nframes = mem >> HV_PAGE_SHIFT;
-	x->domid = domid;
-	x->have_domain = true;
-	r = xen__map_ram(x);
-	if (r < 0) {
-		snprintf(err, errlen, "mapping domain %u's memory: %s", domid, strerror(-r));
-		goto out;
-	}
-	r = xen__ioreq_init(x);
-	if (r < 0) {
-		snprintf(err, errlen, "serving domain %u's ports: %s%s", domid, strerror(-r),
-			 r == -EEXIST ? " (another device model serves them)" : "");
-		goto out;
-	}
-	x->owns_domain = true;
+	r = xen__take_domain(x, domid, err, errlen);
+	if (r == 0)
+		x->owns_domain = true;
 out:
 	free(name);
 	libxl_domain_config_dispose(&dc);

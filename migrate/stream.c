@@ -180,8 +180,7 @@ int stream_parse_shape(const struct stream_record *rec, struct stream_shape *out
 	out->tsc_khz = ld64(p + 16);
 	out->dirty_log = p[24];
 	out->hv = p[25];
-	if (page != HV_PAGE_SIZE || out->mem_bytes < HV_MIN_MEM || out->mem_bytes > HV_MAX_MEM ||
-	    (out->mem_bytes & ((2ull << 20) - 1)) || out->vcpus < 1 || out->vcpus > HV_MAX_VCPUS ||
+	if (page != HV_PAGE_SIZE || !hv_mem_size_valid(out->mem_bytes) || out->vcpus < 1 || out->vcpus > HV_MAX_VCPUS ||
 	    out->tsc_khz > 100000000ull || out->dirty_log > HV_DIRTY_BITMAP || out->hv > STREAM_HV_XEN)
 		return -EPROTO;
 	for (int i = 26; i < 32; i++)
