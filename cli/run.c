@@ -29,7 +29,9 @@ static void run_usage(FILE *f)
 		"  --dirty-log MODE       ring (default on KVM), bitmap or off; Xen has bitmap only\n"
 		"                         (its default), armed only while the VM migrates\n"
 		"  --ring-entries N       dirty ring size per vCPU, power of two (default 65536)\n"
-		"  --harvest-ms N         harvest the dirty log every N ms, 1..10000 (default 10)\n"
+		"  --harvest-ms N         keep the dirty log armed from boot and harvest it every\n"
+		"                         N ms, 1..10000, to watch what it costs the guest; without\n"
+		"                         it the log is armed only while a migration runs\n"
 		"  --name NAME            VM name for the control socket (default vm-PID)\n"
 		"  --json                 print the final report as one JSON object on stdout\n"
 		"  -h, --help             this text\n"
@@ -111,6 +113,7 @@ int cmd_run(int argc, char **argv)
 				{ rc = PMG_EXIT_USAGE; goto out; }
 			}
 			r.harvest_ms = (unsigned)v;
+			r.harvest_at_rest = 1;
 			break;
 		case 'n':
 			if (!util_valid_name(optarg)) {
@@ -190,7 +193,8 @@ int cmd_run(int argc, char **argv)
 	}
 	if (vmhost_claim_name(&r, r.name) < 0)
 		goto out;
-	/* The dirty log and its harvester start with the guest's first write. */
+	/* With --harvest-ms the dirty log and its harvester start with the
+	 * guest's first write; otherwise a migration arms the log. */
 	if (vmhost_went_live(&r) < 0)
 		goto out;
 	e = hv_vm_start(r.vm);

@@ -33,7 +33,6 @@ struct hv_backend {
 	int64_t (*domid)(struct hv_vm *vm); /* optional: NULL means none */
 	int (*prepare_incoming)(struct hv_vm *vm, char *err, size_t errlen); /* optional */
 	int (*rename)(struct hv_vm *vm, const char *name);                     /* optional */
-	int dirty_on_demand; /* see hv_dirty_on_demand() */
 	/* optional: see hv_vm_attach(); vm->cfg holds a placeholder size and
 	 * the dirty mode when it is called, after create() */
 	int (*attach)(struct hv_vm *vm, const char *domain, char *err, size_t errlen);

@@ -158,14 +158,16 @@ int hv_vm_has_ended(struct hv_vm *vm);
  * more than once per frame, then re-arms write tracking for those frames
  * BEFORE returning, so a caller that reads page contents after collect()
  * returns never misses a later write. One collector at a time (serialized
- * inside). Returns the number of entries emitted or -errno. */
+ * inside). Returns the number of entries emitted or -errno.
+ * stop: writes are no longer logged (nor write-faulted: the guest runs
+ * at full speed); entries not yet collected are dropped, so a later
+ * start begins from an empty log. Both backends start and stop at any
+ * time while the guest runs: callers arm the log only while they use it
+ * (a migration), since every first write after a re-arm costs the guest
+ * a fault. */
 int hv_dirty_start(struct hv_vm *vm);
 int hv_dirty_collect(struct hv_vm *vm, void (*emit)(void *opaque, uint64_t gfn), void *opaque);
 int hv_dirty_stop(struct hv_vm *vm);
-/* 1 when the backend starts and stops its dirty log at any time at no
- * cost while off (Xen's log-dirty mode): the host then arms it only for
- * a migration. 0: the log is armed for the VM's life (KVM today). */
-int hv_dirty_on_demand(struct hv_vm *vm);
 /* Ring mode only: how many times a vCPU exited because its ring was full. */
 uint64_t hv_dirty_ring_full_exits(struct hv_vm *vm);
 

@@ -150,14 +150,30 @@ int kvm__dirty_start(struct hv_vm *vm)
 	return r;
 }
 
+static void dirty_drop(void *opaque, uint64_t gfn)
+{
+	(void)opaque;
+	(void)gfn;
+}
+
 int kvm__dirty_stop(struct hv_vm *vm)
 {
 	struct kvm_vm *k = kvm__vm(vm);
 	int r;
 	pthread_mutex_lock(&k->dirty_lock);
 	r = kvm__set_slot(k, 0);
-	if (!r)
+	if (!r) {
 		k->dirty_on = false;
+		/* Entries left in the rings would come out of the next start's
+		 * first collect as stale frames; drain them now. The ring
+		 * capability itself stays: KVM only allows it before vCPUs exist. */
+		if (k->ring_entries) {
+			k->stash_len = 0;
+			for (unsigned i = 0; i < k->nvcpus; i++)
+				ring_collect(&k->vcpus[i], dirty_drop, NULL);
+			ioctl(k->vm_fd, KVM_RESET_DIRTY_RINGS, 0);
+		}
+	}
 	pthread_mutex_unlock(&k->dirty_lock);
 	return r;
 }

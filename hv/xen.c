@@ -578,6 +578,5 @@ const struct hv_backend hv_xen_backend = {
 	.domid = xen__domid,
 	.prepare_incoming = xen__prepare_incoming,
 	.rename = xen__rename,
-	.dirty_on_demand = 1,
 	.attach = xen__attach,
 };

@@ -18,10 +18,14 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 #include <uv.h>
 #include "migrate/source.h"
 #include "migrate/stream.h"
+#include "precopy/pages.h"
+#include "precopy/policy.h"
+#include "precopy/throttle.h"
 #include "transport/xport.h"
 
 #define MAX_RECONNECTS 64 /* resumed links per migration */
@@ -153,26 +157,20 @@ struct migrate_src {
 	uint64_t final_pages, t_paused, t_commit;
 	int renamed_away; /* the hypervisor's name was set aside for COMMIT (Xen) */
 
-	/* page bookkeeping (engine thread) */
+	/* page bookkeeping and policy state (engine thread; precopy/) */
 	uint64_t nframes;
-	uint64_t *pend_bits, *defer_bits;
-	uint64_t *queue;
-	size_t qhead, qlen, qcap;
-	struct precopy_dirty_set deferred; /* held back to the final round */
-	size_t defer_budget, deferred_total;
-	uint8_t *rounds_dirty, *last_round;
-	unsigned round;
-	uint64_t scan_cursor;
+	struct precopy_pages pages;
+	uint64_t scan_cursor;      /* the first pass over every backed page */
+	struct precopy_rates rates;
+	struct precopy_throttle thr;
+	FILE *trace;               /* PML_MIGRATE_POLICY_TRACE: the policy's inputs and answers, CSV */
 
 	/* statistics (atomics: workers add) */
 	atomic_uint_fast64_t pages_sent, zero_pages, lz4_pages, page_payload, record_bytes, pages_done, busy_ns;
 	uint64_t pages_lost;   /* sent but never received (lost links): not in STATE_DONE's count */
 	uint64_t pages_resent; /* pages queued again after lost links (sent or not) */
-	uint64_t link_Bps; /* wire bytes/s, measured while the send queue stayed backlogged */
-	uint64_t dirty_rate_pps, rate_pps, expected_downtime_ns, vcpu_save_ns, vcpu_bytes;
-	uint64_t harvest_ns0, harvests0, dirty_added;
-	unsigned throttle_pct[HV_MAX_VCPUS], throttle_max;
-	uint64_t throttle_ns, last_vcpu_entries[HV_MAX_VCPUS];
+	uint64_t expected_downtime_ns, vcpu_save_ns, vcpu_bytes;
+	uint64_t harvest_ns0, harvests0;
 	int forced;
 	uint64_t verify_chunks;
 
@@ -193,8 +191,6 @@ int msrc__aborted(struct migrate_src *m);
 int msrc__workers_idle(struct migrate_src *m, int closed_too);
 /* Queues one JSON progress line for the loop to hand to ops->event. Any thread. */
 void msrc__event(struct migrate_src *m, const char *json);
-/* Engine: queues gfn for sending unless already pending. 0 or -ENOMEM. */
-int msrc__queue_push(struct migrate_src *m, uint64_t gfn);
 /* HOST:PORT of the destination session's own port (join, resume). */
 void msrc__session_hostport(struct migrate_src *m, char *hp, size_t len);
 /* The connections' callbacks (loop). */

@@ -117,8 +117,8 @@ int msrc__rejoin(struct migrate_src *m)
 		struct msrc_job *j = lost;
 		lost = j->next;
 		for (unsigned i = 0; !e && i < j->n; i++)
-			if (!bit_test(m->defer_bits, j->gfns[i]))
-				e = msrc__queue_push(m, j->gfns[i]);
+			if (!precopy_pages_is_deferred(&m->pages, j->gfns[i]))
+				e = precopy_pages_push(&m->pages, j->gfns[i]);
 		pages += j->n;
 		if (j->seq) /* counted in pages_sent, never received */
 			m->pages_lost += j->n;

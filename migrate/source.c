@@ -2,13 +2,12 @@
  * migrate/source.c - sending side: connection setup on the loop, the
  * pre-copy engine thread, encoder threads, switchover commit.
  *
- * Pages: a pending queue (FIFO, deduplicated by a bitmap) fed by the
- * dirty log, which the engine harvests every few milliseconds while it
- * dispatches, and a scan cursor for the first pass over every backed page.
- * A round is the queue as it stood when the round began; pages dirtied
- * during a round go to the next. A page seen dirty in HOT_ROUNDS rounds is
- * deferred to the final (paused) round, within a budget the downtime
- * target can pay for. Stream s carries the pages with gfn % streams == s,
+ * Pages: the page sets of precopy/pages.h (pending FIFO, deferred hot
+ * pages) fed by the dirty log, which the engine harvests every few
+ * milliseconds while it dispatches, and a scan cursor for the first pass
+ * over every backed page. When to stop is precopy/policy.h's decision and
+ * how hard to throttle precopy/throttle.h's: this file measures, asks and
+ * acts. Stream s carries the pages with gfn % streams == s,
  * so a page's newer copy always follows its older one on the same TCP
  * connection and the destination needs no reordering.
  *
@@ -346,43 +345,10 @@ static int msrc__drain(struct migrate_src *m, uint32_t round)
 	return e;
 }
 
-/* ---- page sets (engine thread) ---- */
+/* ---- the dirty log (engine thread) ---- */
 
-int msrc__queue_push(struct migrate_src *m, uint64_t gfn)
-{
-	if (bit_test(m->pend_bits, gfn))
-		return 0;
-	if (m->qhead + m->qlen == m->qcap) {
-		if (m->qhead) { /* compact before growing */
-			memmove(m->queue, m->queue + m->qhead, m->qlen * sizeof(uint64_t));
-			m->qhead = 0;
-		}
-		if (m->qlen == m->qcap) {
-			size_t cap = m->qcap ? m->qcap * 2 : 65536;
-			uint64_t *q = realloc(m->queue, cap * sizeof(uint64_t));
-			if (!q)
-				return -ENOMEM;
-			m->queue = q;
-			m->qcap = cap;
-		}
-	}
-	m->queue[m->qhead + m->qlen++] = gfn;
-	bit_set(m->pend_bits, gfn);
-	m->dirty_added++;
-	return 0;
-}
-
-static int msrc__defer(struct migrate_src *m, uint64_t gfn)
-{
-	if (precopy_dirty_set_push(&m->deferred, gfn) < 0)
-		return -ENOMEM;
-	m->deferred_total++;
-	bit_set(m->defer_bits, gfn);
-	return 0;
-}
-
-/* Harvests the dirty log into the pending queue (or the deferred set for
- * pages that keep coming back). final: the guest is paused; defer nothing. */
+/* Harvests the dirty log into the page sets. final: the guest is paused;
+ * defer nothing. */
 static int msrc__harvest(struct migrate_src *m, struct precopy_dirty_set *set, int final)
 {
 	long n = precopy_dirtylog_harvest(m->dl, set);
@@ -393,25 +359,7 @@ static int msrc__harvest(struct migrate_src *m, struct precopy_dirty_set *set, i
 	}
 	if (n < 0)
 		return (int)n;
-	for (long i = 0; i < n; i++) {
-		uint64_t g = set->gfns[i];
-		if (bit_test(m->defer_bits, g))
-			continue;
-		if (m->last_round[g] != (uint8_t)m->round) {
-			m->last_round[g] = (uint8_t)m->round;
-			if (m->rounds_dirty[g] < 255)
-				m->rounds_dirty[g]++;
-		}
-		if (!final && m->rounds_dirty[g] >= HOT_ROUNDS && m->deferred.n < m->defer_budget &&
-		    !bit_test(m->pend_bits, g)) {
-			if (msrc__defer(m, g) < 0)
-				return -ENOMEM;
-			continue;
-		}
-		if (msrc__queue_push(m, g) < 0)
-			return -ENOMEM;
-	}
-	return 0;
+	return precopy_pages_dirtied(&m->pages, set->gfns, (size_t)n, final);
 }
 
 /* Next page of the first pass: backed pages only, so memory the guest
@@ -434,7 +382,7 @@ static int msrc__scan_next(struct migrate_src *m, uint64_t *gfn)
 			}
 		}
 		m->scan_cursor++;
-		if (vec[g - vec_base] && !bit_test(m->pend_bits, g) && !bit_test(m->defer_bits, g)) {
+		if (vec[g - vec_base] && !precopy_pages_is_pending(&m->pages, g) && !precopy_pages_is_deferred(&m->pages, g)) {
 			*gfn = g;
 			return 1;
 		}
@@ -443,13 +391,7 @@ static int msrc__scan_next(struct migrate_src *m, uint64_t *gfn)
 	return 0;
 }
 
-/* ---- convergence ---- */
-
-static uint64_t msrc__fixed_cost_ns(struct migrate_src *m)
-{
-	uint64_t byte_rate = m->rate_pps ? m->rate_pps * 1024 : 100000000; /* ~1/4 page per page is a floor */
-	return m->vcpu_save_ns + m->vcpu_bytes * 1000000000ull / byte_rate + m->rtt_ns * 3 / 2;
-}
+/* ---- what the policy is fed (engine thread) ---- */
 
 static uint64_t msrc__pending_bytes(struct migrate_src *m)
 {
@@ -460,64 +402,72 @@ static uint64_t msrc__pending_bytes(struct migrate_src *m)
 	return n;
 }
 
-/* What is still dirty at the encoders' measured rate, plus what already
- * waits in the send queues at the link's measured rate, plus the fixed
- * cost of vCPU state and the commit round trips. */
-static uint64_t msrc__expected_ns(struct migrate_src *m, uint64_t pages)
+static struct precopy_cost msrc__cost(struct migrate_src *m)
 {
-	uint64_t pps = m->rate_pps ? m->rate_pps : 50000;
-	uint64_t link = m->link_Bps ? m->link_Bps : (uint64_t)pps * HV_PAGE_SIZE;
-	return pages * 1000000000ull / pps + msrc__pending_bytes(m) * 1000000000ull / link + msrc__fixed_cost_ns(m);
+	return (struct precopy_cost){
+		.pages = precopy_pages_pending(&m->pages) + precopy_pages_deferred(&m->pages),
+		.encode_pps = m->rates.encode_pps,
+		.link_Bps = m->rates.link_Bps,
+		.queued_bytes = msrc__pending_bytes(m),
+		.vcpu_save_ns = m->vcpu_save_ns,
+		.vcpu_bytes = m->vcpu_bytes,
+		.rtt_ns = m->rtt_ns,
+	};
 }
 
-/* Per-vCPU dirty-rate limiting (ring: the log says who wrote) or a common
- * duty cycle (bitmap: it cannot). Engaged when the guest dirties more
- * than half of what the link moves; eased off when it falls well below. */
+/* Applies the throttle's new percentages. */
+static void msrc__throttle_apply(struct migrate_src *m, uint32_t changed)
+{
+	for (unsigned i = 0; i < m->thr.nvcpus; i++)
+		if (changed & (1u << i))
+			hv_vcpu_throttle(m->vm, i, m->thr.pct[i]);
+}
+
+/* Reads each vCPU's dirty-log entry count; 0, or -ENOTSUP when the log
+ * cannot tell vCPUs apart (bitmap). */
+static int msrc__vcpu_entries(struct migrate_src *m, uint64_t *ent)
+{
+	for (unsigned i = 0; i < hv_vm_config(m->vm)->vcpus; i++)
+		if (hv_dirty_vcpu_entries(m->vm, i, &ent[i]) < 0)
+			return -ENOTSUP;
+	return 0;
+}
+
+/* The policy trace (PML_MIGRATE_POLICY_TRACE=FILE): one CSV line per
+ * decision and per throttle step, what tests/test-precopy.c replays. */
+static void msrc__trace_decision(struct migrate_src *m, const struct precopy_decision_in *in,
+				 enum precopy_verdict v, uint64_t expected_ns)
+{
+	if (!m->trace)
+		return;
+	const struct precopy_cost *c = &in->cost;
+	fprintf(m->trace,
+		"decide,%u,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
+		",%" PRIu64 ",%d,%" PRIu64 ",%" PRIu64 ",%s\n",
+		m->pages.round, c->pages, c->encode_pps, c->link_Bps, c->queued_bytes, c->vcpu_save_ns, c->vcpu_bytes,
+		c->rtt_ns, in->downtime_limit_ns, expected_ns, in->drained, in->now_ns - m->t_start,
+		in->deadline_ns - m->t_start, precopy_verdict_name(v));
+}
+
 static void msrc__throttle(struct migrate_src *m, uint64_t dt_ns)
 {
-	unsigned nv = hv_vm_config(m->vm)->vcpus;
-	if (!m->o.throttle || !dt_ns || m->round < 3)
-		return;
-	double link = (double)m->rate_pps, dirty = (double)m->dirty_rate_pps;
 	uint64_t ent[HV_MAX_VCPUS];
-	int per_vcpu = 1;
-	for (unsigned i = 0; i < nv; i++)
-		if (hv_dirty_vcpu_entries(m->vm, i, &ent[i]) < 0)
-			per_vcpu = 0;
-	for (unsigned i = 0; i < nv; i++) {
-		unsigned p = m->throttle_pct[i];
-		if (per_vcpu) {
-			double rate = (double)(ent[i] - m->last_vcpu_entries[i]) * 1e9 / (double)dt_ns;
-			m->last_vcpu_entries[i] = ent[i];
-			double limit = 0.5 * link / nv;
-			if (rate > limit && dirty > 0.5 * link)
-				p = p + 10 > 95 ? 95 : p + 10;
-			else if (rate < 0.5 * limit)
-				p = p >= 5 ? p - 5 : 0;
-		} else {
-			if (dirty > 0.5 * link)
-				p = p + 10 > 95 ? 95 : p + 10;
-			else if (dirty < 0.25 * link)
-				p = p >= 5 ? p - 5 : 0;
-		}
-		if (p != m->throttle_pct[i]) {
-			m->throttle_pct[i] = p;
-			hv_vcpu_throttle(m->vm, i, p);
-		}
-		if (p > m->throttle_max)
-			m->throttle_max = p;
-		if (p)
-			m->throttle_ns += dt_ns * p / 100;
+	if (!m->o.throttle || m->pages.round < 3)
+		return;
+	int have = msrc__vcpu_entries(m, ent) == 0;
+	uint32_t changed = precopy_throttle_step(&m->thr, m->rates.encode_pps, m->rates.dirty_pps, have ? ent : NULL,
+						 dt_ns);
+	if (m->trace) {
+		/* vCPU 0 only: the replay drives a one-vCPU throttle. */
+		fprintf(m->trace, "throttle,%u,%" PRIu64 ",%" PRIu64 ",%d,%" PRIu64 ",%" PRIu64 ",%u\n", m->pages.round,
+			m->rates.encode_pps, m->rates.dirty_pps, have, have ? ent[0] : 0, dt_ns, m->thr.pct[0]);
 	}
+	msrc__throttle_apply(m, changed);
 }
 
 static void msrc__unthrottle(struct migrate_src *m)
 {
-	for (unsigned i = 0; i < hv_vm_config(m->vm)->vcpus; i++)
-		if (m->throttle_pct[i]) {
-			m->throttle_pct[i] = 0;
-			hv_vcpu_throttle(m->vm, i, 0);
-		}
+	msrc__throttle_apply(m, precopy_throttle_release(&m->thr));
 }
 
 static uint64_t msrc__wire_out(struct migrate_src *m)
@@ -535,16 +485,16 @@ static void msrc__progress(struct migrate_src *m, const char *phase)
 	uint64_t el = now_ns() - m->t_start, wire = msrc__wire_out(m);
 	double mbps = el ? (double)wire * 8.0 * 1000.0 / (double)el : 0;
 	unsigned tmax = 0;
-	for (unsigned i = 0; i < hv_vm_config(m->vm)->vcpus; i++)
-		if (m->throttle_pct[i] > tmax)
-			tmax = m->throttle_pct[i];
+	for (unsigned i = 0; i < m->thr.nvcpus; i++)
+		if (m->thr.pct[i] > tmax)
+			tmax = m->thr.pct[i];
 	snprintf(buf, sizeof(buf),
 		 "{\"event\":\"progress\",\"phase\":\"%s\",\"round\":%u,\"remaining_pages\":%zu,\"deferred_pages\":%zu,"
 		 "\"pages_sent\":%" PRIu64 ",\"bytes_on_wire\":%" PRIu64 ",\"throughput_mbps\":%.1f,"
 		 "\"dirty_rate_pages_per_s\":%" PRIu64 ",\"expected_downtime_ms\":%.3f,\"throttle_pct\":%u,"
 		 "\"reconnects\":%u,\"elapsed_ms\":%.1f}",
-		 phase, m->round, m->qlen + (m->scan_cursor < m->nframes ? 1 : 0), m->deferred.n,
-		 (uint64_t)atomic_load(&m->pages_sent), wire, mbps, m->dirty_rate_pps,
+		 phase, m->pages.round, precopy_pages_pending(&m->pages) + (m->scan_cursor < m->nframes ? 1 : 0),
+		 precopy_pages_deferred(&m->pages), (uint64_t)atomic_load(&m->pages_sent), wire, mbps, m->rates.dirty_pps,
 		 (double)m->expected_downtime_ns / 1e6, tmax, m->reconnects, (double)el / 1e6);
 	msrc__event(m, buf);
 }
@@ -605,20 +555,37 @@ static int msrc__send0(struct migrate_src *m, struct stream_buf *b, int e)
 
 /* ---- the engine ---- */
 
+static struct precopy_sample msrc__sample(struct migrate_src *m, uint64_t t)
+{
+	return (struct precopy_sample){
+		.t_ns = t,
+		.pages_done = atomic_load(&m->pages_done),
+		.busy_ns = atomic_load(&m->busy_ns),
+		.dirtied = m->pages.added,
+		.wire_bytes = msrc__wire_out(m),
+		.queued_bytes = msrc__pending_bytes(m),
+	};
+}
+
+static void msrc__fail_timeout(struct migrate_src *m)
+{
+	msrc__fail(m, -ETIMEDOUT, "did not converge within --max-time %us (expected downtime %.1f ms, limit %u ms)",
+		   m->o.max_time_s, (double)m->expected_downtime_ns / 1e6, m->o.downtime_ms);
+}
+
+/* Rounds until the policy says switch over (0) or a failure. */
 static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 {
 	uint64_t deadline = m->t_start + (uint64_t)m->o.max_time_s * 1000000000ull;
-	uint64_t last_harvest = 0, last_progress = 0, round_done0 = 0;
-	/* Rates are measured over windows of several rounds: late rounds are
-	 * tiny and a rate from one of them is noise. */
-	uint64_t w_t0 = now_ns(), w_done0 = 0, w_busy0 = 0, w_dirty0 = 0, w_wire0 = 0, w_pend0 = 0;
-	size_t round_left = 0; /* queue entries that belong to this round */
-	int scanning = 1, e;
+	uint64_t last_harvest = 0, last_progress = 0;
+	uint64_t round_done0 = atomic_load(&m->pages_done);
+	int scanning = m->scan_cursor < m->nframes, e;
+	struct precopy_sample smp = msrc__sample(m, now_ns());
 
-	if (!m->round)
-		m->round = 1;
-	else /* back after a resumed link: whatever remains of the first pass goes on */
-		scanning = m->scan_cursor < m->nframes;
+	/* After a resumed link the first pass goes on where it stopped and
+	 * the rate window starts over from here. */
+	m->rates.started = 0;
+	precopy_rates_sample(&m->rates, &smp, m->nstreams, NULL);
 	for (;;) {
 		if (msrc__aborted(m))
 			return -ECANCELED;
@@ -627,9 +594,7 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 			return -ENOTCONN;
 		uint64_t t = now_ns();
 		if (t > deadline) {
-			msrc__fail(m, -ETIMEDOUT,
-				   "did not converge within --max-time %us (expected downtime %.1f ms, limit %u ms)",
-				   m->o.max_time_s, (double)m->expected_downtime_ns / 1e6, m->o.downtime_ms);
+			msrc__fail_timeout(m);
 			return -ETIMEDOUT;
 		}
 		if (t - last_harvest >= HARVEST_EVERY_NS) {
@@ -641,16 +606,10 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 			msrc__progress(m, "precopy");
 			last_progress = t;
 		}
-		/* Next page: this round's queue entries first, then the scan. */
+		/* Next page: this round's pending pages first, then the scan. */
 		uint64_t gfn;
-		int have = 0;
-		if (round_left) {
-			gfn = m->queue[m->qhead++];
-			m->qlen--;
-			round_left--;
-			bit_clear(m->pend_bits, gfn);
-			have = 1;
-		} else if (scanning) {
+		int have = precopy_pages_round_next(&m->pages, &gfn);
+		if (!have && scanning) {
 			have = msrc__scan_next(m, &gfn);
 			if (!have)
 				scanning = 0;
@@ -665,77 +624,66 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 		if ((e = msrc__flush_all(m)) < 0)
 			return e;
 		t = now_ns();
-		uint64_t done = atomic_load(&m->pages_done);
+		uint64_t done = atomic_load(&m->pages_done), dt;
 		if ((e = msrc__harvest(m, set, 0)) < 0)
 			return e;
 		last_harvest = t;
-		uint64_t wdt = t - w_t0, busy = atomic_load(&m->busy_ns), wire = msrc__wire_out(m);
-		uint64_t pend = msrc__pending_bytes(m);
-		if (wdt >= 50000000ull) {
-			if (done - w_done0 >= 256 && busy > w_busy0) {
-				uint64_t r = (done - w_done0) * 1000000000ull * m->nstreams / (busy - w_busy0);
-				m->rate_pps = m->rate_pps ? (m->rate_pps * 3 + r) / 4 : r;
-			}
-			if (w_pend0 > (1u << 20) && pend > (1u << 20)) {
-				uint64_t l = (wire - w_wire0) * 1000000000ull / wdt;
-				m->link_Bps = m->link_Bps ? (m->link_Bps * 3 + l) / 4 : l;
-			}
-			m->dirty_rate_pps = (m->dirty_added - w_dirty0) * 1000000000ull / wdt;
-			msrc__throttle(m, wdt);
-			w_t0 = t;
-			w_done0 = done;
-			w_busy0 = busy;
-			w_dirty0 = m->dirty_added;
-			w_wire0 = wire;
-			w_pend0 = pend;
-		}
-		m->defer_budget = m->rate_pps * m->o.downtime_ms / 2000; /* half the downtime for held-back pages */
-		/* A smaller budget than before (slower link, lower target): the
-		 * excess goes back to the regular rounds. */
-		while (m->deferred.n > m->defer_budget) {
-			uint64_t g = m->deferred.gfns[--m->deferred.n];
-			bit_clear(m->defer_bits, g);
-			m->rounds_dirty[g] = 0;
-			if ((e = msrc__queue_push(m, g)) < 0)
-				return e;
-		}
-		m->expected_downtime_ns = msrc__expected_ns(m, m->qlen + m->deferred.n);
+		smp = msrc__sample(m, t);
+		if (precopy_rates_sample(&m->rates, &smp, m->nstreams, &dt))
+			msrc__throttle(m, dt);
+		if ((e = precopy_pages_set_defer_budget(&m->pages, precopy_defer_budget(m->rates.encode_pps,
+											   m->o.downtime_ms))) < 0)
+			return e;
+		struct precopy_decision_in in = { .cost = msrc__cost(m),
+						  .downtime_limit_ns = (uint64_t)m->o.downtime_ms * 1000000ull,
+						  .now_ns = t,
+						  .deadline_ns = deadline };
+		enum precopy_verdict v = precopy_decide(&in, &m->expected_downtime_ns);
+		msrc__trace_decision(m, &in, v, m->expected_downtime_ns);
 		struct msrc_job *j = calloc(1, sizeof(*j));
 		if (!j)
 			return -ENOMEM;
 		j->round_end = 1;
 		pthread_mutex_lock(&m->lock);
-		m->round_sent = m->round;
+		m->round_sent = m->pages.round;
 		pthread_mutex_unlock(&m->lock);
-		j->re = (struct stream_round_end){ .round = m->round,
+		j->re = (struct stream_round_end){ .round = m->pages.round,
 						   .pages = done - round_done0,
 						   .bytes = atomic_load(&m->record_bytes),
-						   .remaining = m->qlen + m->deferred.n };
+						   .remaining = in.cost.pages };
 		if ((e = msrc__push_job(m, &m->st[0], j)) < 0)
 			return e;
 		msrc__progress(m, "round");
 		last_progress = t;
-		if (m->expected_downtime_ns <= (uint64_t)m->o.downtime_ms * 1000000ull) {
+		if (v == PRECOPY_DRAIN) {
 			/* Close: let the pipeline empty while the guest still runs,
 			 * then judge again on what is dirty now. */
-			if ((e = msrc__drain(m, m->round)) < 0)
+			if ((e = msrc__drain(m, m->pages.round)) < 0)
 				return e;
 			if ((e = msrc__harvest(m, set, 0)) < 0)
 				return e;
-			m->expected_downtime_ns = msrc__expected_ns(m, m->qlen + m->deferred.n);
-			if (m->expected_downtime_ns <= (uint64_t)m->o.downtime_ms * 1000000ull)
-				return 0;
+			in.cost = msrc__cost(m);
+			in.drained = 1;
+			in.now_ns = now_ns();
+			v = precopy_decide(&in, &m->expected_downtime_ns);
+			msrc__trace_decision(m, &in, v, m->expected_downtime_ns);
 		}
-		/* The fixed cost alone may exceed the limit: then nothing more can
-		 * be gained by waiting once the dirty set is this small. */
-		if (msrc__fixed_cost_ns(m) > (uint64_t)m->o.downtime_ms * 1000000ull && m->qlen + m->deferred.n < 64) {
+		switch (v) {
+		case PRECOPY_SWITCHOVER:
+			return 0;
+		case PRECOPY_SWITCHOVER_FORCED:
 			m->forced = 1;
 			return 0;
+		case PRECOPY_TIMEOUT:
+			msrc__fail_timeout(m);
+			return -ETIMEDOUT;
+		case PRECOPY_DRAIN: /* not after drained=1 */
+		case PRECOPY_CONTINUE:
+			break;
 		}
-		if (m->qlen < 64)
+		if (precopy_pages_pending(&m->pages) < 64)
 			usleep(2000); /* let some dirt gather instead of spinning on tiny rounds */
-		m->round++;
-		round_left = m->qlen;
+		precopy_pages_round_begin(&m->pages);
 		round_done0 = atomic_load(&m->pages_done);
 	}
 }
@@ -776,23 +724,15 @@ static int msrc__switchover(struct migrate_src *m, struct precopy_dirty_set *set
 	/* Paused: every vCPU is out of KVM_RUN, so the log is complete. */
 	if ((e = msrc__harvest(m, set, 1)) < 0)
 		return e;
-	for (size_t i = 0; i < m->deferred.n; i++) {
-		bit_clear(m->defer_bits, m->deferred.gfns[i]);
-		if ((e = msrc__queue_push(m, m->deferred.gfns[i])) < 0)
-			return e;
-	}
-	m->deferred.n = 0;
+	if ((e = precopy_pages_undefer_all(&m->pages)) < 0)
+		return e;
 	for (uint64_t g; msrc__scan_next(m, &g);) /* only after a lost harvest */
 		if ((e = msrc__send_page(m, g)) < 0)
 			return e;
-	m->final_pages = m->qlen;
-	while (m->qlen) {
-		uint64_t g = m->queue[m->qhead++];
-		m->qlen--;
-		bit_clear(m->pend_bits, g);
+	m->final_pages = precopy_pages_pending(&m->pages);
+	for (uint64_t g; precopy_pages_pop(&m->pages, &g);)
 		if ((e = msrc__send_page(m, g)) < 0)
 			return e;
-	}
 	if ((e = msrc__flush_all(m)) < 0 || (e = msrc__workers_idle(m, 0)) < 0)
 		return e;
 	for (unsigned i = 0; i < nv; i++) {
@@ -886,7 +826,7 @@ static void msrc__report(struct migrate_src *m, const char *result, const char *
 		"\"downtime_ms\":%.3f,\"expected_downtime_ms\":%.3f,\"rounds\":%u,\"pages_sent\":%" PRIu64
 		",\"zero_pages\":%" PRIu64 ",\"lz4_pages\":%" PRIu64 ",\"bytes_sent\":%" PRIu64 ",\"bytes_on_wire\":%" PRIu64
 		",\"compression_ratio\":%.3f,\"throughput_mbps\":%.1f,\"dirty_rate_pages_per_s\":%" PRIu64
-		",\"dirty_log\":\"%s\",\"harvests\":%" PRIu64 ",\"harvest_time_ms\":%.3f,\"deferred_hot_pages\":%zu"
+		",\"dirty_log\":\"%s\",\"harvests\":%" PRIu64 ",\"harvest_time_ms\":%.3f,\"deferred_hot_pages\":%" PRIu64
 		",\"throttle_max_pct\":%u,\"throttle_time_ms\":%.1f,\"streams\":%u,\"tls\":%s,\"verified_chunks\":%" PRIu64
 		",\"forced_switchover\":%s,\"final_pages\":%" PRIu64 ",\"final_send_ms\":%.3f,\"ready_wait_ms\":%.3f,"
 		"\"commit_wait_ms\":%.3f,\"rtt_ms\":%.3f,\"downtime_min_ms\":%.3f,\"reconnects\":%u,"
@@ -894,11 +834,11 @@ static void msrc__report(struct migrate_src *m, const char *result, const char *
 		m->name, m->o.target, (double)total / 1e6,
 		m->t_setup_done ? (double)(m->t_setup_done - m->t_start) / 1e6 : 0,
 		m->t_running && m->t_pause ? (double)(m->t_running - m->t_pause) / 1e6 : 0,
-		(double)m->expected_downtime_ns / 1e6, m->round, pages, zero, (uint64_t)atomic_load(&m->lz4_pages),
+		(double)m->expected_downtime_ns / 1e6, m->pages.round, pages, zero, (uint64_t)atomic_load(&m->lz4_pages),
 		(uint64_t)atomic_load(&m->record_bytes), wire, ratio, total ? (double)wire * 8000.0 / (double)total : 0,
-		m->dirty_rate_pps, hv_dirty_mode_name(precopy_dirtylog_mode(m->dl)), st.harvests - m->harvests0,
-		(double)(st.total_ns - m->harvest_ns0) / 1e6, m->deferred_total, m->throttle_max,
-		(double)m->throttle_ns / 1e6, m->nstreams, m->o.insecure ? "false" : "true", m->verify_chunks,
+		m->rates.dirty_pps, hv_dirty_mode_name(precopy_dirtylog_mode(m->dl)), st.harvests - m->harvests0,
+		(double)(st.total_ns - m->harvest_ns0) / 1e6, m->pages.deferred_total, m->thr.max_pct,
+		(double)m->thr.throttled_ns / 1e6, m->nstreams, m->o.insecure ? "false" : "true", m->verify_chunks,
 		m->forced ? "true" : "false", m->final_pages,
 		m->t_state_sent ? (double)(m->t_state_sent - m->t_pause) / 1e6 : 0,
 		m->t_ready ? (double)(m->t_ready - m->t_state_sent) / 1e6 : 0,
@@ -930,8 +870,11 @@ static void *msrc__engine_main(void *arg)
 	}
 	m->vcpu_save_ns = now_ns() - t0;
 	hv_vm_resume(m->vm);
-	for (unsigned i = 0; i < nv; i++)
-		hv_dirty_vcpu_entries(m->vm, i, &m->last_vcpu_entries[i]);
+	uint64_t ent[HV_MAX_VCPUS];
+	int have = msrc__vcpu_entries(m, ent) == 0;
+	precopy_throttle_init(&m->thr, nv, have ? ent : NULL);
+	if (m->trace)
+		fprintf(m->trace, "throttle-init,%u,%d,%" PRIu64 "\n", nv, have, have ? ent[0] : 0);
 	/* Whatever the log holds predates the first pass, which reads every
 	 * backed page after this point anyway. */
 	precopy_dirtylog_harvest(m->dl, &set);
@@ -1227,12 +1170,9 @@ static void msrc__handle_closed(uv_handle_t *h)
 	}
 	msrc__free_jobs(m->lost);
 	xport_tls_free(m->tls);
-	free(m->pend_bits);
-	free(m->defer_bits);
-	free(m->queue);
-	precopy_dirty_set_free(&m->deferred);
-	free(m->rounds_dirty);
-	free(m->last_round);
+	precopy_pages_free(&m->pages);
+	if (m->trace)
+		fclose(m->trace);
 	free(m->events);
 	free(m->report);
 	pthread_mutex_destroy(&m->lock);
@@ -1356,12 +1296,22 @@ int migrate_src_start(uv_loop_t *loop, struct hv_vm *vm, struct precopy_dirtylog
 	pthread_cond_init(&m->cond, NULL);
 	pthread_mutex_init(&m->bw_lock, NULL);
 	m->nframes = hv_vm_config(vm)->mem_bytes >> HV_PAGE_SHIFT;
-	size_t words = (m->nframes + 63) / 64;
-	m->pend_bits = calloc(words, 8);
-	m->defer_bits = calloc(words, 8);
-	m->rounds_dirty = calloc(m->nframes, 1);
-	m->last_round = calloc(m->nframes, 1);
-	if (!m->pend_bits || !m->defer_bits || !m->rounds_dirty || !m->last_round) {
+	const char *trace = getenv("PML_MIGRATE_POLICY_TRACE");
+	if (trace && trace[0]) {
+		m->trace = fopen(trace, "we");
+		if (!m->trace) {
+			snprintf(err, errlen, "PML_MIGRATE_POLICY_TRACE %s: %s", trace, strerror(errno));
+			e = -errno;
+			goto err_free;
+		}
+		setvbuf(m->trace, NULL, _IOLBF, 0);
+		fputs("# decide,round,pages,encode_pps,link_Bps,queued_bytes,vcpu_save_ns,vcpu_bytes,rtt_ns,limit_ns,"
+		      "expected_ns,drained,t_ns,deadline_ns,verdict\n"
+		      "# throttle-init,nvcpus,per_vcpu,vcpu0_entries\n"
+		      "# throttle,round,link_pps,dirty_pps,per_vcpu,vcpu0_entries,dt_ns,vcpu0_pct\n",
+		      m->trace);
+	}
+	if (precopy_pages_init(&m->pages, m->nframes, HOT_ROUNDS) < 0) {
 		snprintf(err, errlen, "out of memory for page bookkeeping");
 		e = -ENOMEM;
 		goto err_free;
@@ -1408,10 +1358,9 @@ int migrate_src_start(uv_loop_t *loop, struct hv_vm *vm, struct precopy_dirtylog
 err_tls:
 	xport_tls_free(m->tls);
 err_free:
-	free(m->pend_bits);
-	free(m->defer_bits);
-	free(m->rounds_dirty);
-	free(m->last_round);
+	precopy_pages_free(&m->pages);
+	if (m->trace)
+		fclose(m->trace);
 	free(m);
 	return e;
 }

@@ -18,7 +18,7 @@ PB=$PORT
 
 IDLE="ops=150 period_us=10000"
 MEM="ws=48M rate=48 ops=36864 content=text"
-KV="ops=2500000"
+KV="ops=10000000" # ~6 s at full speed: the migration starts and ends while it runs
 for w in idle memstress kvstore; do
 	# The guest provably did not run from the moment every vCPU was out
 	# (pause returned) until COMMIT left: downtime_min_ms. (downtime_ms
@@ -60,8 +60,8 @@ done
 # A -> B -> A: the VM that arrived on B is migrated onward, back to A.
 start_agent a "$T/hostA"
 PA=$PORT
-kvref=$(reference kvstore ops=6000000)
-start_vm "$T/hostA" pingpong kvstore ring ops=6000000
+kvref=$(reference kvstore ops=12000000)
+start_vm "$T/hostA" pingpong kvstore ring ops=12000000
 sleep 0.3
 send_vm "$T/hostA" pingpong "$PB"
 ok $? "A -> B: $(field "$T/pingpong.send" result)"
@@ -82,18 +82,18 @@ ok $? "A -> B -> A: digest $(field "$T/hostA/pingpong.result.json" digest) = unm
 ok $? "B's copy ended as 'migrated'"
 
 # Two migrations into one agent at the same time.
+kref=$(reference kvstore $KV)
 start_vm "$T/hostA" twin1 kvstore ring $KV
 p1=$VPID
 start_vm "$T/hostA" twin2 kvstore bitmap $KV
 p2=$VPID
-kref=$(reference kvstore $KV)
 sleep 0.3
 send_vm "$T/hostA" twin1 "$PB" & s1=$!
 send_vm "$T/hostA" twin2 "$PB" --streams 2 & s2=$!
 wait $s1; r1=$?
 wait $s2; r2=$?
 [ $r1 = 0 ] && [ $r2 = 0 ]
-ok $? "two concurrent migrations into agent B (exit $r1, $r2; second with 2 streams) $(field "$T/twin1.send" error) $(field "$T/twin2.send" error)"
+ok $? "two concurrent migrations into agent B (exit $r1, $r2; second with 2 streams) $(field "$T/twin1.send" error) $(field "$T/twin2.send" error) $(tail -n 1 "$T/twin1.send.err") $(tail -n 1 "$T/twin2.send.err")"
 wait_result "$T/hostB" twin1 && wait_result "$T/hostB" twin2
 [ "$(field "$T/hostB/twin1.result.json" digest)" = "$kref" ] && [ "$(field "$T/hostB/twin2.result.json" digest)" = "$kref" ]
 ok $? "both finished on B with the unmigrated digest"

@@ -38,7 +38,8 @@ struct vmhost {
 	int incoming;            /* state arriving from a migration, not yet running */
 
 	struct precopy_dirtylog *dl;
-	int dl_on_demand;        /* dl was armed for the current migration only (hv_dirty_on_demand) */
+	int dl_for_mig;          /* dl was armed for the current migration only */
+	int harvest_at_rest;     /* keep dl armed from going live and harvest every harvest_ms (run --harvest-ms) */
 	unsigned harvest_ms;
 	pthread_t harvester;
 	int harvester_started;
@@ -77,8 +78,10 @@ int vmhost_claim_name(struct vmhost *r, const char *name);
 /* The guest callbacks to install on r->vm. */
 extern const struct hv_guest_ops vmhost_guest_ops;
 /* The VM runs, or is about to (the caller starts it just before or just
- * after): opens its dirty log (if any) and starts the harvester. Returns 0
- * or -errno (message printed). */
+ * after). With harvest_at_rest set, opens the dirty log and starts the
+ * harvester; otherwise the log stays disarmed until a migration arms it,
+ * so the guest runs as fast as with no dirty log. Returns 0 or -errno
+ * (message printed). */
 int vmhost_went_live(struct vmhost *r);
 /* Runs the loop until the VM stops, then prints the report. Returns the
  * process exit code. */

@@ -1,0 +1,48 @@
+/*
+ * precopy/throttle.h - slowing the guest down when it dirties memory
+ * faster than the migration moves it (QEMU's cpu-throttle.c is the
+ * model: a duty cycle in percent, raised in steps while the guest keeps
+ * outrunning the link, lowered when it falls behind).
+ *
+ * Per vCPU when the dirty log says who wrote (the ring: each vCPU's entry
+ * count), one common percentage otherwise (the bitmap cannot tell). Pure:
+ * the caller applies the percentages (hv_vcpu_throttle) for the vCPUs
+ * whose bit is set in the returned mask. Thread: one caller at a time.
+ */
+#ifndef PMG_PRECOPY_THROTTLE_H
+#define PMG_PRECOPY_THROTTLE_H
+
+#include <stdint.h>
+#include "hv/hv.h"
+
+#define PRECOPY_THROTTLE_MAX_PCT 95u
+#define PRECOPY_THROTTLE_STEP_UP 10u
+#define PRECOPY_THROTTLE_STEP_DOWN 5u
+
+struct precopy_throttle {
+	unsigned nvcpus;
+	int per_vcpu;                          /* entry counts available */
+	unsigned pct[HV_MAX_VCPUS];            /* current sit-out percentage */
+	uint64_t last_entries[HV_MAX_VCPUS];
+	unsigned max_pct;                      /* highest ever */
+	uint64_t throttled_ns;                 /* guest time taken away, summed over vCPUs */
+};
+
+/* nvcpus <= HV_MAX_VCPUS. entries: each vCPU's cumulative dirty-log entry
+ * count now, or NULL when the log cannot tell vCPUs apart. */
+void precopy_throttle_init(struct precopy_throttle *t, unsigned nvcpus, const uint64_t *entries);
+
+/* One measurement window of dt_ns: link_pps is what the migration moves
+ * (pages/s), dirty_pps what the guest dirties (pages/s), entries the
+ * vCPUs' counts now (ignored unless per_vcpu). A vCPU is slowed by
+ * STEP_UP points while the guest dirties more than half of the link and
+ * that vCPU more than its share of that half; eased by STEP_DOWN once it
+ * falls below half of its share (common mode: the guest below a quarter
+ * of the link). Returns the mask of vCPUs whose percentage changed. */
+uint32_t precopy_throttle_step(struct precopy_throttle *t, uint64_t link_pps, uint64_t dirty_pps,
+			       const uint64_t *entries, uint64_t dt_ns);
+
+/* Every vCPU back to full speed. Returns the mask of those that were slowed. */
+uint32_t precopy_throttle_release(struct precopy_throttle *t);
+
+#endif

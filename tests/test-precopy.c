@@ -1,0 +1,294 @@
+/*
+ * precopy/ as pure code: the page sets (dedupe, hot-page deferral within a
+ * budget, rounds), the switchover decision and the rate windows driven
+ * with numbers, the throttle's ramp, and recorded statistics of real
+ * migrations (tests/data/policy-*.csv, written by the engine under
+ * PML_MIGRATE_POLICY_TRACE) replayed through the same functions: every
+ * recorded verdict, downtime estimate and throttle percentage must come
+ * out again.
+ *
+ * Usage: test-precopy [TRACE.csv...] (default: the traces in tests/data).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "precopy/pages.h"
+#include "precopy/policy.h"
+#include "precopy/throttle.h"
+#include "tests/tap.h"
+
+#define MS 1000000ull
+
+static void test_pages(void)
+{
+	struct precopy_pages p;
+	uint64_t g, got[8];
+	size_t n = 0;
+
+	tap_ok(precopy_pages_init(&p, 1024, 3) == 0 && p.round == 1, "pages: init, round 1");
+	precopy_pages_push(&p, 7);
+	precopy_pages_push(&p, 9);
+	precopy_pages_push(&p, 7);
+	tap_ok(precopy_pages_pending(&p) == 2 && p.added == 2, "pages: a frame pending twice is queued once");
+	/* Round 2 takes what was pending at its start, not what comes later. */
+	precopy_pages_round_begin(&p);
+	uint64_t d1[] = { 11 };
+	precopy_pages_dirtied(&p, d1, 1, 0);
+	while (precopy_pages_round_next(&p, &g))
+		got[n++] = g;
+	tap_ok(n == 2 && got[0] == 7 && got[1] == 9 && precopy_pages_pending(&p) == 1,
+	       "pages: a round takes its own frames in order; a frame dirtied meanwhile waits");
+	precopy_pages_pop(&p, &g);
+
+	/* Frame 5 dirtied in rounds 2, 3 and 4: hot on the third, deferred
+	 * while the budget allows. */
+	precopy_pages_set_defer_budget(&p, 1);
+	uint64_t hot[] = { 5, 6 };
+	for (int r = 0; r < 3; r++) {
+		precopy_pages_dirtied(&p, hot, 2, 0);
+		while (precopy_pages_pop(&p, &g))
+			;
+		precopy_pages_round_begin(&p);
+	}
+	tap_ok(precopy_pages_deferred(&p) == 1 && precopy_pages_is_deferred(&p, 5) && !precopy_pages_is_deferred(&p, 6) &&
+		       p.deferred_total == 1,
+	       "pages: a frame dirty in 3 rounds is deferred, within a budget of 1");
+	precopy_pages_dirtied(&p, hot, 2, 0);
+	tap_ok(!precopy_pages_is_pending(&p, 5) && precopy_pages_is_pending(&p, 6),
+	       "pages: a deferred frame dirtied again stays deferred, not pending");
+	while (precopy_pages_pop(&p, &g))
+		;
+	precopy_pages_set_defer_budget(&p, 0);
+	tap_ok(!precopy_pages_deferred(&p) && precopy_pages_is_pending(&p, 5) && p.rounds_dirty[5] == 0,
+	       "pages: a smaller budget sends the excess back to pending, its count reset");
+	while (precopy_pages_pop(&p, &g))
+		;
+	/* The final harvest defers nothing; undefer_all queues the held-back. */
+	precopy_pages_set_defer_budget(&p, 10);
+	uint64_t h2[] = { 20 };
+	for (int r = 0; r < 3; r++) {
+		precopy_pages_dirtied(&p, h2, 1, 0);
+		while (precopy_pages_pop(&p, &g))
+			;
+		precopy_pages_round_begin(&p);
+	}
+	uint64_t h3[] = { 21, 21, 21 };
+	for (int r = 0; r < 3; r++) { /* hot at the third round, which is the final one */
+		precopy_pages_dirtied(&p, h3, 3, r == 2);
+		if (r < 2) {
+			while (precopy_pages_pop(&p, &g))
+				;
+			precopy_pages_round_begin(&p);
+		}
+	}
+	tap_ok(precopy_pages_is_deferred(&p, 20) && !precopy_pages_is_deferred(&p, 21) && precopy_pages_is_pending(&p, 21),
+	       "pages: the final (paused) harvest queues a hot frame instead of deferring it");
+	precopy_pages_undefer_all(&p);
+	tap_ok(!precopy_pages_deferred(&p) && precopy_pages_is_pending(&p, 20) && precopy_pages_pending(&p) == 2,
+	       "pages: undefer_all queues every deferred frame");
+	uint64_t bad[] = { 1024, UINT64_MAX };
+	precopy_pages_dirtied(&p, bad, 2, 0);
+	tap_ok(precopy_pages_pending(&p) == 2, "pages: frames beyond memory are ignored");
+	/* Growth past the first allocation keeps FIFO order. */
+	struct precopy_pages q;
+	int order = precopy_pages_init(&q, 1u << 20, 3) == 0;
+	for (uint64_t i = 0; i < 200000 && order; i++)
+		order = precopy_pages_push(&q, (i * 7919) % (1u << 20)) == 0;
+	for (uint64_t i = 0; i < 200000 && order; i++)
+		order = precopy_pages_pop(&q, &g) && g == (i * 7919) % (1u << 20);
+	tap_ok(order && !precopy_pages_pending(&q), "pages: 200000 frames come out in the order they went in");
+	precopy_pages_free(&q);
+	precopy_pages_free(&p);
+}
+
+static void test_decide(void)
+{
+	struct precopy_decision_in in = {
+		.cost = { .pages = 1000, .encode_pps = 100000, .link_Bps = 100000000, .queued_bytes = 0,
+			  .vcpu_save_ns = 100000, .vcpu_bytes = 20000, .rtt_ns = 100000 },
+		.downtime_limit_ns = 300 * MS,
+		.now_ns = 1000 * MS,
+		.deadline_ns = 60000 * MS,
+	};
+	uint64_t exp, fixed = precopy_fixed_cost_ns(&in.cost);
+	/* 20000 bytes at 100000*1024 B/s = 195312 ns; + 100 us + 150 us. */
+	tap_ok(fixed == 100000 + 195312 + 150000, "decide: fixed cost = save + state transfer + 1.5 RTT (%" PRIu64 " ns)",
+	       fixed);
+	tap_ok(precopy_decide(&in, &exp) == PRECOPY_DRAIN && exp == 10 * MS + fixed,
+	       "decide: 1000 pages at 100000/s fit 300 ms: drain first (expected %" PRIu64 " ns)", exp);
+	in.drained = 1;
+	tap_ok(precopy_decide(&in, NULL) == PRECOPY_SWITCHOVER, "decide: still fits after the drain: switch over");
+	in.drained = 0;
+	in.cost.pages = 100000;
+	in.cost.queued_bytes = 50000000; /* 0.5 s at the link's 100 MB/s */
+	tap_ok(precopy_decide(&in, &exp) == PRECOPY_CONTINUE && exp == 1000 * MS + 500 * MS + fixed,
+	       "decide: 1 s of pages + 0.5 s of queue: another round");
+	in.now_ns = in.deadline_ns + 1;
+	tap_ok(precopy_decide(&in, NULL) == PRECOPY_TIMEOUT, "decide: past --max-time without converging: timeout");
+	in.now_ns = 1000 * MS;
+	in.cost = (struct precopy_cost){ .pages = 10, .encode_pps = 100000, .vcpu_save_ns = 400 * MS, .rtt_ns = 1000 };
+	tap_ok(precopy_decide(&in, NULL) == PRECOPY_SWITCHOVER_FORCED,
+	       "decide: the fixed cost alone exceeds the limit and 10 pages remain: forced switchover");
+	in.cost.pages = 10000;
+	tap_ok(precopy_decide(&in, NULL) == PRECOPY_CONTINUE, "decide: ... but not while 10000 pages remain");
+	struct precopy_cost unmeasured = { .pages = 50000 };
+	tap_ok(precopy_expected_downtime_ns(&unmeasured) == 1000 * MS + 0,
+	       "decide: unmeasured rates stand in as 50000 pages/s");
+	tap_ok(precopy_defer_budget(100000, 300) == 15000, "defer budget: half of 300 ms at 100000 pages/s");
+	tap_ok(!strcmp(precopy_verdict_name(PRECOPY_SWITCHOVER_FORCED), "switchover-forced"), "verdict names");
+}
+
+static void test_rates(void)
+{
+	struct precopy_rates r = { 0 };
+	struct precopy_sample s = { .t_ns = 1000 * MS };
+	uint64_t dt = 0;
+	tap_ok(precopy_rates_sample(&r, &s, 2, &dt) == 0 && r.started, "rates: the first sample opens a window");
+	s.t_ns += 10 * MS;
+	s.pages_done = 5000;
+	tap_ok(precopy_rates_sample(&r, &s, 2, &dt) == 0 && !r.encode_pps, "rates: 10 ms is too short a window");
+	/* 100 ms: 10000 pages in 200 ms of encoder time over 2 streams. */
+	s.t_ns = 1100 * MS;
+	s.pages_done = 10000;
+	s.busy_ns = 200 * MS;
+	s.dirtied = 2000;
+	s.wire_bytes = 40000000;
+	s.queued_bytes = 4u << 20;
+	tap_ok(precopy_rates_sample(&r, &s, 2, &dt) == 1 && dt == 100 * MS && r.encode_pps == 100000 &&
+		       r.dirty_pps == 20000 && r.link_Bps == 0,
+	       "rates: encode %" PRIu64 " pages/s (2 streams), dirty %" PRIu64 "/s, link unmeasured (no backlog at the start)",
+	       r.encode_pps, r.dirty_pps);
+	s.t_ns += 100 * MS;
+	s.pages_done += 2560;
+	s.busy_ns += 200 * MS;
+	s.wire_bytes += 10000000;
+	tap_ok(precopy_rates_sample(&r, &s, 2, &dt) == 1 && r.encode_pps == (100000 * 3 + 25600) / 4 &&
+		       r.link_Bps == 100000000 && r.dirty_pps == 0,
+	       "rates: smoothed 3:1 (%" PRIu64 "), link %" PRIu64 " B/s while backlogged", r.encode_pps, r.link_Bps);
+}
+
+static void test_throttle(void)
+{
+	struct precopy_throttle t;
+	uint64_t ent[2] = { 0, 0 };
+	precopy_throttle_init(&t, 1, NULL);
+	unsigned steps = 0;
+	/* The guest dirties twice what the link moves: up by 10 each window to 95. */
+	while (t.pct[0] < 95 && steps < 20) {
+		precopy_throttle_step(&t, 10000, 20000, NULL, 100 * MS);
+		steps++;
+	}
+	tap_ok(t.pct[0] == 95 && steps == 10 && t.max_pct == 95, "throttle: 10-point steps to the 95%% cap (%u windows)",
+	       steps);
+	precopy_throttle_step(&t, 10000, 4000, NULL, 100 * MS);
+	tap_ok(t.pct[0] == 95, "throttle: between a quarter and half of the link it holds");
+	precopy_throttle_step(&t, 10000, 2000, NULL, 100 * MS);
+	tap_ok(t.pct[0] == 90, "throttle: below a quarter it eases by 5");
+	tap_ok(precopy_throttle_release(&t) == 1 && t.pct[0] == 0 && t.max_pct == 95,
+	       "throttle: release reports the slowed vCPU and keeps the maximum");
+	/* Per vCPU: vCPU 0 writes 3000 entries per 100 ms (30000/s), vCPU 1 100. */
+	precopy_throttle_init(&t, 2, ent);
+	uint32_t ch = 0;
+	for (int w = 0; w < 3; w++) {
+		ent[0] += 3000;
+		ent[1] += 100;
+		ch |= precopy_throttle_step(&t, 20000, 31000, ent, 100 * MS);
+	}
+	tap_ok(t.pct[0] == 30 && t.pct[1] == 0 && ch == 1, "throttle: per vCPU, only the writer is slowed (%u%%, %u%%)",
+	       t.pct[0], t.pct[1]);
+	tap_ok(t.throttled_ns == 100 * MS * (10 + 20 + 30) / 100, "throttle: guest time taken away is summed");
+	tap_ok(precopy_throttle_step(&t, 20000, 31000, ent, 0) == 0, "throttle: an empty window changes nothing");
+}
+
+/* ---- replay of recorded traces ---- */
+
+static int replay(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char line[512];
+	unsigned decisions = 0, steps = 0, bad = 0, throttle_ok = 0;
+	struct precopy_throttle t;
+	memset(&t, 0, sizeof(t));
+	if (!f) {
+		tap_ok(0, "replay %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "decide,", 7)) {
+			struct precopy_decision_in in = { 0 };
+			unsigned round;
+			uint64_t expected, t_ns, dl_ns;
+			char verdict[32];
+			if (sscanf(line + 7,
+				   "%u,%" SCNu64 ",%" SCNu64 ",%" SCNu64 ",%" SCNu64 ",%" SCNu64 ",%" SCNu64 ",%" SCNu64
+				   ",%" SCNu64 ",%" SCNu64 ",%d,%" SCNu64 ",%" SCNu64 ",%31s",
+				   &round, &in.cost.pages, &in.cost.encode_pps, &in.cost.link_Bps, &in.cost.queued_bytes,
+				   &in.cost.vcpu_save_ns, &in.cost.vcpu_bytes, &in.cost.rtt_ns, &in.downtime_limit_ns,
+				   &expected, &in.drained, &t_ns, &dl_ns, verdict) != 14) {
+				bad++;
+				continue;
+			}
+			in.now_ns = t_ns;
+			in.deadline_ns = dl_ns;
+			uint64_t exp;
+			enum precopy_verdict v = precopy_decide(&in, &exp);
+			if (exp != expected || strcmp(precopy_verdict_name(v), verdict)) {
+				if (bad++ < 3)
+					printf("# %s round %u: recorded %s (%" PRIu64 " ns), replayed %s (%" PRIu64 " ns)\n", path,
+					       round, verdict, expected, precopy_verdict_name(v), exp);
+			}
+			decisions++;
+		} else if (!strncmp(line, "throttle-init,", 14)) {
+			unsigned nv;
+			int per;
+			uint64_t e0;
+			if (sscanf(line + 14, "%u,%d,%" SCNu64, &nv, &per, &e0) != 3) {
+				bad++;
+				continue;
+			}
+			throttle_ok = nv == 1; /* the trace holds vCPU 0 only */
+			precopy_throttle_init(&t, 1, per ? &e0 : NULL);
+		} else if (!strncmp(line, "throttle,", 9) && throttle_ok) {
+			unsigned round, pct;
+			int per;
+			uint64_t link, dirty, e0, dt;
+			if (sscanf(line + 9, "%u,%" SCNu64 ",%" SCNu64 ",%d,%" SCNu64 ",%" SCNu64 ",%u", &round, &link, &dirty,
+				   &per, &e0, &dt, &pct) != 7) {
+				bad++;
+				continue;
+			}
+			precopy_throttle_step(&t, link, dirty, per ? &e0 : NULL, dt);
+			if (t.pct[0] != pct && bad++ < 3)
+				printf("# %s round %u: recorded throttle %u%%, replayed %u%%\n", path, round, pct, t.pct[0]);
+			steps++;
+		}
+	}
+	fclose(f);
+	tap_ok(decisions > 0 && !bad, "replay %s: %u decisions and %u throttle steps come out as recorded", path,
+	       decisions, steps);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const char *defaults[] = { "tests/data/policy-converge.csv", "tests/data/policy-throttle.csv" };
+	const char *srcdir = getenv("srcdir");
+	int ntraces = argc > 1 ? argc - 1 : (int)(sizeof(defaults) / sizeof(defaults[0]));
+
+	tap_plan(10 + 10 + 4 + 7 + ntraces);
+	test_pages();
+	test_decide();
+	test_rates();
+	test_throttle();
+	for (int i = 0; i < ntraces; i++) {
+		char path[1024];
+		if (argc > 1)
+			snprintf(path, sizeof(path), "%s", argv[i + 1]);
+		else
+			snprintf(path, sizeof(path), "%s/%s", srcdir ? srcdir : ".", defaults[i]);
+		replay(path);
+	}
+	return tap_done();
+}
