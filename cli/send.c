@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "cli/util.h"
 #include "migrate/source.h"
+#include "migrate/stats.h"
 
 static void send_usage(FILE *f)
 {
@@ -153,44 +154,6 @@ static void send__link(const char *ev, const char *phase, int tty)
 			send__num(ev, "elapsed_ms") / 1000, send__num(ev, "reconnects"), send__num(ev, "pages_resent"),
 			send__num(ev, "link_down_ms"));
 	}
-}
-
-static void send__human(const char *rep)
-{
-	static const char *const keys[][2] = {
-		{ "result", "result" },
-		{ "error", "error" },
-		{ "target", "destination" },
-		{ "total_time_ms", "total time (ms)" },
-		{ "setup_time_ms", "setup time (ms)" },
-		{ "downtime_ms", "downtime (ms)" },
-		{ "expected_downtime_ms", "expected downtime (ms)" },
-		{ "rounds", "rounds" },
-		{ "pages_sent", "pages sent" },
-		{ "zero_pages", "zero pages" },
-		{ "lz4_pages", "LZ4 pages" },
-		{ "bytes_sent", "bytes sent" },
-		{ "bytes_on_wire", "bytes on wire" },
-		{ "compression_ratio", "compression ratio" },
-		{ "throughput_mbps", "throughput (Mbit/s)" },
-		{ "dirty_rate_pages_per_s", "dirty rate (pages/s)" },
-		{ "dirty_log", "dirty log" },
-		{ "harvests", "harvests" },
-		{ "harvest_time_ms", "harvest time (ms)" },
-		{ "deferred_hot_pages", "hot pages held back" },
-		{ "throttle_max_pct", "max vCPU throttle (%)" },
-		{ "streams", "streams" },
-		{ "tls", "TLS" },
-		{ "verified_chunks", "verified chunks" },
-		{ "reconnects", "reconnects" },
-		{ "pages_resent", "pages resent (lost links)" },
-		{ "link_down_ms", "link down (ms)" },
-	};
-	char v[600];
-	printf("\n== pml-migrate send ==\n");
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (json_field(rep, keys[i][0], v, sizeof(v)) == 0)
-			printf("  %-24s %s\n", keys[i][1], v);
 }
 
 int cmd_send(int argc, char **argv)
@@ -356,7 +319,7 @@ int cmd_send(int argc, char **argv)
 		if (json)
 			printf("%s\n", line);
 		else
-			send__human(line);
+			migrate_stats_print_human(line, stdout);
 		json_field(line, "result", res, sizeof(res));
 		rc = !strcmp(res, "migrated") ? PMG_EXIT_OK : !strcmp(res, "indeterminate") ? PMG_EXIT_INDETERMINATE
 											: PMG_EXIT_FAIL;

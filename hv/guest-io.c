@@ -33,7 +33,7 @@ static void gio__console_put(struct hv_gio *g, char c)
 }
 
 /* Returns 0, 1 when the vCPU is done, or -errno. */
-static int gio__hcall(struct hv_gio *g, uint32_t gpa)
+static int gio__hcall_do(struct hv_gio *g, uint32_t gpa)
 {
 	struct hv_vm *hv = g->vm;
 	struct pmg_hcall *hc = hv_mem(hv, gpa, sizeof(*hc));
@@ -84,6 +84,16 @@ static int gio__hcall(struct hv_gio *g, uint32_t gpa)
 		hc->ret = (uint64_t)-ENOSYS;
 		return 0;
 	}
+}
+
+/* The call's result is a write into guest memory that no hypervisor dirty
+ * log sees: report it (hv_dirty_note). */
+static int gio__hcall(struct hv_gio *g, uint32_t gpa)
+{
+	int r = gio__hcall_do(g, gpa);
+	if (r >= 0)
+		hv_dirty_note(g->vm, gpa, sizeof(struct pmg_hcall));
+	return r;
 }
 
 int hv_gio_out(struct hv_gio *g, uint16_t port, uint32_t val, int *exit_code, char *why, size_t whylen)

@@ -5,6 +5,7 @@
 #ifndef PMG_HV_BACKEND_H
 #define PMG_HV_BACKEND_H
 
+#include <pthread.h>
 #include "config.h"
 #include "hv/hv.h"
 
@@ -44,7 +45,18 @@ struct hv_vm {
 	const struct hv_guest_ops *gops;
 	void *gops_opaque;
 	void *priv; /* backend state */
+	/* Frames the VMM itself wrote while the dirty log was armed (see
+	 * hv_dirty_note): no hypervisor log sees writes through our mapping. */
+	pthread_mutex_t vmm_lock;
+	int vmm_armed, vmm_lost;
+	uint64_t *vmm_gfns;
+	size_t vmm_n, vmm_cap;
 };
+
+/* The VMM wrote [gpa, gpa+len) of guest memory (a hypercall's result):
+ * the next dirty-log collect returns those frames too, so a pre-copy that
+ * sent them earlier sends them again. Any thread; call it after the write. */
+void hv_dirty_note(struct hv_vm *vm, uint64_t gpa, uint64_t len);
 
 extern const struct hv_backend hv_kvm_backend;
 #ifdef HAVE_XEN

@@ -51,6 +51,23 @@ const char *hv_host_backend(void)
 	return "kvm";
 }
 
+static struct hv_vm *hv__vm_new(const struct hv_backend *be)
+{
+	struct hv_vm *vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return NULL;
+	vm->be = be;
+	pthread_mutex_init(&vm->vmm_lock, NULL);
+	return vm;
+}
+
+static void hv__vm_free(struct hv_vm *vm)
+{
+	pthread_mutex_destroy(&vm->vmm_lock);
+	free(vm->vmm_gfns);
+	free(vm);
+}
+
 int hv_vm_create(const char *backend, const struct hv_vm_config *cfg, struct hv_vm **out)
 {
 	const struct hv_backend *be = hv__backend(backend ? backend : "kvm");
@@ -65,14 +82,13 @@ int hv_vm_create(const char *backend, const struct hv_vm_config *cfg, struct hv_
 		return -EINVAL;
 	if (cfg->ring_entries & (cfg->ring_entries - 1))
 		return -EINVAL;
-	vm = calloc(1, sizeof(*vm));
+	vm = hv__vm_new(be);
 	if (!vm)
 		return -ENOMEM;
-	vm->be = be;
 	vm->cfg = *cfg;
 	r = be->create(vm);
 	if (r < 0) {
-		free(vm);
+		hv__vm_free(vm);
 		return r;
 	}
 	*out = vm;
@@ -90,22 +106,21 @@ int hv_vm_attach(const char *backend, const char *domain, enum hv_dirty_mode dir
 		snprintf(err, errlen, "the %s backend cannot attach to a VM it did not create", backend);
 		return -ENOTSUP;
 	}
-	vm = calloc(1, sizeof(*vm));
+	vm = hv__vm_new(be);
 	if (!vm)
 		return -ENOMEM;
-	vm->be = be;
 	vm->cfg = (struct hv_vm_config){ .mem_bytes = HV_MIN_MEM, .vcpus = 1, .dirty_mode = dirty };
 	r = be->create(vm);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot open the %s control interfaces (not a %s host, or not root?): %s", backend,
 			 !strcmp(backend, "xen") ? "Xen dom0" : backend, strerror(-r));
-		free(vm);
+		hv__vm_free(vm);
 		return r;
 	}
 	r = be->attach(vm, domain, err, errlen);
 	if (r < 0) {
 		be->destroy(vm);
-		free(vm);
+		hv__vm_free(vm);
 		return r;
 	}
 	*out = vm;
@@ -117,7 +132,7 @@ void hv_vm_destroy(struct hv_vm *vm)
 	if (!vm)
 		return;
 	vm->be->destroy(vm);
-	free(vm);
+	hv__vm_free(vm);
 }
 
 void hv_vm_set_guest_ops(struct hv_vm *vm, const struct hv_guest_ops *ops, void *opaque)
@@ -199,24 +214,79 @@ int hv_vm_resume(struct hv_vm *vm) { return vm->be->resume(vm); }
 int hv_vm_is_running(struct hv_vm *vm) { return vm->be->is_running(vm); }
 int hv_vm_has_ended(struct hv_vm *vm) { return vm->be->has_ended(vm); }
 
+static void hv__vmm_arm(struct hv_vm *vm, int on)
+{
+	pthread_mutex_lock(&vm->vmm_lock);
+	vm->vmm_armed = on;
+	vm->vmm_n = 0;
+	vm->vmm_lost = 0;
+	pthread_mutex_unlock(&vm->vmm_lock);
+}
+
+void hv_dirty_note(struct hv_vm *vm, uint64_t gpa, uint64_t len)
+{
+	if (!len || !__atomic_load_n(&vm->vmm_armed, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&vm->vmm_lock);
+	for (uint64_t g = gpa >> HV_PAGE_SHIFT; vm->vmm_armed && g <= (gpa + len - 1) >> HV_PAGE_SHIFT; g++) {
+		/* The same few frames (each vCPU's call block) come back often. */
+		int seen = 0;
+		for (size_t i = vm->vmm_n > 8 ? vm->vmm_n - 8 : 0; i < vm->vmm_n && !seen; i++)
+			seen = vm->vmm_gfns[i] == g;
+		if (seen)
+			continue;
+		if (vm->vmm_n == vm->vmm_cap) {
+			size_t cap = vm->vmm_cap ? vm->vmm_cap * 2 : 64;
+			uint64_t *n = realloc(vm->vmm_gfns, cap * sizeof(uint64_t));
+			if (!n) {
+				vm->vmm_lost = 1; /* collect reports -ENOMEM: resend everything */
+				break;
+			}
+			vm->vmm_gfns = n;
+			vm->vmm_cap = cap;
+		}
+		vm->vmm_gfns[vm->vmm_n++] = g;
+	}
+	pthread_mutex_unlock(&vm->vmm_lock);
+}
+
 int hv_dirty_start(struct hv_vm *vm)
 {
 	if (vm->cfg.dirty_mode == HV_DIRTY_OFF)
 		return -ENOTSUP;
-	return vm->be->dirty_start(vm);
+	/* Armed before the hypervisor's log: a VMM write in between is at
+	 * worst reported twice, never missed. */
+	hv__vmm_arm(vm, 1);
+	int r = vm->be->dirty_start(vm);
+	if (r < 0)
+		hv__vmm_arm(vm, 0);
+	return r;
 }
 
 int hv_dirty_collect(struct hv_vm *vm, void (*emit)(void *, uint64_t), void *opaque)
 {
 	if (vm->cfg.dirty_mode == HV_DIRTY_OFF)
 		return -ENOTSUP;
-	return vm->be->dirty_collect(vm, emit, opaque);
+	int r = vm->be->dirty_collect(vm, emit, opaque);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&vm->vmm_lock);
+	for (size_t i = 0; i < vm->vmm_n; i++)
+		if (vm->vmm_gfns[i] < vm->cfg.mem_bytes >> HV_PAGE_SHIFT)
+			emit(opaque, vm->vmm_gfns[i]);
+	r += (int)vm->vmm_n;
+	vm->vmm_n = 0;
+	int lost = vm->vmm_lost;
+	vm->vmm_lost = 0;
+	pthread_mutex_unlock(&vm->vmm_lock);
+	return lost ? -ENOMEM : r;
 }
 
 int hv_dirty_stop(struct hv_vm *vm)
 {
 	if (vm->cfg.dirty_mode == HV_DIRTY_OFF)
 		return -ENOTSUP;
+	hv__vmm_arm(vm, 0);
 	return vm->be->dirty_stop(vm);
 }
 

@@ -26,6 +26,7 @@
 #include "compress/compress.h"
 #include "migrate/dest.h"
 #include "migrate/verify.h"
+#include "util/json.h"
 
 #define DST_MAX_STREAMS 16
 #define DST_QUEUE_HIGH (4u << 20) /* decoded-later bytes per connection before reading pauses */
@@ -122,6 +123,7 @@ struct migrate_dst {
 	size_t verify_len;
 	uint64_t *verify_seen; /* one bit per chunk: each may be announced once */
 	uint32_t rounds;
+	uint64_t round_ends; /* ROUND_END records received, over all connections */
 	uint64_t t_start, t_ready;
 };
 
@@ -385,12 +387,19 @@ static void dst__wake(uv_async_t *a)
 		dst__fail(d, werr, "%s", why);
 		return;
 	}
+	/* A round is reached once every connection's ROUND_END of it is: each
+	 * carries its own share of the round's pages. */
+	pthread_mutex_lock(&d->lock);
+	uint32_t reached = d->lanes[0].round_reached;
+	for (unsigned i = 1; i < d->nstreams && i < DST_MAX_STREAMS; i++)
+		if (d->lanes[i].round_reached < reached)
+			reached = d->lanes[i].round_reached;
+	pthread_mutex_unlock(&d->lock);
 	for (unsigned i = 0; i < DST_MAX_STREAMS; i++) {
 		struct dst_lane *l = &d->lanes[i];
 		struct dst_stream *s = l->conn;
 		pthread_mutex_lock(&d->lock);
 		int resume = s && s->paused && l->qbytes < DST_QUEUE_LOW;
-		uint32_t reached = l->round_reached;
 		int answer = i == 0 && reached != l->round_answered && s;
 		if (answer)
 			l->round_answered = reached;
@@ -679,6 +688,25 @@ static int dst__reply_hello(struct migrate_dst *d)
 	return e;
 }
 
+/* A ROUND_END on s: a marker in its lane's queue, answered (on connection
+ * 0) once every lane has reached it. -EPROTO if malformed. */
+static int dst__round_end(struct dst_stream *s, const struct stream_record *rec)
+{
+	struct migrate_dst *d = s->d;
+	struct stream_round_end re;
+	if (stream_parse_round_end(rec, &re) < 0 || re.round == 0)
+		return -EPROTO;
+	if (re.round > d->rounds)
+		d->rounds = re.round;
+	d->round_ends++;
+	struct dst_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->round = re.round;
+	dst__queue_job(s, j);
+	return 0;
+}
+
 static int dst__on_record(void *opaque, const struct stream_record *rec)
 {
 	struct dst_stream *s = opaque;
@@ -740,7 +768,10 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 		dst__send_ack(s->lane);
 	if (s->lane->idx > 0) {
 		/* STATE_DONE on connection 0 may overtake this connection's last
-		 * pages: they still count toward its total until READY. */
+		 * pages and its last ROUND_END: they still count until READY. */
+		if (rec->type == STREAM_ROUND_END && (d->phase == DST_RECEIVING || d->phase == DST_APPLYING) &&
+		    (e = dst__round_end(s, rec)) != -EPROTO)
+			return e;
 		if (rec->type != STREAM_PAGES || (d->phase != DST_RECEIVING && d->phase != DST_APPLYING)) {
 			dst__fail(d, -EPROTO, "unexpected %s record on connection %u", stream_type_name(rec->type), s->idx);
 			return -EPROTO;
@@ -819,18 +850,10 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 		switch (rec->type) {
 		case STREAM_PAGES:
 			return dst__queue_pages(s, rec);
-		case STREAM_ROUND_END: {
-			struct stream_round_end re;
-			if (stream_parse_round_end(rec, &re) < 0 || re.round == 0)
-				break;
-			d->rounds = re.round;
-			struct dst_job *j = calloc(1, sizeof(*j));
-			if (!j)
-				return -ENOMEM;
-			j->round = re.round;
-			dst__queue_job(s, j);
-			return 0;
-		}
+		case STREAM_ROUND_END:
+			if ((e = dst__round_end(s, rec)) != -EPROTO)
+				return e;
+			break;
 		case STREAM_VCPU: {
 			uint32_t idx, len;
 			const uint8_t *blob;
@@ -914,14 +937,20 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 		for (unsigned i = 0; i < DST_MAX_STREAMS; i++)
 			if (d->st[i].x)
 				xport_close(d->st[i].x, 0, "migration complete");
-		char stats[400];
-		snprintf(stats, sizeof(stats),
-			 "{\"pages\":%" PRIu64 ",\"zero_pages\":%" PRIu64 ",\"rounds\":%u,\"streams\":%u,"
-			 "\"receive_ms\":%.3f,\"commit_wait_ms\":%.3f,\"verified\":%s,\"resumes\":%u}",
-			 (uint64_t)atomic_load(&d->applied), (uint64_t)atomic_load(&d->zero_pages), d->rounds, d->nstreams,
-			 (double)(d->t_ready - d->t_start) / 1e6, (double)(now_ns() - d->t_ready) / 1e6,
-			 d->verify_len ? "true" : "false", d->resumes);
-		d->ops->running(d->opaque, stats);
+		struct json j;
+		json_begin_str(&j);
+		json_u64(&j, "pages", atomic_load(&d->applied));
+		json_u64(&j, "zero_pages", atomic_load(&d->zero_pages));
+		json_u64(&j, "rounds", d->rounds);
+		json_u64(&j, "streams", d->nstreams);
+		json_u64(&j, "round_ends", d->round_ends);
+		json_f64(&j, "receive_ms", (double)(d->t_ready - d->t_start) / 1e6);
+		json_f64(&j, "commit_wait_ms", (double)(now_ns() - d->t_ready) / 1e6);
+		json_bool(&j, "verified", d->verify_len != 0);
+		json_u64(&j, "resumes", d->resumes);
+		char *stats = json_end_str(&j);
+		d->ops->running(d->opaque, stats ? stats : "{}");
+		free(stats);
 		return -ECANCELED; /* nothing may follow COMMIT */
 	default:
 		break;

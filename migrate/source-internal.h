@@ -22,6 +22,7 @@
 #include <time.h>
 #include <uv.h>
 #include "migrate/source.h"
+#include "migrate/stats.h"
 #include "migrate/stream.h"
 #include "precopy/pages.h"
 #include "precopy/policy.h"
@@ -82,6 +83,7 @@ struct msrc_stream {
 	struct xport_conn *x;
 	struct stream_reader rd;
 	int ready, closed; /* closed: under m->lock */
+	int told;          /* an ERROR went out before a graceful close (loop) */
 	int resumed;       /* this reconnection's RESUME was answered (loop) */
 	uint64_t last_rx;  /* when the destination last sent anything here (loop) */
 	/* Held while a record gets its number and is queued, so numbers
@@ -191,6 +193,11 @@ int msrc__aborted(struct migrate_src *m);
 int msrc__workers_idle(struct migrate_src *m, int closed_too);
 /* Queues one JSON progress line for the loop to hand to ops->event. Any thread. */
 void msrc__event(struct migrate_src *m, const char *json);
+/* Fills s with every figure so far (see migrate/stats.h). Engine thread,
+ * or the loop once the engine is gone. */
+void msrc__stats(struct migrate_src *m, struct migrate_stats *s);
+/* Queues s as an event of kind ev (msrc__event). */
+void msrc__event_stats(struct migrate_src *m, const struct migrate_stats *s, enum migrate_event ev);
 /* HOST:PORT of the destination session's own port (join, resume). */
 void msrc__session_hostport(struct migrate_src *m, char *hp, size_t len);
 /* The connections' callbacks (loop). */

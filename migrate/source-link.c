@@ -127,12 +127,10 @@ int msrc__rejoin(struct migrate_src *m)
 	m->pages_resent += pages;
 	if (e)
 		return e;
-	char ev[256];
-	snprintf(ev, sizeof(ev),
-		 "{\"event\":\"progress\",\"phase\":\"resumed\",\"reconnects\":%u,\"pages_resent\":%" PRIu64
-		 ",\"link_down_ms\":%.1f,\"elapsed_ms\":%.1f}",
-		 m->reconnects, pages, (double)m->link_down_ns / 1e6, (double)(now_ns() - m->t_start) / 1e6);
-	msrc__event(m, ev);
+	struct migrate_stats s;
+	msrc__stats(m, &s);
+	s.pages_resent = pages; /* this reconnection's */
+	msrc__event_stats(m, &s, MIGRATE_EV_RESUMED);
 	return 0;
 }
 
@@ -145,7 +143,6 @@ static void msrc__attempt(struct migrate_src *m);
  * engine, woken by link_down, quiesces and asks for a reconnection. */
 static void msrc__link_lost(struct migrate_src *m, int err, const char *why)
 {
-	char ev[512];
 	pthread_mutex_lock(&m->lock);
 	__atomic_store_n(&m->link_down, 1, __ATOMIC_RELEASE);
 	m->t_link_lost = now_ns();
@@ -155,13 +152,11 @@ static void msrc__link_lost(struct migrate_src *m, int err, const char *why)
 	for (unsigned i = 0; i < m->nstreams; i++)
 		if (m->st[i].x && !m->st[i].closed)
 			xport_close(m->st[i].x, -ECONNRESET, "another connection of the migration was lost");
-	int n = snprintf(ev, sizeof(ev), "{\"event\":\"progress\",\"phase\":\"link_lost\",\"reconnects\":%u,\"reason\":\"",
-			 m->reconnects);
-	for (const char *p = m->link_why; *p && n < (int)sizeof(ev) - 40; p++)
-		if (*p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
-			ev[n++] = *p;
-	snprintf(ev + n, sizeof(ev) - (size_t)n, "\",\"elapsed_ms\":%.1f}", (double)(now_ns() - m->t_start) / 1e6);
-	msrc__event(m, ev);
+	/* The loop's own figures only: the engine may be mid-round. */
+	struct migrate_stats s = { .reconnects = m->reconnects,
+				   .reason = m->link_why,
+				   .elapsed_ms = (double)(now_ns() - m->t_start) / 1e6 };
+	msrc__event_stats(m, &s, MIGRATE_EV_LINK_LOST);
 }
 
 /* Under m->lock: the answer to s's RESUME. The destination received

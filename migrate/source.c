@@ -479,24 +479,76 @@ static uint64_t msrc__wire_out(struct migrate_src *m)
 	return n;
 }
 
-static void msrc__progress(struct migrate_src *m, const char *phase)
+/* Every figure of the migration so far, for events and the report
+ * (migrate/stats.h names them). Engine thread, or the loop once the
+ * engine is gone. */
+void msrc__stats(struct migrate_src *m, struct migrate_stats *s)
 {
-	char buf[768];
-	uint64_t el = now_ns() - m->t_start, wire = msrc__wire_out(m);
-	double mbps = el ? (double)wire * 8.0 * 1000.0 / (double)el : 0;
+	struct precopy_dirtylog_stats st;
+	precopy_dirtylog_get_stats(m->dl, &st);
+	uint64_t now = now_ns(), end = m->t_running ? m->t_running : now, total = end - m->t_start;
+	uint64_t pages = atomic_load(&m->pages_sent), zero = atomic_load(&m->zero_pages);
+	uint64_t payload = atomic_load(&m->page_payload), wire = msrc__wire_out(m);
 	unsigned tmax = 0;
 	for (unsigned i = 0; i < m->thr.nvcpus; i++)
 		if (m->thr.pct[i] > tmax)
 			tmax = m->thr.pct[i];
-	snprintf(buf, sizeof(buf),
-		 "{\"event\":\"progress\",\"phase\":\"%s\",\"round\":%u,\"remaining_pages\":%zu,\"deferred_pages\":%zu,"
-		 "\"pages_sent\":%" PRIu64 ",\"bytes_on_wire\":%" PRIu64 ",\"throughput_mbps\":%.1f,"
-		 "\"dirty_rate_pages_per_s\":%" PRIu64 ",\"expected_downtime_ms\":%.3f,\"throttle_pct\":%u,"
-		 "\"reconnects\":%u,\"elapsed_ms\":%.1f}",
-		 phase, m->pages.round, precopy_pages_pending(&m->pages) + (m->scan_cursor < m->nframes ? 1 : 0),
-		 precopy_pages_deferred(&m->pages), (uint64_t)atomic_load(&m->pages_sent), wire, mbps, m->rates.dirty_pps,
-		 (double)m->expected_downtime_ns / 1e6, tmax, m->reconnects, (double)el / 1e6);
-	msrc__event(m, buf);
+	*s = (struct migrate_stats){
+		.name = m->name,
+		.target = m->o.target,
+		.dirty_log = hv_dirty_mode_name(precopy_dirtylog_mode(m->dl)),
+		.total_time_ms = (double)total / 1e6,
+		.setup_time_ms = m->t_setup_done ? (double)(m->t_setup_done - m->t_start) / 1e6 : 0,
+		.downtime_ms = m->t_running && m->t_pause ? (double)(m->t_running - m->t_pause) / 1e6 : 0,
+		.downtime_min_ms = m->t_commit ? (double)(m->t_commit - m->t_paused) / 1e6 : 0,
+		.expected_downtime_ms = (double)m->expected_downtime_ns / 1e6,
+		.final_send_ms = m->t_state_sent ? (double)(m->t_state_sent - m->t_pause) / 1e6 : 0,
+		.ready_wait_ms = m->t_ready ? (double)(m->t_ready - m->t_state_sent) / 1e6 : 0,
+		.commit_wait_ms = m->t_running ? (double)(m->t_running - m->t_ready) / 1e6 : 0,
+		.rtt_ms = (double)m->rtt_ns / 1e6,
+		.link_down_ms = (double)m->link_down_ns / 1e6,
+		.elapsed_ms = (double)(now - m->t_start) / 1e6,
+		.throughput_mbps = total ? (double)wire * 8000.0 / (double)total : 0,
+		.compression_ratio = payload ? (double)(pages - zero) * HV_PAGE_SIZE / (double)payload : 0,
+		.harvest_time_ms = (double)(st.total_ns - m->harvest_ns0) / 1e6,
+		.throttle_time_ms = (double)m->thr.throttled_ns / 1e6,
+		.round = m->pages.round,
+		.remaining_pages = precopy_pages_pending(&m->pages) + (m->scan_cursor < m->nframes ? 1 : 0),
+		.deferred_pages = precopy_pages_deferred(&m->pages),
+		.final_pages = m->final_pages,
+		.pages_sent = pages,
+		.zero_pages = zero,
+		.lz4_pages = atomic_load(&m->lz4_pages),
+		.bytes_sent = atomic_load(&m->record_bytes),
+		.bytes_on_wire = wire,
+		.dirty_rate_pps = m->rates.dirty_pps,
+		.harvests = st.harvests - m->harvests0,
+		.deferred_hot_pages = m->pages.deferred_total,
+		.verified_chunks = m->verify_chunks,
+		.pages_resent = m->pages_resent,
+		.throttle_pct = tmax,
+		.throttle_max_pct = m->thr.max_pct,
+		.streams = m->nstreams,
+		.reconnects = m->reconnects,
+		.tls = !m->o.insecure,
+		.forced_switchover = m->forced,
+	};
+}
+
+void msrc__event_stats(struct migrate_src *m, const struct migrate_stats *s, enum migrate_event ev)
+{
+	char *line = migrate_stats_line(s, ev);
+	if (line)
+		msrc__event(m, line);
+	free(line);
+}
+
+static void msrc__progress(struct migrate_src *m, const char *phase)
+{
+	struct migrate_stats s;
+	msrc__stats(m, &s);
+	s.phase = phase;
+	msrc__event_stats(m, &s, MIGRATE_EV_PROGRESS);
 }
 
 /* ---- waiting for the destination ---- */
@@ -640,19 +692,23 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 						  .deadline_ns = deadline };
 		enum precopy_verdict v = precopy_decide(&in, &m->expected_downtime_ns);
 		msrc__trace_decision(m, &in, v, m->expected_downtime_ns);
-		struct msrc_job *j = calloc(1, sizeof(*j));
-		if (!j)
-			return -ENOMEM;
-		j->round_end = 1;
+		/* ROUND_END on every connection: the destination answers a round
+		 * once each connection's share of it is applied. */
 		pthread_mutex_lock(&m->lock);
 		m->round_sent = m->pages.round;
 		pthread_mutex_unlock(&m->lock);
-		j->re = (struct stream_round_end){ .round = m->pages.round,
-						   .pages = done - round_done0,
-						   .bytes = atomic_load(&m->record_bytes),
-						   .remaining = in.cost.pages };
-		if ((e = msrc__push_job(m, &m->st[0], j)) < 0)
-			return e;
+		for (unsigned i = 0; i < m->nstreams; i++) {
+			struct msrc_job *j = calloc(1, sizeof(*j));
+			if (!j)
+				return -ENOMEM;
+			j->round_end = 1;
+			j->re = (struct stream_round_end){ .round = m->pages.round,
+							   .pages = done - round_done0,
+							   .bytes = atomic_load(&m->record_bytes),
+							   .remaining = in.cost.pages };
+			if ((e = msrc__push_job(m, &m->st[i], j)) < 0)
+				return e;
+		}
 		msrc__progress(m, "round");
 		last_progress = t;
 		if (v == PRECOPY_DRAIN) {
@@ -802,51 +858,12 @@ static int msrc__switchover(struct migrate_src *m, struct precopy_dirty_set *set
 
 static void msrc__report(struct migrate_src *m, const char *result, const char *why)
 {
-	char *out = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&out, &len);
-	if (!f)
-		return;
-	struct precopy_dirtylog_stats st;
-	precopy_dirtylog_get_stats(m->dl, &st);
-	uint64_t end = m->t_running ? m->t_running : now_ns();
-	uint64_t total = end - m->t_start;
-	uint64_t pages = atomic_load(&m->pages_sent), zero = atomic_load(&m->zero_pages);
-	uint64_t payload = atomic_load(&m->page_payload), wire = msrc__wire_out(m);
-	double ratio = payload ? (double)(pages - zero) * HV_PAGE_SIZE / (double)payload : 0;
-	fprintf(f, "{\"event\":\"result\",\"result\":\"%s\"", result);
-	if (why) {
-		fputs(",\"error\":\"", f);
-		for (const char *p = why; *p; p++)
-			fprintf(f, (*p == '"' || *p == '\\') ? "\\%c" : ((unsigned char)*p < 0x20 ? "?" : "%c"), *p);
-		fputc('"', f);
-	}
-	fprintf(f,
-		",\"name\":\"%s\",\"target\":\"%s\",\"total_time_ms\":%.3f,\"setup_time_ms\":%.3f,"
-		"\"downtime_ms\":%.3f,\"expected_downtime_ms\":%.3f,\"rounds\":%u,\"pages_sent\":%" PRIu64
-		",\"zero_pages\":%" PRIu64 ",\"lz4_pages\":%" PRIu64 ",\"bytes_sent\":%" PRIu64 ",\"bytes_on_wire\":%" PRIu64
-		",\"compression_ratio\":%.3f,\"throughput_mbps\":%.1f,\"dirty_rate_pages_per_s\":%" PRIu64
-		",\"dirty_log\":\"%s\",\"harvests\":%" PRIu64 ",\"harvest_time_ms\":%.3f,\"deferred_hot_pages\":%" PRIu64
-		",\"throttle_max_pct\":%u,\"throttle_time_ms\":%.1f,\"streams\":%u,\"tls\":%s,\"verified_chunks\":%" PRIu64
-		",\"forced_switchover\":%s,\"final_pages\":%" PRIu64 ",\"final_send_ms\":%.3f,\"ready_wait_ms\":%.3f,"
-		"\"commit_wait_ms\":%.3f,\"rtt_ms\":%.3f,\"downtime_min_ms\":%.3f,\"reconnects\":%u,"
-		"\"pages_resent\":%" PRIu64 ",\"link_down_ms\":%.1f}",
-		m->name, m->o.target, (double)total / 1e6,
-		m->t_setup_done ? (double)(m->t_setup_done - m->t_start) / 1e6 : 0,
-		m->t_running && m->t_pause ? (double)(m->t_running - m->t_pause) / 1e6 : 0,
-		(double)m->expected_downtime_ns / 1e6, m->pages.round, pages, zero, (uint64_t)atomic_load(&m->lz4_pages),
-		(uint64_t)atomic_load(&m->record_bytes), wire, ratio, total ? (double)wire * 8000.0 / (double)total : 0,
-		m->rates.dirty_pps, hv_dirty_mode_name(precopy_dirtylog_mode(m->dl)), st.harvests - m->harvests0,
-		(double)(st.total_ns - m->harvest_ns0) / 1e6, m->pages.deferred_total, m->thr.max_pct,
-		(double)m->thr.throttled_ns / 1e6, m->nstreams, m->o.insecure ? "false" : "true", m->verify_chunks,
-		m->forced ? "true" : "false", m->final_pages,
-		m->t_state_sent ? (double)(m->t_state_sent - m->t_pause) / 1e6 : 0,
-		m->t_ready ? (double)(m->t_ready - m->t_state_sent) / 1e6 : 0,
-		m->t_running ? (double)(m->t_running - m->t_ready) / 1e6 : 0, (double)m->rtt_ns / 1e6,
-		m->t_commit ? (double)(m->t_commit - m->t_paused) / 1e6 : 0, m->reconnects, m->pages_resent,
-		(double)m->link_down_ns / 1e6);
-	fclose(f);
-	m->report = out;
+	struct migrate_stats s;
+	msrc__stats(m, &s);
+	s.result = result;
+	s.error = why;
+	free(m->report);
+	m->report = migrate_stats_line(&s, MIGRATE_EV_RESULT);
 }
 
 static void *msrc__engine_main(void *arg)
@@ -1207,7 +1224,9 @@ static void msrc__done_async(uv_async_t *a)
 	uv_timer_stop(&m->link_timer);
 	int ok = m->engine_started && m->result == MIGRATE_OK;
 	for (unsigned i = 0; i < m->nstreams; i++)
-		if (m->st[i].x)
+		/* told: its graceful close goes on, unless the destination is
+		 * not even reading (then it would never see the ERROR anyway). */
+		if (m->st[i].x && !(m->st[i].told && xport_pending(m->st[i].x) == 0))
 			xport_close(m->st[i].x, ok ? 0 : -ECANCELED, "migration ended");
 	for (unsigned i = 0; i < m->nstreams; i++)
 		if (m->st[i].worker_started)
@@ -1234,7 +1253,7 @@ static void msrc__done_async(uv_async_t *a)
 static int msrc__abort(struct migrate_src *m, int err, const char *why)
 {
 	pthread_mutex_lock(&m->lock);
-	int committed = m->phase >= MSRC_COMMITTED;
+	int committed = m->phase >= MSRC_COMMITTED, talking = m->phase >= MSRC_PRECOPY && !m->link_down;
 	if (!committed && !m->failed) {
 		m->failed = err;
 		snprintf(m->fail_why, sizeof(m->fail_why), "%s", why);
@@ -1243,8 +1262,20 @@ static int msrc__abort(struct migrate_src *m, int err, const char *why)
 	pthread_mutex_unlock(&m->lock);
 	if (committed || m->finished)
 		return committed ? -EALREADY : 0;
+	/* A deliberate end (cancel, --max-time) over a working link: say so
+	 * on connection 0 before closing it, so that the destination gives up
+	 * now instead of waiting for a resume, and lets the VM's name go. */
+	struct msrc_stream *s0 = &m->st[0];
+	if (talking && s0->x && s0->ready && !s0->closed) {
+		struct stream_buf b = { 0 };
+		if (stream_put_error(&b, (uint32_t)-err, why) == 0 && xport_write(s0->x, b.p, b.len) == 0) {
+			s0->told = 1;
+			xport_close(s0->x, 0, why); /* graceful: the ERROR goes out first */
+		}
+		stream_buf_free(&b);
+	}
 	for (unsigned i = 0; i < m->nstreams; i++)
-		if (m->st[i].x && !m->st[i].closed)
+		if (m->st[i].x && !m->st[i].closed && !m->st[i].told)
 			xport_close(m->st[i].x, err, why);
 	if (!m->engine_started)
 		uv_async_send(&m->done_async);

@@ -17,7 +17,7 @@ for a in "$@"; do
 	esac
 done
 
-PKGS="build-essential autoconf automake libtool pkg-config libuv1-dev libssl-dev liblz4-dev \
+PKGS="build-essential autoconf automake libtool pkg-config libuv1-dev libssl-dev liblz4-dev libjansson-dev \
 linux-libc-dev libxen-dev qemu-system-x86 iproute2 clang libclang-rt-14-dev openssl jq socat gnuplot-nox cpio"
 missing=""
 for p in $PKGS; do

@@ -180,13 +180,14 @@ static int join_abuse(unsigned port)
 		printf("cannot join\n");
 		return 1;
 	}
-	/* One page on each connection, then a round: the answer proves the
-	 * session is alive and applied both. */
+	/* One page on each connection, each followed by the round's end: the
+	 * answer proves the session is alive and applied both. */
 	static uint8_t zero[4096];
 	struct stream_round_end re = { .round = 1 };
 	stream_put_pages_begin(&b, &mark);
 	stream_put_page(&b, 3, 0, zero, 0);
 	stream_put_pages_end(&b, mark);
+	stream_put_round_end(&b, &re);
 	put(x, &b);
 	stream_put_pages_begin(&b, &mark);
 	stream_put_page(&b, 2, 0, zero, 0);

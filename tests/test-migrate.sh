@@ -10,7 +10,7 @@
 if [ ! -e /dev/kvm ]; then
 	skip_all "/dev/kvm absent"
 fi
-echo "1..41"
+echo "1..42"
 make_certs; ok $? "certificates for agent and sender"
 start_agent b "$T/hostB"
 [ -n "$PORT" ]; ok $? "agent B listening on 127.0.0.1:$PORT"
@@ -43,7 +43,7 @@ for w in idle memstress kvstore; do
 		down=$(field "$T/$vm.send" downtime_ms)
 		dmin=$(field "$T/$vm.send" downtime_min_ms)
 		[ $rc = 0 ] && [ "$(field "$T/$vm.send" tls)" = true ] && [ "$(field "$T/$vm.send" verified_chunks)" -gt 0 ]
-		ok $? "$vm: migrated over TLS with --verify (exit $rc, downtime $down ms, $(field "$T/$vm.send" rounds) rounds)"
+		ok $? "$vm: migrated over TLS with --verify (exit $rc, downtime $down ms, $(field "$T/$vm.send" rounds) rounds) $(field "$T/$vm.send" error)"
 		[ -n "$ref" ] && [ "$got" = "$ref" ]
 		ok $? "$vm: destination digest $got = unmigrated $ref"
 		[ "$(field "$T/hostB/$vm.result.json" tsc_backwards)" = 0 ]
@@ -98,6 +98,11 @@ wait_result "$T/hostB" twin1 && wait_result "$T/hostB" twin2
 [ "$(field "$T/hostB/twin1.result.json" digest)" = "$kref" ] && [ "$(field "$T/hostB/twin2.result.json" digest)" = "$kref" ]
 ok $? "both finished on B with the unmigrated digest"
 [ "$(field "$T/twin2.send" streams)" = 2 ]; ok $? "the second used 2 connections"
+# Each connection carries its share of every round, and its own ROUND_END:
+# the destination answers a round once both shares are applied.
+re=$(sed -n 's/.*twin2.*"rounds":\([0-9]*\).*"round_ends":\([0-9]*\).*/\1 \2/p' "$T/b.log" | tail -n 1)
+[ -n "$re" ] && [ "${re#* }" = $((2 * ${re% *})) ]
+ok $? "ROUND_END on both connections of the second: rounds and ROUND_ENDs received: ${re:-none logged}"
 wait $p1 $p2
 kill -0 $APID 2>/dev/null; ok $? "agent A still serving"
 exit $fail

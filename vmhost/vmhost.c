@@ -567,10 +567,16 @@ static void vmhost__migrate(struct ctl_client *c, char *args, struct json *j)
 	r->mig_client = c;
 	r->stop_after_mig = 0;
 	j->f = NULL;
-	char line[512];
-	snprintf(line, sizeof(line), "{\"ok\":true,\"event\":\"started\",\"name\":\"%s\",\"target\":\"%s\"}", r->name,
-		 o.target);
-	vmhost__mig_line(r, line);
+	struct json sj;
+	json_begin_str(&sj);
+	json_bool(&sj, "ok", 1);
+	json_str(&sj, "event", "started");
+	json_str(&sj, "name", r->name);
+	json_str(&sj, "target", o.target);
+	char *line = json_end_str(&sj);
+	if (line)
+		vmhost__mig_line(r, line);
+	free(line);
 	return;
 refuse:
 	json_bool(j, "ok", 0);
