@@ -318,23 +318,48 @@ static void vcpu__finish(struct kvm_vcpu *v, enum hv_stop_reason why, int code, 
 		k->hv->gops->stopped(k->hv->gops_opaque, k->stop_why, k->exit_code, k->stop_detail);
 }
 
-static void vcpu__sleep(struct kvm_vcpu *v, uint64_t us)
+/* The last stretch of a guest's sleep is spent polling rather than
+ * blocked: a thread woken from a wait on this machine comes back up to
+ * half a millisecond late, and the guest counts lateness as a stall.
+ * KVM's own halt polling makes the same trade (200 us by default). */
+#define SLEEP_POLL_NS 200000ull
+
+static int vcpu__sleep_interrupted(struct kvm_vm *k)
+{
+	return __atomic_load_n(&k->pause_depth, __ATOMIC_RELAXED) || __atomic_load_n(&k->stop_req, __ATOMIC_RELAXED);
+}
+
+/* poll: the guest asked (PMG_HC_SLEEP) and counts lateness; the
+ * throttle's sit-out does not need it. */
+static void vcpu__sleep(struct kvm_vcpu *v, uint64_t us, int poll)
 {
 	struct kvm_vm *k = v->vm;
-	struct timespec ts;
+	struct timespec ts, now;
 
 	hv_gio_sleep_deadline(us, &ts);
-	pthread_mutex_lock(&k->lock);
-	/* A pause or stop request ends the sleep early; the guest re-checks time. */
-	while (!k->pause_depth && !k->stop_req)
-		if (pthread_cond_timedwait(&k->cond, &k->lock, &ts) == ETIMEDOUT)
+	uint64_t end = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	uint64_t spin = poll ? SLEEP_POLL_NS : 0;
+	if (us * 1000 > spin) {
+		uint64_t wake = end - spin;
+		struct timespec w = { .tv_sec = (time_t)(wake / 1000000000ull), .tv_nsec = (long)(wake % 1000000000ull) };
+		pthread_mutex_lock(&k->lock);
+		/* A pause or stop request ends the sleep early; the guest re-checks time. */
+		while (!k->pause_depth && !k->stop_req)
+			if (pthread_cond_timedwait(&k->cond, &k->lock, &w) == ETIMEDOUT)
+				break;
+		pthread_mutex_unlock(&k->lock);
+	}
+	while (spin) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec >= end || vcpu__sleep_interrupted(k))
 			break;
-	pthread_mutex_unlock(&k->lock);
+		__builtin_ia32_pause();
+	}
 }
 
 static void vcpu__gio_sleep(struct hv_gio *g, uint64_t us)
 {
-	vcpu__sleep(g->opaque, us);
+	vcpu__sleep(g->opaque, us, 1);
 }
 
 /* Returns 0 to keep running, 1 when the vCPU is done, <0 on a guest error. */
@@ -432,7 +457,7 @@ static void *vcpu__thread(void *arg)
 				/* The throttle's kick (or a pause, which vcpu__sleep
 				 * honours at once): sit out this period's share. */
 				if (pct)
-					vcpu__sleep(v, (uint64_t)THROTTLE_PERIOD_US * pct / 100);
+					vcpu__sleep(v, (uint64_t)THROTTLE_PERIOD_US * pct / 100, 0);
 				continue;
 			}
 			snprintf(why, sizeof(why), "KVM_RUN: %s", strerror(errno));
