@@ -196,7 +196,7 @@ int hv_dirty_vcpu_entries(struct hv_vm *vm, unsigned idx, uint64_t *entries)
 
 int hv_vcpu_throttle(struct hv_vm *vm, unsigned idx, unsigned pct)
 {
-	if (idx >= vm->cfg.vcpus || pct > 95)
+	if (idx >= vm->cfg.vcpus || pct > 99)
 		return -EINVAL;
 	return vm->be->throttle(vm, idx, pct);
 }

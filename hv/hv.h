@@ -176,7 +176,7 @@ uint64_t hv_dirty_ring_full_exits(struct hv_vm *vm);
  * apart. Used to find the vCPUs that dirty the most. */
 int hv_dirty_vcpu_entries(struct hv_vm *vm, unsigned idx, uint64_t *entries);
 
-/* Duty-cycle throttle: vCPU idx spends pct percent (0..95) of every
+/* Duty-cycle throttle: vCPU idx spends pct percent (0..99) of every
  * 20 ms period out of the guest. 0 removes the throttle. A pause or stop
  * still takes effect at once. */
 int hv_vcpu_throttle(struct hv_vm *vm, unsigned idx, unsigned pct);

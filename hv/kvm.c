@@ -246,10 +246,28 @@ static int kvm__vcpu_entries(struct hv_vm *vm, unsigned idx, uint64_t *entries)
 	return 0;
 }
 
+/* Under k->lock: makes v leave KVM_RUN (or not enter it) soon. */
+static void kvm__kick_one(struct kvm_vcpu *v)
+{
+	if (v->thread_started && !v->done) {
+		v->run->immediate_exit = 1;
+		pthread_kill(v->thread, KICK_SIGNAL);
+	}
+}
+
 static int kvm__throttle(struct hv_vm *vm, unsigned idx, unsigned pct)
 {
 	struct kvm_vm *k = kvm__vm(vm);
-	__atomic_store_n(&k->vcpus[idx].throttle_pct, pct, __ATOMIC_RELAXED);
+	struct kvm_vcpu *v = &k->vcpus[idx];
+	pthread_mutex_lock(&k->lock);
+	unsigned was = __atomic_exchange_n(&v->throttle_pct, pct, __ATOMIC_RELAXED);
+	/* The throttle's timer is armed before each KVM_RUN; a guest that
+	 * never exits would never see a throttle set while it runs. A kick
+	 * brings it out to arm it. (Changes between two non-zero values take
+	 * effect at the next tick of the timer already armed.) */
+	if (!was && pct)
+		kvm__kick_one(v);
+	pthread_mutex_unlock(&k->lock);
 	return 0;
 }
 
@@ -520,13 +538,8 @@ static int kvm__start(struct hv_vm *vm)
 
 static void kvm__kick_all(struct kvm_vm *k)
 {
-	for (unsigned i = 0; i < k->nvcpus; i++) {
-		struct kvm_vcpu *v = &k->vcpus[i];
-		if (v->thread_started && !v->done) {
-			v->run->immediate_exit = 1;
-			pthread_kill(v->thread, KICK_SIGNAL);
-		}
-	}
+	for (unsigned i = 0; i < k->nvcpus; i++)
+		kvm__kick_one(&k->vcpus[i]);
 }
 
 static void kvm__stop(struct hv_vm *vm)

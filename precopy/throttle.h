@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include "hv/hv.h"
 
-#define PRECOPY_THROTTLE_MAX_PCT 95u
+#define PRECOPY_THROTTLE_MAX_PCT 99u
 #define PRECOPY_THROTTLE_STEP_UP 10u
 #define PRECOPY_THROTTLE_STEP_DOWN 5u
 

@@ -175,18 +175,20 @@ static void test_throttle(void)
 	uint64_t ent[2] = { 0, 0 };
 	precopy_throttle_init(&t, 1, NULL);
 	unsigned steps = 0;
-	/* The guest dirties twice what the link moves: up by 10 each window to 95. */
-	while (t.pct[0] < 95 && steps < 20) {
+	/* The guest dirties twice what the link moves: up by 10 each window to
+	 * 99, QEMU's ceiling too (at 95 a guest writing a 256 MiB working set
+	 * flat out on this machine still outran a 40 MB/s link). */
+	while (t.pct[0] < 99 && steps < 20) {
 		precopy_throttle_step(&t, 10000, 20000, NULL, 100 * MS);
 		steps++;
 	}
-	tap_ok(t.pct[0] == 95 && steps == 10 && t.max_pct == 95, "throttle: 10-point steps to the 95%% cap (%u windows)",
+	tap_ok(t.pct[0] == 99 && steps == 10 && t.max_pct == 99, "throttle: 10-point steps to the 99%% cap (%u windows)",
 	       steps);
 	precopy_throttle_step(&t, 10000, 4000, NULL, 100 * MS);
-	tap_ok(t.pct[0] == 95, "throttle: between a quarter and half of the link it holds");
+	tap_ok(t.pct[0] == 99, "throttle: between a quarter and half of the link it holds");
 	precopy_throttle_step(&t, 10000, 2000, NULL, 100 * MS);
-	tap_ok(t.pct[0] == 90, "throttle: below a quarter it eases by 5");
-	tap_ok(precopy_throttle_release(&t) == 1 && t.pct[0] == 0 && t.max_pct == 95,
+	tap_ok(t.pct[0] == 94, "throttle: below a quarter it eases by 5");
+	tap_ok(precopy_throttle_release(&t) == 1 && t.pct[0] == 0 && t.max_pct == 99,
 	       "throttle: release reports the slowed vCPU and keeps the maximum");
 	/* Per vCPU: vCPU 0 writes 3000 entries per 100 ms (30000/s), vCPU 1 100. */
 	precopy_throttle_init(&t, 2, ent);
