@@ -36,10 +36,16 @@ uint32_t precopy_throttle_step(struct precopy_throttle *t, uint64_t link_pps, ui
 			double rate = (double)(entries[i] - t->last_entries[i]) * 1e9 / (double)dt_ns;
 			t->last_entries[i] = entries[i];
 			double limit = 0.5 * link / t->nvcpus;
-			if (rate > limit && dirty > 0.5 * link)
-				p = up(p);
-			else if (rate < 0.5 * limit)
+			if (rate > limit && dirty > 0.5 * link) {
+				/* The vCPU's writes scale with the time it runs: the
+				 * sit-out that brings them down to its share, at least
+				 * one step more than now. */
+				double want = 100.0 - (100.0 - p) * limit / rate;
+				unsigned w = want >= PRECOPY_THROTTLE_MAX_PCT ? PRECOPY_THROTTLE_MAX_PCT : (unsigned)want;
+				p = w > up(p) ? w : up(p);
+			} else if (rate < 0.5 * limit) {
 				p = down(p);
+			}
 		} else {
 			if (dirty > 0.5 * link)
 				p = up(p);

@@ -34,11 +34,16 @@ void precopy_throttle_init(struct precopy_throttle *t, unsigned nvcpus, const ui
 
 /* One measurement window of dt_ns: link_pps is what the migration moves
  * (pages/s), dirty_pps what the guest dirties (pages/s), entries the
- * vCPUs' counts now (ignored unless per_vcpu). A vCPU is slowed by
- * STEP_UP points while the guest dirties more than half of the link and
- * that vCPU more than its share of that half; eased by STEP_DOWN once it
- * falls below half of its share (common mode: the guest below a quarter
- * of the link). Returns the mask of vCPUs whose percentage changed. */
+ * vCPUs' counts now (ignored unless per_vcpu). While the guest dirties
+ * more than half of the link, a vCPU that writes more than its share of
+ * that half is slowed to the percentage that would bring its writes down
+ * to its share (they scale with the time it runs), and by at least
+ * STEP_UP points; it is eased by STEP_DOWN once it falls below half of
+ * its share. Without entry counts (common mode) every vCPU goes up by
+ * STEP_UP while the guest dirties more than half of the link and down
+ * below a quarter: the frames-queued rate saturates at the link's rate
+ * once the working set fills the queue, so it cannot size a jump. Returns
+ * the mask of vCPUs whose percentage changed. */
 uint32_t precopy_throttle_step(struct precopy_throttle *t, uint64_t link_pps, uint64_t dirty_pps,
 			       const uint64_t *entries, uint64_t dt_ns);
 

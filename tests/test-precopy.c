@@ -190,17 +190,27 @@ static void test_throttle(void)
 	tap_ok(t.pct[0] == 94, "throttle: below a quarter it eases by 5");
 	tap_ok(precopy_throttle_release(&t) == 1 && t.pct[0] == 0 && t.max_pct == 99,
 	       "throttle: release reports the slowed vCPU and keeps the maximum");
-	/* Per vCPU: vCPU 0 writes 3000 entries per 100 ms (30000/s), vCPU 1 100. */
+	/* Per vCPU: vCPU 0 writes 3000 entries per 100 ms (30000/s), vCPU 1
+	 * 100; each vCPU's share is half of the 20000 pages/s link over 2. */
 	precopy_throttle_init(&t, 2, ent);
 	uint32_t ch = 0;
-	for (int w = 0; w < 3; w++) {
-		ent[0] += 3000;
-		ent[1] += 100;
-		ch |= precopy_throttle_step(&t, 20000, 31000, ent, 100 * MS);
-	}
-	tap_ok(t.pct[0] == 30 && t.pct[1] == 0 && ch == 1, "throttle: per vCPU, only the writer is slowed (%u%%, %u%%)",
+	ent[0] += 3000;
+	ent[1] += 100;
+	ch |= precopy_throttle_step(&t, 20000, 31000, ent, 100 * MS);
+	tap_ok(t.pct[0] == 83 && t.pct[1] == 0 && ch == 1,
+	       "throttle: per vCPU, only the writer is slowed, at once to what brings 30000 writes/s to its 5000 (%u%%, %u%%)",
 	       t.pct[0], t.pct[1]);
-	tap_ok(t.throttled_ns == 100 * MS * (10 + 20 + 30) / 100, "throttle: guest time taken away is summed");
+	/* Still 3000 per window while throttled: it writes 6 times its share
+	 * in the 17 % it runs: 100 - 17/6 = 97. */
+	ent[0] += 3000;
+	ent[1] += 100;
+	precopy_throttle_step(&t, 20000, 31000, ent, 100 * MS);
+	tap_ok(t.pct[0] == 97, "throttle: a vCPU still over its share while throttled goes further (%u%%)", t.pct[0]);
+	/* Its writes fall to 1000 per window: under its share, above half of it: holds. */
+	ent[0] += 400;
+	precopy_throttle_step(&t, 20000, 31000, ent, 100 * MS);
+	tap_ok(t.pct[0] == 97 && t.throttled_ns == 100 * MS * (83 + 97 + 97) / 100,
+	       "throttle: holds once within its share; guest time taken away is summed");
 	tap_ok(precopy_throttle_step(&t, 20000, 31000, ent, 0) == 0, "throttle: an empty window changes nothing");
 }
 
@@ -279,7 +289,7 @@ int main(int argc, char **argv)
 	const char *srcdir = getenv("srcdir");
 	int ntraces = argc > 1 ? argc - 1 : (int)(sizeof(defaults) / sizeof(defaults[0]));
 
-	tap_plan(10 + 10 + 4 + 7 + ntraces);
+	tap_plan(10 + 10 + 4 + 8 + ntraces);
 	test_pages();
 	test_decide();
 	test_rates();
