@@ -153,7 +153,6 @@ int hv_vm_prepare_incoming(struct hv_vm *vm, char *err, size_t errlen)
 	return vm->be->prepare_incoming ? vm->be->prepare_incoming(vm, err, errlen) : 0;
 }
 
-
 int hv_vm_rename(struct hv_vm *vm, const char *name)
 {
 	return vm->be->rename ? vm->be->rename(vm, name) : 0;

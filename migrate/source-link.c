@@ -129,6 +129,7 @@ int msrc__rejoin(struct migrate_src *m)
 		return e;
 	struct migrate_stats s;
 	msrc__stats(m, &s);
+	s.phase = "resumed";
 	s.pages_resent = pages; /* this reconnection's */
 	msrc__event_stats(m, &s, MIGRATE_EV_RESUMED);
 	return 0;
@@ -153,7 +154,8 @@ static void msrc__link_lost(struct migrate_src *m, int err, const char *why)
 		if (m->st[i].x && !m->st[i].closed)
 			xport_close(m->st[i].x, -ECONNRESET, "another connection of the migration was lost");
 	/* The loop's own figures only: the engine may be mid-round. */
-	struct migrate_stats s = { .reconnects = m->reconnects,
+	struct migrate_stats s = { .phase = "link_lost",
+				   .reconnects = m->reconnects,
 				   .reason = m->link_why,
 				   .elapsed_ms = (double)(now_ns() - m->t_start) / 1e6 };
 	msrc__event_stats(m, &s, MIGRATE_EV_LINK_LOST);

@@ -4,7 +4,6 @@
  */
 #include <stddef.h>
 #include <stdlib.h>
-#include <string.h>
 #include "migrate/stats.h"
 
 enum field_type { F_STR, F_U64, F_F64, F_F64_1, F_BOOL };
@@ -80,8 +79,6 @@ void migrate_stats_write(const struct migrate_stats *s, enum migrate_event ev, s
 		switch (f->type) {
 		case F_STR: {
 			const char *v = *(const char *const *)p;
-			if (!strcmp(f->key, "phase") && ev != MIGRATE_EV_PROGRESS)
-				v = ev == MIGRATE_EV_LINK_LOST ? "link_lost" : "resumed";
 			if (v) /* absent rather than empty: no error, no reason */
 				json_str(j, f->key, v);
 			break;

@@ -26,7 +26,7 @@ enum migrate_event {
 };
 
 struct migrate_stats {
-	const char *phase;          /* progress: precopy, round, switchover (set by the writer for the others) */
+	const char *phase;          /* precopy, round, switchover; link_lost, resumed */
 	const char *result;         /* migrated, failed, indeterminate */
 	const char *error;          /* why it failed, or NULL */
 	const char *reason;         /* link_lost: why */

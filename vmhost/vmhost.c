@@ -471,11 +471,10 @@ static void vmhost__mig_event(void *opaque, const char *json) { vmhost__mig_line
  * goes back to its harvester. */
 static void vmhost__release_dirtylog(struct vmhost *r)
 {
-	if (r->dl_for_mig) {
+	if (!r->harvest_at_rest) { /* then only a migration arms it */
 		pthread_mutex_lock(&r->lock);
 		precopy_dirtylog_close(r->dl);
 		r->dl = NULL;
-		r->dl_for_mig = 0;
 		pthread_mutex_unlock(&r->lock);
 	}
 	vmhost__start_harvester(r);
@@ -494,10 +493,8 @@ static void vmhost__mig_done(void *opaque, enum migrate_result res, const char *
 		r->indeterminate = 1; /* stays paused until an operator decides */
 	} else {
 		vmhost__release_dirtylog(r);
-		if (r->stop_after_mig)
-			uv_stop(&r->loop);
 	}
-	if (r->stop_after_mig && res != MIGRATE_FAILED)
+	if (r->stop_after_mig)
 		uv_stop(&r->loop);
 }
 
@@ -554,7 +551,6 @@ static void vmhost__migrate(struct ctl_client *c, char *args, struct json *j)
 		}
 		pthread_mutex_lock(&r->lock);
 		r->dl = dl;
-		r->dl_for_mig = 1;
 		pthread_mutex_unlock(&r->lock);
 	}
 	vmhost__stop_harvester(r); /* the engine harvests from now on */

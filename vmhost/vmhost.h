@@ -38,8 +38,8 @@ struct vmhost {
 	int incoming;            /* state arriving from a migration, not yet running */
 
 	struct precopy_dirtylog *dl;
-	int dl_for_mig;          /* dl was armed for the current migration only */
-	int harvest_at_rest;     /* keep dl armed from going live and harvest every harvest_ms (run --harvest-ms) */
+	int harvest_at_rest;     /* keep dl armed from going live and harvest every harvest_ms (run --harvest-ms);
+	                          * otherwise dl exists only while a migration runs */
 	unsigned harvest_ms;
 	pthread_t harvester;
 	int harvester_started;
