@@ -1,11 +1,16 @@
 /*
  * transport/xport.c - TLS 1.3 over memory BIOs on a libuv TCP handle.
  *
- * OpenSSL never touches the socket: ciphertext read by libuv goes into
- * rbio, SSL_read yields plaintext; SSL_write fills wbio, whose bytes are
- * handed to uv_write. That keeps the loop non-blocking and lets worker
- * threads queue plaintext while only the loop thread touches the SSL
- * object (OpenSSL objects are not safe to share between threads).
+ * OpenSSL never touches the socket. Sending: whoever has plaintext
+ * encrypts it in its own thread (the pre-copy engine's encoders call
+ * xport_send, so N connections encrypt on N cores); OpenSSL writes the
+ * ciphertext through a BIO of ours straight into a write request, which
+ * joins the connection's queue in the order it was encrypted, and the
+ * loop thread only hands queued requests to uv_write. Receiving:
+ * ciphertext read by libuv goes into a memory BIO and SSL_read yields
+ * plaintext on the loop thread. One lock per connection (ssl_lock)
+ * serialises every use of the SSL object, which OpenSSL does not allow
+ * from two threads at once; it is never held across a callback.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -16,12 +21,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include "transport/xport.h"
 
 #define XPORT_RBUF (64u << 10)
+#define XPORT_TLS_RECORD 16384u /* plaintext bytes per TLS record */
+#define XPORT_TLS_OVERHEAD 64u  /* a TLS 1.3 record's header, type byte and tag, rounded up */
 
 struct xport_tls {
 	SSL_CTX *ctx;
@@ -30,17 +38,15 @@ struct xport_tls {
 	char allow[1024];
 };
 
-struct xport_qbuf {
-	struct xport_qbuf *next;
-	void *p;
-	size_t n;
-};
-
+/* Bytes on their way to the socket: queued in order, then one uv_write. */
 struct xport_wreq {
 	uv_write_t req;
+	struct xport_wreq *next;
 	struct xport_conn *c;
-	size_t n;
-	char data[];
+	size_t n, cap;
+	uint8_t *data; /* n bytes to write: into own, or inl */
+	void *own;     /* a sender's buffer handed over (plaintext), freed after */
+	uint8_t inl[];
 };
 
 struct xport_conn {
@@ -50,28 +56,34 @@ struct xport_conn {
 	uv_connect_t creq;
 	uv_shutdown_t sreq;
 	struct xport_tls *tls;
-	SSL *ssl;
-	BIO *rbio, *wbio;
 	const struct xport_callbacks *cb;
 	void *opaque;
 
-	int ready, ready_pending, closing, close_delivered, handles_closed, free_req;
+	int ready_pending, closing, close_delivered, handles_closed, free_req;
 	int handles_closing; /* uv_close issued (once) */
 	int read_paused, connected;
 	int close_err;
 	char close_why[256];
 	char peer[256];
 
-	/* shared with worker threads */
+	/* The SSL object and what OpenSSL is writing into (see top). */
+	pthread_mutex_t ssl_lock;
+	SSL *ssl;
+	BIO *rbio, *wbio;
+	struct xport_wreq *wcur; /* ciphertext being written by OpenSSL */
+	size_t whint;            /* ciphertext expected from the SSL_write under way */
+
+	/* shared with worker threads; taken inside ssl_lock, never around it */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct xport_qbuf *qhead, *qtail;
-	size_t pending; /* plaintext queued + bytes inside uv write requests */
-	int dead;
+	struct xport_wreq *qhead, *qtail; /* ready for the socket, in order */
+	size_t pending; /* bytes queued or inside uv write requests */
+	int ready, dead;
+	int send_err; /* a worker's SSL_write failed: the loop closes */
 	uint64_t wire_out, wire_in;
 
 	uint8_t rbuf[XPORT_RBUF];
-	uint8_t pbuf[16384];
+	uint8_t pbuf[XPORT_TLS_RECORD];
 };
 
 /* ---- TLS settings ---- */
@@ -223,18 +235,24 @@ int xport_resolve(const char *hostport, struct sockaddr_storage *ss)
 
 /* ---- closing ---- */
 
+static void xport__free_wreqs(struct xport_wreq *w)
+{
+	while (w) {
+		struct xport_wreq *n = w->next;
+		free(w->own);
+		free(w);
+		w = n;
+	}
+}
+
 static void xport__maybe_free(struct xport_conn *c)
 {
 	if (c->handles_closed < 2 || !c->free_req)
 		return;
-	struct xport_qbuf *q = c->qhead;
-	while (q) {
-		struct xport_qbuf *n = q->next;
-		free(q->p);
-		free(q);
-		q = n;
-	}
+	xport__free_wreqs(c->qhead);
+	xport__free_wreqs(c->wcur);
 	SSL_free(c->ssl); /* frees both BIOs */
+	pthread_mutex_destroy(&c->ssl_lock);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
 	free(c);
@@ -270,7 +288,8 @@ static void xport__shutdown_done(uv_shutdown_t *req, int status)
 	xport__close_handles(req->data);
 }
 
-static void xport__flush_tls(struct xport_conn *c);
+static void xport__take_tls(struct xport_conn *c);
+static void xport__drain_queue(struct xport_conn *c);
 
 void xport_close(struct xport_conn *c, int err, const char *why)
 {
@@ -288,15 +307,19 @@ void xport_close(struct xport_conn *c, int err, const char *why)
 	c->closing = 1;
 	c->close_err = err;
 	snprintf(c->close_why, sizeof(c->close_why), "%s", why ? why : (err ? strerror(-err) : "closed"));
+	if (!err && c->connected && c->ssl && c->ready) {
+		/* close_notify after everything queued so far */
+		pthread_mutex_lock(&c->ssl_lock);
+		SSL_shutdown(c->ssl);
+		xport__take_tls(c);
+		pthread_mutex_unlock(&c->ssl_lock);
+	}
 	pthread_mutex_lock(&c->lock);
 	c->dead = 1;
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 	if (!err && c->connected) {
-		if (c->ssl && c->ready) {
-			SSL_shutdown(c->ssl);
-			xport__flush_tls(c);
-		}
+		xport__drain_queue(c); /* what was queued before the close goes out */
 		c->sreq.data = c;
 		if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, xport__shutdown_done) == 0)
 			return;
@@ -316,6 +339,107 @@ void xport_free(struct xport_conn *c)
 
 /* ---- writing ---- */
 
+static struct xport_wreq *xport__wreq_new(size_t cap)
+{
+	struct xport_wreq *w = malloc(sizeof(*w) + cap);
+	if (!w)
+		return NULL;
+	w->next = NULL;
+	w->n = 0;
+	w->cap = cap;
+	w->data = w->inl;
+	w->own = NULL;
+	return w;
+}
+
+/* Appends w to the send queue (any thread; inside ssl_lock when w is
+ * ciphertext, so the queue keeps OpenSSL's order). -EPIPE, w freed,
+ * once the connection is closing. */
+static int xport__enqueue(struct xport_conn *c, struct xport_wreq *w)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->dead) {
+		pthread_mutex_unlock(&c->lock);
+		xport__free_wreqs(w);
+		return -EPIPE;
+	}
+	if (c->qtail)
+		c->qtail->next = w;
+	else
+		c->qhead = w;
+	c->qtail = w;
+	c->pending += w->n;
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+/* OpenSSL's output BIO: ciphertext goes straight into c->wcur, sized for
+ * the SSL_write under way (whint), so it is copied once, not into a
+ * memory BIO and out again. Under ssl_lock. */
+static int xport__bio_write(BIO *b, const char *p, size_t n, size_t *written)
+{
+	struct xport_conn *c = BIO_get_data(b);
+	*written = n;
+	while (n) {
+		struct xport_wreq *w = c->wcur;
+		if (w && w->n == w->cap) {
+			c->wcur = NULL;
+			if (xport__enqueue(c, w) < 0)
+				return 1; /* closing: the bytes are dropped, as a dead socket would */
+			w = NULL;
+		}
+		if (!w) {
+			size_t cap = c->whint > n ? c->whint : n;
+			w = c->wcur = xport__wreq_new(cap < 4096 ? 4096 : cap);
+			if (!w)
+				return 0;
+		}
+		size_t k = w->cap - w->n < n ? w->cap - w->n : n;
+		memcpy(w->data + w->n, p, k);
+		w->n += k;
+		p += k;
+		n -= k;
+	}
+	return 1;
+}
+
+static long xport__bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)b, (void)num, (void)ptr;
+	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int xport__bio_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static BIO_METHOD *xport_bio_method;
+static pthread_once_t xport_bio_once = PTHREAD_ONCE_INIT;
+
+static void xport__bio_init(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "pml-migrate xport");
+	if (m && (!BIO_meth_set_write_ex(m, xport__bio_write) || !BIO_meth_set_ctrl(m, xport__bio_ctrl) ||
+		  !BIO_meth_set_create(m, xport__bio_create))) {
+		BIO_meth_free(m);
+		m = NULL;
+	}
+	xport_bio_method = m;
+}
+
+/* Queues what OpenSSL has written so far (under ssl_lock). */
+static void xport__take_tls(struct xport_conn *c)
+{
+	struct xport_wreq *w = c->wcur;
+	c->wcur = NULL;
+	if (w && w->n)
+		xport__enqueue(c, w);
+	else
+		free(w);
+}
+
 static void xport__written(uv_write_t *req, int status)
 {
 	struct xport_wreq *w = (struct xport_wreq *)req;
@@ -325,136 +449,124 @@ static void xport__written(uv_write_t *req, int status)
 	c->wire_out += w->n;
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
+	free(w->own);
 	free(w);
 	if (status < 0 && !c->closing)
 		xport_close(c, status, uv_strerror(status));
 }
 
-/* Hands bytes to libuv; counted in pending until written. */
-static int xport__sock_write(struct xport_conn *c, struct xport_wreq *w)
+/* Loop thread: hands everything queued to libuv, in order. */
+static void xport__drain_queue(struct xport_conn *c)
 {
-	uv_buf_t b = uv_buf_init(w->data, (unsigned)w->n);
-	w->c = c;
+	if (c->handles_closing)
+		return;
 	pthread_mutex_lock(&c->lock);
-	c->pending += w->n;
+	struct xport_wreq *w = c->qhead;
+	c->qhead = c->qtail = NULL;
 	pthread_mutex_unlock(&c->lock);
-	int e = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, xport__written);
-	if (e < 0) {
-		pthread_mutex_lock(&c->lock);
-		c->pending -= w->n;
-		pthread_cond_broadcast(&c->cond);
-		pthread_mutex_unlock(&c->lock);
-		free(w);
-		if (!c->closing)
-			xport_close(c, e, uv_strerror(e));
-	}
-	return e;
-}
-
-static void xport__flush_tls(struct xport_conn *c)
-{
-	size_t n;
-	while ((n = BIO_ctrl_pending(c->wbio)) > 0) {
-		struct xport_wreq *w = malloc(sizeof(*w) + n);
-		if (!w) {
-			xport_close(c, -ENOMEM, "out of memory");
-			return;
-		}
-		int got = BIO_read(c->wbio, w->data, (int)n);
-		if (got <= 0) {
+	while (w) {
+		struct xport_wreq *next = w->next;
+		uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->n);
+		w->c = c;
+		int e = c->handles_closing ? UV_EPIPE : uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, xport__written);
+		if (e < 0) {
+			pthread_mutex_lock(&c->lock);
+			c->pending -= w->n;
+			pthread_cond_broadcast(&c->cond);
+			pthread_mutex_unlock(&c->lock);
+			free(w->own);
 			free(w);
-			return;
+			if (!c->closing)
+				xport_close(c, e, uv_strerror(e));
 		}
-		w->n = (size_t)got;
-		if (xport__sock_write(c, w) < 0)
-			return;
+		w = next;
 	}
 }
 
-/* Loop thread: plaintext in, wire bytes out. */
-static int xport__push(struct xport_conn *c, const void *p, size_t n)
+/* Encrypts n bytes into the queue (any thread). */
+static int xport__encrypt(struct xport_conn *c, const void *p, size_t n)
 {
-	if (c->closing)
-		return -EPIPE;
-	if (!c->ssl) {
-		struct xport_wreq *w = malloc(sizeof(*w) + n);
-		if (!w)
-			return -ENOMEM;
-		memcpy(w->data, p, n);
-		w->n = n;
-		return xport__sock_write(c, w);
-	}
 	const uint8_t *b = p;
+	int e = 0;
+	pthread_mutex_lock(&c->ssl_lock);
+	c->whint = n + (n / XPORT_TLS_RECORD + 1) * XPORT_TLS_OVERHEAD;
 	while (n) {
 		size_t chunk = n > (1u << 30) ? (1u << 30) : n;
 		int r = SSL_write(c->ssl, b, (int)chunk);
 		if (r <= 0) {
+			e = -EPROTO;
+			break;
+		}
+		b += r;
+		n -= (size_t)r;
+	}
+	c->whint = 0;
+	xport__take_tls(c);
+	pthread_mutex_unlock(&c->ssl_lock);
+	return e;
+}
+
+int xport_write(struct xport_conn *c, const void *p, size_t n)
+{
+	if (c->closing)
+		return -EPIPE;
+	if (c->ssl) {
+		if (xport__encrypt(c, p, n) < 0) {
 			char why[256];
 			xport__ssl_errstr(why, sizeof(why));
 			xport_close(c, -EPROTO, why);
 			return -EPROTO;
 		}
-		b += r;
-		n -= (size_t)r;
+	} else {
+		struct xport_wreq *w = xport__wreq_new(n);
+		if (!w)
+			return -ENOMEM;
+		memcpy(w->inl, p, n);
+		w->n = n;
+		xport__enqueue(c, w);
 	}
-	xport__flush_tls(c);
+	xport__drain_queue(c);
 	return c->closing ? -EPIPE : 0;
-}
-
-int xport_write(struct xport_conn *c, const void *p, size_t n)
-{
-	return xport__push(c, p, n);
-}
-
-static void xport__drain_queue(struct xport_conn *c)
-{
-	for (;;) {
-		pthread_mutex_lock(&c->lock);
-		struct xport_qbuf *q = c->qhead;
-		if (q) {
-			c->qhead = q->next;
-			if (!c->qhead)
-				c->qtail = NULL;
-		}
-		pthread_mutex_unlock(&c->lock);
-		if (!q)
-			return;
-		xport__push(c, q->p, q->n);
-		pthread_mutex_lock(&c->lock);
-		c->pending -= q->n; /* the wire copy is counted by now */
-		pthread_cond_broadcast(&c->cond);
-		pthread_mutex_unlock(&c->lock);
-		free(q->p);
-		free(q);
-	}
 }
 
 int xport_send(struct xport_conn *c, void *buf, size_t n)
 {
-	struct xport_qbuf *q = malloc(sizeof(*q));
-	if (!q) {
-		free(buf);
-		return -ENOMEM;
-	}
-	q->p = buf;
-	q->n = n;
-	q->next = NULL;
+	int e = 0;
 	pthread_mutex_lock(&c->lock);
-	while (!c->dead && c->pending > XPORT_HIGH_WATER)
+	while (!c->dead && (!c->ready || c->pending > XPORT_HIGH_WATER))
 		pthread_cond_wait(&c->cond, &c->lock);
-	if (c->dead) {
-		pthread_mutex_unlock(&c->lock);
+	int dead = c->dead;
+	pthread_mutex_unlock(&c->lock);
+	if (dead) {
 		free(buf);
-		free(q);
 		return -EPIPE;
 	}
-	if (c->qtail)
-		c->qtail->next = q;
-	else
-		c->qhead = q;
-	c->qtail = q;
-	c->pending += n;
-	pthread_mutex_unlock(&c->lock);
+	if (c->ssl) {
+		/* The encryption happens here, in the caller's thread. */
+		e = xport__encrypt(c, buf, n);
+		free(buf);
+		if (e < 0) {
+			/* The loop closes it: an SSL_write failure is the SSL
+			 * object's end, and only the loop may close. */
+			pthread_mutex_lock(&c->lock);
+			c->dead = 1;
+			c->send_err = 1;
+			pthread_cond_broadcast(&c->cond);
+			pthread_mutex_unlock(&c->lock);
+			uv_async_send(&c->async);
+			return -EPIPE;
+		}
+	} else {
+		struct xport_wreq *w = xport__wreq_new(0);
+		if (!w) {
+			free(buf);
+			return -ENOMEM;
+		}
+		w->data = w->own = buf; /* the sender's buffer goes to the socket as it is */
+		w->n = n;
+		if ((e = xport__enqueue(c, w)) < 0)
+			return e;
+	}
 	uv_async_send(&c->async);
 	return 0;
 }
@@ -506,9 +618,22 @@ int xport_peername(const struct xport_conn *c, struct sockaddr_storage *ss)
 
 /* ---- reading ---- */
 
+/* Loop thread: queues and writes whatever OpenSSL produced (handshake
+ * messages, alerts, key updates). */
+static void xport__flush_tls(struct xport_conn *c)
+{
+	pthread_mutex_lock(&c->ssl_lock);
+	xport__take_tls(c);
+	pthread_mutex_unlock(&c->ssl_lock);
+	xport__drain_queue(c);
+}
+
 static void xport__became_ready(struct xport_conn *c)
 {
+	pthread_mutex_lock(&c->lock);
 	c->ready = 1;
+	pthread_cond_broadcast(&c->cond); /* senders wait for it */
+	pthread_mutex_unlock(&c->lock);
 	if (c->cb->on_ready) /* optional */
 		c->cb->on_ready(c, c->opaque);
 }
@@ -539,8 +664,10 @@ static int xport__check_peer(struct xport_conn *c)
 static void xport__tls_failed(struct xport_conn *c, const char *stage)
 {
 	char why[256], msg[512];
+	pthread_mutex_lock(&c->ssl_lock);
 	long vr = SSL_get_verify_result(c->ssl);
 	xport__ssl_errstr(why, sizeof(why));
+	pthread_mutex_unlock(&c->ssl_lock);
 	if (vr != X509_V_OK)
 		snprintf(msg, sizeof(msg), "%s: peer certificate rejected: %s", stage, X509_verify_cert_error_string(vr));
 	else
@@ -553,14 +680,17 @@ static void xport__tls_failed(struct xport_conn *c, const char *stage)
 static void xport__drain_ssl(struct xport_conn *c)
 {
 	while (!c->closing && !c->read_paused) {
+		pthread_mutex_lock(&c->ssl_lock);
 		int r = SSL_read(c->ssl, c->pbuf, (int)sizeof(c->pbuf));
+		int se = r > 0 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
+		xport__take_tls(c); /* SSL_read may answer (a key update) */
+		pthread_mutex_unlock(&c->ssl_lock);
 		if (r > 0) {
 			int e = c->cb->on_data(c, c->pbuf, (size_t)r, c->opaque);
 			if (e && !c->closing)
 				xport_close(c, e, NULL);
 			continue;
 		}
-		int se = SSL_get_error(c->ssl, r);
 		if (se == SSL_ERROR_WANT_READ)
 			break;
 		if (se == SSL_ERROR_ZERO_RETURN) {
@@ -571,7 +701,7 @@ static void xport__drain_ssl(struct xport_conn *c)
 		return;
 	}
 	if (!c->closing)
-		xport__flush_tls(c);
+		xport__drain_queue(c);
 }
 
 static void xport__alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
@@ -604,11 +734,15 @@ static void xport__read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 			xport_close(c, e, NULL);
 		return;
 	}
-	if (BIO_write(c->rbio, c->rbuf, (int)n) != (int)n) {
+	pthread_mutex_lock(&c->ssl_lock);
+	int w = BIO_write(c->rbio, c->rbuf, (int)n);
+	pthread_mutex_unlock(&c->ssl_lock);
+	if (w != (int)n) {
 		xport_close(c, -ENOMEM, "TLS buffer");
 		return;
 	}
 	if (!c->ready) {
+		/* No sender uses the SSL object before it is ready. */
 		int r = SSL_do_handshake(c->ssl);
 		if (r != 1) {
 			int se = SSL_get_error(c->ssl, r);
@@ -646,6 +780,17 @@ static void xport__async(uv_async_t *a)
 	struct xport_conn *c = a->data;
 	if (c->closing)
 		return;
+	pthread_mutex_lock(&c->lock);
+	int send_err = c->send_err;
+	pthread_mutex_unlock(&c->lock);
+	if (send_err) {
+		char why[256];
+		pthread_mutex_lock(&c->ssl_lock);
+		xport__ssl_errstr(why, sizeof(why));
+		pthread_mutex_unlock(&c->ssl_lock);
+		xport_close(c, -EPROTO, why);
+		return;
+	}
 	if (c->ready_pending) {
 		c->ready_pending = 0;
 		xport__became_ready(c);
@@ -684,12 +829,14 @@ static int xport__new(uv_loop_t *loop, struct xport_tls *tls, const struct xport
 	c->tls = tls;
 	c->cb = cb;
 	c->opaque = opaque;
+	pthread_mutex_init(&c->ssl_lock, NULL);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
 	if (!tls->insecure) {
+		pthread_once(&xport_bio_once, xport__bio_init);
 		c->ssl = SSL_new(tls->ctx);
 		c->rbio = BIO_new(BIO_s_mem());
-		c->wbio = BIO_new(BIO_s_mem());
+		c->wbio = xport_bio_method ? BIO_new(xport_bio_method) : NULL;
 		if (!c->ssl || !c->rbio || !c->wbio) {
 			BIO_free(c->rbio);
 			BIO_free(c->wbio);
@@ -698,6 +845,7 @@ static int xport__new(uv_loop_t *loop, struct xport_tls *tls, const struct xport
 			return -ENOMEM;
 		}
 		BIO_set_mem_eof_return(c->rbio, -1); /* empty = "want more", not EOF */
+		BIO_set_data(c->wbio, c);
 		SSL_set_bio(c->ssl, c->rbio, c->wbio);
 	}
 	uv_tcp_init(loop, &c->tcp);
