@@ -13,7 +13,7 @@
  * a destination does), the later rounds write the same, now resident,
  * memory again (the copy alone). Output: "round R: S s, M MB/s".
  */
-#define _GNU_SOURCE
+
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>

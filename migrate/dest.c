@@ -25,6 +25,7 @@
 #include <time.h>
 #include "compress/compress.h"
 #include "migrate/dest.h"
+#include "migrate/prefault.h"
 #include "migrate/verify.h"
 #include "util/json.h"
 
@@ -34,6 +35,7 @@
 #define DST_JOIN_TIMEOUT_NS (5ull * 1000000000ull) /* an extra connection must JOIN within this */
 #define DST_ACK_EVERY 64                            /* records per lane between ACKs (and every tick) */
 #define DST_HEARTBEAT_NS (1000000000ull)            /* an ACK at least this often: the source's liveness check */
+#define DST_MAX_SPARES 24 /* record buffers kept for reuse (each about 1 to 2 MiB) */
 
 enum dst_phase { DST_HELLO, DST_SHAPE, DST_RECEIVING, DST_APPLYING, DST_READY, DST_RUNNING, DST_FAILED };
 
@@ -41,7 +43,16 @@ struct dst_job {
 	struct dst_job *next;
 	uint32_t round; /* non-zero: a ROUND_END marker, answered once reached */
 	uint32_t len;
-	uint8_t payload[];
+	const uint8_t *payload;
+	void *buf;  /* the reader's buffer the record came in (NULL: inl) */
+	size_t cap; /* buf's size: it is recycled for the next records */
+	uint8_t inl[];
+};
+
+/* A recycled record buffer, kept in its own first bytes. */
+struct dst_spare {
+	struct dst_spare *next;
+	size_t cap;
 };
 
 struct migrate_dst;
@@ -114,6 +125,10 @@ struct migrate_dst {
 	int werr;
 	char werr_why[256];
 	atomic_uint_fast64_t applied, zero_pages;
+	struct dst_spare *spares; /* record buffers back from the decoders, under lock */
+	unsigned nspares;
+	struct prefault *pf;      /* faults in the first pass's pages ahead of the decoders */
+	uint64_t prefaulted;      /* its figure once stopped */
 
 	uint64_t total_pages;
 	int state_done;
@@ -147,6 +162,9 @@ static void dst__stop_workers(struct migrate_dst *d)
 			pthread_join(d->lanes[i].worker, NULL);
 			d->lanes[i].worker_started = 0;
 		}
+	d->prefaulted = prefault_bytes(d->pf);
+	prefault_stop(d->pf);
+	d->pf = NULL;
 }
 
 /* Under d->lock: no lane has a record queued or being decoded. */
@@ -248,6 +266,17 @@ static void *dst__worker(void *arg)
 		struct stream_record rec = { .type = STREAM_PAGES, .len = j->len, .payload = j->payload };
 		int e = stream_parse_pages(&rec, d->nframes, dst__apply_page, d);
 		pthread_mutex_lock(&d->lock);
+		if (j->buf && d->nspares < DST_MAX_SPARES) {
+			/* Its memory is resident and mapped: the next record
+			 * goes into it instead of into fresh pages the kernel
+			 * must fault in and clear. */
+			struct dst_spare *sp = j->buf;
+			sp->cap = j->cap;
+			sp->next = d->spares;
+			d->spares = sp;
+			d->nspares++;
+			j->buf = NULL;
+		}
 		s->qbytes -= j->len;
 		if (e && !d->werr) {
 			d->werr = e;
@@ -257,6 +286,7 @@ static void *dst__worker(void *arg)
 						 : "a malformed PAGES record (count, codec, lengths or reserved bytes)");
 		}
 		pthread_mutex_unlock(&d->lock);
+		free(j->buf);
 		free(j);
 		uv_async_send(&d->wake);
 	}
@@ -445,14 +475,39 @@ static void dst__queue_job(struct dst_stream *s, struct dst_job *j)
 	}
 }
 
+/* A PAGES record goes to the decoder in the buffer the reader assembled
+ * it in (no copy); the reader gets a recycled buffer for the next. */
 static int dst__queue_pages(struct dst_stream *s, const struct stream_record *rec)
 {
-	struct dst_job *j = malloc(sizeof(*j) + rec->len);
-	if (!j)
+	struct migrate_dst *d = s->d;
+	size_t cap = 0;
+	if (!d->rounds)
+		prefault_pages(d->pf, rec); /* the first pass: memory never written here */
+	void *buf = stream_reader_take(&s->rd, rec, &cap);
+	struct dst_job *j = malloc(sizeof(*j) + (buf ? 0 : rec->len));
+	if (!j) {
+		free(buf);
 		return -ENOMEM;
+	}
 	j->round = 0;
 	j->len = rec->len;
-	memcpy(j->payload, rec->payload, rec->len);
+	j->buf = buf;
+	j->cap = cap;
+	if (buf) {
+		j->payload = (const uint8_t *)buf + STREAM_HDR_SIZE;
+		pthread_mutex_lock(&d->lock);
+		struct dst_spare *sp = d->spares;
+		if (sp) {
+			d->spares = sp->next;
+			d->nspares--;
+		}
+		pthread_mutex_unlock(&d->lock);
+		if (sp)
+			stream_reader_give(&s->rd, sp, sp->cap);
+	} else {
+		memcpy(j->inl, rec->payload, rec->len);
+		j->payload = j->inl;
+	}
 	dst__queue_job(s, j);
 	return 0;
 }
@@ -826,6 +881,8 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 				dst__fail(d, e, "cannot start a decode thread");
 				return e;
 			}
+			if (prefault_start(d->vm, d->nframes, &d->pf) < 0)
+				d->pf = NULL; /* the decoders fault pages in themselves */
 			return 0; /* a JOIN may follow, else the first PAGES */
 		}
 		if (rec->type == STREAM_JOIN && d->vm) {
@@ -944,6 +1001,7 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 		json_u64(&j, "rounds", d->rounds);
 		json_u64(&j, "streams", d->nstreams);
 		json_u64(&j, "round_ends", d->round_ends);
+		json_u64(&j, "prefaulted_mib", (d->pf ? prefault_bytes(d->pf) : d->prefaulted) >> 20);
 		json_f64(&j, "receive_ms", (double)(d->t_ready - d->t_start) / 1e6);
 		json_f64(&j, "commit_wait_ms", (double)(now_ns() - d->t_ready) / 1e6);
 		json_bool(&j, "verified", d->verify_len != 0);
@@ -1062,9 +1120,15 @@ static void dst__handle_closed(uv_handle_t *h)
 		struct dst_job *j = d->lanes[i].qhead;
 		while (j) {
 			struct dst_job *n = j->next;
+			free(j->buf);
 			free(j);
 			j = n;
 		}
+	}
+	while (d->spares) {
+		struct dst_spare *n = d->spares->next;
+		free(d->spares);
+		d->spares = n;
 	}
 	for (unsigned i = 0; i < HV_MAX_VCPUS; i++)
 		free(d->vcpu_blob[i]);

@@ -66,6 +66,28 @@ void stream_reader_free(struct stream_reader *r)
 	memset(r, 0, sizeof(*r));
 }
 
+void *stream_reader_take(struct stream_reader *r, const struct stream_record *rec, size_t *cap)
+{
+	if (!r->b.p || rec->payload != r->b.p + STREAM_HDR_SIZE)
+		return NULL;
+	void *p = r->b.p;
+	*cap = r->b.cap;
+	r->b.p = NULL;
+	r->b.len = r->b.cap = 0;
+	return p;
+}
+
+void stream_reader_give(struct stream_reader *r, void *buf, size_t cap)
+{
+	if (r->b.p || !buf) {
+		free(buf);
+		return;
+	}
+	r->b.p = buf;
+	r->b.cap = cap;
+	r->b.len = 0;
+}
+
 static int hdr_check(const uint8_t *h, uint16_t *type, uint32_t *len)
 {
 	*type = ld16(h);

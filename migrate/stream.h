@@ -135,6 +135,17 @@ void stream_reader_free(struct stream_reader *r);
 int stream_reader_feed(struct stream_reader *r, const void *data, size_t n,
 		       int (*on_record)(void *opaque, const struct stream_record *rec), void *opaque);
 
+/* Called from on_record: takes the buffer the reader assembled rec in
+ * (rec's header at offset 0, its payload at STREAM_HDR_SIZE; *cap bytes,
+ * the caller frees it), so a record reaches its consumer without a copy.
+ * NULL when rec lies in the caller's input instead (copy it then). The
+ * reader allocates a new buffer for the next record that needs one. */
+void *stream_reader_take(struct stream_reader *r, const struct stream_record *rec, size_t *cap);
+/* Hands the reader a buffer of cap bytes (malloc'd; ownership moves in)
+ * for the records to come, if it holds none (else buf is freed): a
+ * buffer recycled after stream_reader_take, already in memory. */
+void stream_reader_give(struct stream_reader *r, void *buf, size_t cap);
+
 /* -EPROTONOSUPPORT: another stream version; -EINVAL: the name is longer
  * than STREAM_MAX_NAME or has characters outside [A-Za-z0-9._-]. */
 int stream_parse_hello(const struct stream_record *rec, struct stream_hello *out);

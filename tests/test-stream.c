@@ -58,6 +58,31 @@ static int on_rec(void *opaque, const struct stream_record *rec)
 	}
 }
 
+struct take {
+	unsigned records;
+	void *taken, *last; /* the first and the latest buffer taken */
+	size_t cap;
+	int last_null;      /* the latest record could not be taken */
+};
+
+static struct stream_reader *take_reader;
+
+static int take_rec(void *opaque, const struct stream_record *rec)
+{
+	struct take *t = opaque;
+	size_t cap = 0;
+	void *p = stream_reader_take(take_reader, rec, &cap);
+	t->records++;
+	t->last_null = !p;
+	if (p) {
+		if (!t->taken)
+			t->taken = p;
+		t->last = p;
+		t->cap = cap;
+	}
+	return 0;
+}
+
 static void build_valid(struct stream_buf *b)
 {
 	struct stream_shape sh = { .mem_bytes = 64ull << 20, .vcpus = 2, .tsc_khz = 2450000, .dirty_log = 1 };
@@ -225,7 +250,7 @@ int main(int argc, char **argv)
 	}
 	if (argc == 3 && !strcmp(argv[1], "--hostile"))
 		return write_hostile(argv[2]);
-	tap_plan(25);
+	tap_plan(28);
 	build_valid(&b);
 	int all = 1;
 	for (size_t chunk = 1; chunk <= b.len; chunk = chunk * 3 + 1) {
@@ -371,6 +396,46 @@ int main(int argc, char **argv)
 		rb.p[8] = 16;
 		tap_ok(stream_parse_ack(&r5, &ar) == -EPROTO, "ACK for connection 16 refused");
 		stream_buf_free(&rb);
+	}
+	/* Handing the reader's buffer over (the destination's decoders get
+	 * records without a copy) and back (a recycled buffer is used). */
+	{
+		struct stream_buf pb = { 0 };
+		size_t mark;
+		stream_put_pages_begin(&pb, &mark);
+		for (unsigned i = 0; i < 8; i++)
+			stream_put_page(&pb, i, COMPRESS_RAW, page_in, sizeof(page_in));
+		stream_put_pages_end(&pb, mark);
+		stream_put_pages_begin(&pb, &mark);
+		stream_put_page(&pb, 9, COMPRESS_ZERO, NULL, 0);
+		stream_put_pages_end(&pb, mark);
+		size_t first = pb.len - (STREAM_HDR_SIZE + 8 + STREAM_PAGE_ENTRY_HDR);
+		struct take t = { 0 };
+		struct stream_reader r;
+		stream_reader_init(&r);
+		take_reader = &r;
+		uint8_t *spare = malloc(64 << 10);
+		/* the first record in two pieces: assembled in the reader's buffer */
+		int e = stream_reader_feed(&r, pb.p, 1000, take_rec, &t);
+		e = e ? e : stream_reader_feed(&r, pb.p + 1000, first - 1000, take_rec, &t);
+		tap_ok(e == 0 && t.records == 1 && t.taken && t.cap >= first &&
+			       memcmp(t.taken, pb.p, first) == 0 && r.b.p == NULL,
+		       "a record assembled by the reader is handed over whole, header first, and the reader keeps nothing");
+		stream_reader_give(&r, spare, 64 << 10);
+		/* the second record, whole in the input: not the reader's to give */
+		void *before = t.taken;
+		e = stream_reader_feed(&r, pb.p + first, pb.len - first, take_rec, &t);
+		tap_ok(e == 0 && t.records == 2 && t.taken == before && t.last_null && r.b.p == spare,
+		       "a record read straight from the input cannot be taken; a given buffer stays the reader's");
+		/* a third, split: assembled in the given buffer, then taken */
+		e = stream_reader_feed(&r, pb.p, 10, take_rec, &t);
+		e = e ? e : stream_reader_feed(&r, pb.p + 10, first - 10, take_rec, &t);
+		tap_ok(e == 0 && t.records == 3 && t.last == (void *)spare && t.cap == (64u << 10),
+		       "the next split record is assembled in the given buffer");
+		free(before);
+		free(t.last);
+		stream_reader_free(&r);
+		stream_buf_free(&pb);
 	}
 	return tap_done();
 }
