@@ -176,7 +176,6 @@ static void *msrc__worker(void *arg)
 	struct migrate_src *m = s->m;
 	struct msrc_adapt a = { .lz4 = m->o.compress != MIGRATE_COMPRESS_OFF, .probing = 1, .t0 = now_ns() };
 	uint64_t raw_bytes = 0;
-	uint8_t enc[COMPRESS_MAX_PAYLOAD];
 	char tname[16];
 	struct msrc_job *j;
 
@@ -210,15 +209,25 @@ static void *msrc__worker(void *arg)
 		} else {
 			size_t mark;
 			uint64_t zero = 0, lz4 = 0, payload = 0;
-			e = stream_put_pages_begin(&b, &mark);
+			/* Room for the worst case at once, and each page encoded
+			 * straight into its place in the record. */
+			e = stream_buf_reserve(&b, STREAM_HDR_SIZE + 8 +
+							   (size_t)j->n * (STREAM_PAGE_ENTRY_HDR + COMPRESS_MAX_PAYLOAD));
+			if (!e)
+				e = stream_put_pages_begin(&b, &mark);
 			for (unsigned i = 0; !e && i < j->n; i++) {
 				const void *page = hv_mem(m->vm, j->gfns[i] << HV_PAGE_SHIFT, HV_PAGE_SIZE);
+				uint8_t *slot = stream_page_slot(&b, COMPRESS_MAX_PAYLOAD);
 				size_t len = 0;
-				enum compress_codec c = compress_page_encode(page, enc, &len, a.lz4);
+				if (!slot) {
+					e = -ENOMEM;
+					break;
+				}
+				enum compress_codec c = compress_page_encode(page, slot, &len, a.lz4);
 				zero += c == COMPRESS_ZERO;
 				lz4 += c == COMPRESS_LZ4;
 				payload += len;
-				e = stream_put_page(&b, j->gfns[i], c, enc, (uint32_t)len);
+				stream_page_done(&b, j->gfns[i], c, (uint32_t)len);
 			}
 			if (!e)
 				e = stream_put_pages_end(&b, mark);

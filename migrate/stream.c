@@ -433,6 +433,29 @@ int stream_put_page(struct stream_buf *b, uint64_t gfn, unsigned codec, const vo
 	return 0;
 }
 
+int stream_buf_reserve(struct stream_buf *b, size_t n)
+{
+	return reserve(b, n);
+}
+
+uint8_t *stream_page_slot(struct stream_buf *b, size_t maxlen)
+{
+	if (reserve(b, STREAM_PAGE_ENTRY_HDR + maxlen))
+		return NULL;
+	return b->p + b->len + STREAM_PAGE_ENTRY_HDR;
+}
+
+void stream_page_done(struct stream_buf *b, uint64_t gfn, unsigned codec, uint32_t len)
+{
+	static const uint8_t pad[3];
+	uint8_t c = (uint8_t)codec;
+	put64(b, gfn);
+	put32(b, len);
+	put(b, &c, 1);
+	put(b, pad, 3);
+	b->len += len; /* the payload is in place already */
+}
+
 int stream_put_pages_end(struct stream_buf *b, size_t mark)
 {
 	size_t len = b->len - mark - STREAM_HDR_SIZE;

@@ -186,6 +186,15 @@ int stream_put_shape(struct stream_buf *b, const struct stream_shape *s);
 int stream_put_pages_begin(struct stream_buf *b, size_t *mark);
 int stream_put_page(struct stream_buf *b, uint64_t gfn, unsigned codec, const void *data, uint32_t len);
 int stream_put_pages_end(struct stream_buf *b, size_t mark);
+/* Encoding a page straight into the record instead of copying it in:
+ * stream_page_slot() makes room for the next entry with up to maxlen
+ * payload bytes and returns where the payload goes (NULL: out of
+ * memory); the caller writes len <= maxlen bytes there and calls
+ * stream_page_done() before anything else touches b. */
+uint8_t *stream_page_slot(struct stream_buf *b, size_t maxlen);
+void stream_page_done(struct stream_buf *b, uint64_t gfn, unsigned codec, uint32_t len);
+/* Makes room for n more bytes at once (a whole record: no regrowing). */
+int stream_buf_reserve(struct stream_buf *b, size_t n);
 int stream_put_vcpu(struct stream_buf *b, uint32_t index, const void *blob, uint32_t len);
 int stream_put_round_end(struct stream_buf *b, const struct stream_round_end *re);
 int stream_put_state_done(struct stream_buf *b, uint64_t total_pages);
