@@ -589,6 +589,8 @@ static void dst__join_connection(uv_stream_t *server, int status)
 	d->st[slot].t_accept = now_ns();
 	if (xport_accept(server, d->tls, &dst_cb, &d->st[slot], &d->st[slot].x) < 0)
 		d->st[slot].x = NULL;
+	else
+		xport_rx_offload(d->st[slot].x); /* each lane decrypts on a core of its own */
 }
 
 /* A candidate that never joined is gone: free its slot for another (not
@@ -1235,6 +1237,7 @@ int migrate_dst_start(uv_loop_t *loop, struct xport_tls *tls, int fd, const stru
 		migrate_dst_free(d);
 		return e;
 	}
+	xport_rx_offload(d->st[0].x); /* before its handshake: it has not read yet */
 	uv_timer_start(&d->idle_timer, dst__deadlines, 200, 200);
 	*out = d;
 	return 0;

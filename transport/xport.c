@@ -8,12 +8,15 @@
  * joins the connection's queue in the order it was encrypted, and the
  * loop thread only hands queued requests to uv_write. Receiving:
  * ciphertext read by libuv goes into a memory BIO and SSL_read yields
- * plaintext on the loop thread. One lock per connection (ssl_lock)
+ * plaintext on the loop thread, or (xport_rx_offload, the destination's
+ * lanes) the loop hands each read to a thread of the connection's own
+ * that decrypts and hands plaintext back. One lock per connection (ssl_lock)
  * serialises every use of the SSL object, which OpenSSL does not allow
  * from two threads at once; it is never held across a callback.
  */
 #include <errno.h>
 #include <netdb.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -80,6 +83,8 @@ struct xport_conn {
 	size_t pending; /* bytes queued or inside uv write requests */
 	int ready, dead;
 	int send_err; /* a worker's SSL_write failed: the loop closes */
+	char send_why[200];
+	struct xport_rx *rx; /* decrypting on its own thread (xport_rx_offload) */
 	uint64_t wire_out, wire_in;
 
 	uint8_t rbuf[XPORT_RBUF];
@@ -245,12 +250,16 @@ static void xport__free_wreqs(struct xport_wreq *w)
 	}
 }
 
+static void xport__rx_stop(struct xport_conn *c);
+static void xport__rx_free(struct xport_conn *c);
+
 static void xport__maybe_free(struct xport_conn *c)
 {
 	if (c->handles_closed < 2 || !c->free_req)
 		return;
 	xport__free_wreqs(c->qhead);
 	xport__free_wreqs(c->wcur);
+	xport__rx_free(c);
 	SSL_free(c->ssl); /* frees both BIOs */
 	pthread_mutex_destroy(&c->ssl_lock);
 	pthread_mutex_destroy(&c->lock);
@@ -307,6 +316,7 @@ void xport_close(struct xport_conn *c, int err, const char *why)
 	c->closing = 1;
 	c->close_err = err;
 	snprintf(c->close_why, sizeof(c->close_why), "%s", why ? why : (err ? strerror(-err) : "closed"));
+	xport__rx_stop(c); /* before the handles close: it wakes the loop through them */
 	if (!err && c->connected && c->ssl && c->ready) {
 		/* close_notify after everything queued so far */
 		pthread_mutex_lock(&c->ssl_lock);
@@ -548,7 +558,10 @@ int xport_send(struct xport_conn *c, void *buf, size_t n)
 		if (e < 0) {
 			/* The loop closes it: an SSL_write failure is the SSL
 			 * object's end, and only the loop may close. */
+			char why[160];
+			xport__ssl_errstr(why, sizeof(why)); /* this thread's error queue */
 			pthread_mutex_lock(&c->lock);
+			snprintf(c->send_why, sizeof(c->send_why), "TLS: %s", why);
 			c->dead = 1;
 			c->send_err = 1;
 			pthread_cond_broadcast(&c->cond);
@@ -614,6 +627,308 @@ int xport_peername(const struct xport_conn *c, struct sockaddr_storage *ss)
 {
 	int len = sizeof(*ss);
 	return uv_tcp_getpeername(&c->tcp, (struct sockaddr *)ss, &len);
+}
+
+/* ---- decrypting on a thread of the connection's own ---- */
+
+static void xport__alloc(uv_handle_t *h, size_t sz, uv_buf_t *b);
+static void xport__read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+
+/* Ciphertext read from the socket, or plaintext for on_data, in order. */
+struct xport_chunk {
+	struct xport_chunk *next;
+	size_t n, off;
+	int end;             /* plaintext queue: the stream ended here (err below) */
+	int err;
+	char why[200];
+	uint8_t data[];
+};
+
+#define XPORT_RX_CHUNK (64u << 10) /* one socket read; plaintext handed to the loop at once, at most */
+#define XPORT_RX_PLAIN XPORT_RX_CHUNK
+#define XPORT_RX_HIGH (4u << 20)   /* bytes held between socket and on_data before reading stops */
+#define XPORT_RX_SPARE 96          /* chunks kept for reuse: more than HIGH holds, in both queues */
+
+struct xport_rx {
+	pthread_t thread;
+	int started;
+	struct xport_chunk *chead, *ctail; /* ciphertext in, under c->lock */
+	struct xport_chunk *phead, *ptail; /* plaintext out, under c->lock */
+	size_t held;                       /* bytes in both queues, under c->lock */
+	int stop, poke;                    /* under c->lock */
+	struct xport_chunk *spare;         /* chunks back from either side, under c->lock */
+	unsigned nspare;
+	int reading_stopped;               /* loop: socket reads stopped for held */
+	int eof;                           /* loop: the socket ended, its end is queued */
+};
+
+/* A chunk of XPORT_RX_CHUNK bytes, recycled when one is back: memory the
+ * process already has, not fresh pages to fault in for every read. Any
+ * thread. */
+static struct xport_chunk *xport__chunk_get(struct xport_conn *c)
+{
+	struct xport_rx *rx = c->rx;
+	pthread_mutex_lock(&c->lock);
+	struct xport_chunk *k = rx->spare;
+	if (k) {
+		rx->spare = k->next;
+		rx->nspare--;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (!k && !(k = malloc(sizeof(*k) + XPORT_RX_CHUNK)))
+		return NULL;
+	memset(k, 0, offsetof(struct xport_chunk, data));
+	return k;
+}
+
+static void xport__chunk_put(struct xport_conn *c, struct xport_chunk *k)
+{
+	struct xport_rx *rx = c->rx;
+	if (!k)
+		return;
+	pthread_mutex_lock(&c->lock);
+	if (rx->nspare < XPORT_RX_SPARE && !k->end) {
+		k->next = rx->spare;
+		rx->spare = k;
+		rx->nspare++;
+		k = NULL;
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(k);
+}
+
+static void xport__chunks_free(struct xport_chunk *k)
+{
+	while (k) {
+		struct xport_chunk *n = k->next;
+		free(k);
+		k = n;
+	}
+}
+
+static void xport__rx_out(struct xport_conn *c, struct xport_chunk *k)
+{
+	struct xport_rx *rx = c->rx;
+	pthread_mutex_lock(&c->lock);
+	k->next = NULL;
+	if (rx->ptail)
+		rx->ptail->next = k;
+	else
+		rx->phead = k;
+	rx->ptail = k;
+	rx->held += k->n;
+	pthread_mutex_unlock(&c->lock);
+	uv_async_send(&c->async);
+}
+
+/* The thread: ciphertext chunks in, through OpenSSL (under ssl_lock, as
+ * everything that touches it), plaintext chunks out to the loop. */
+static void *xport__rx_thread(void *arg)
+{
+	struct xport_conn *c = arg;
+	struct xport_rx *rx = c->rx;
+	pthread_setname_np(pthread_self(), "tls-rx");
+	for (;;) {
+		pthread_mutex_lock(&c->lock);
+		while (!rx->stop && !rx->chead && !rx->poke)
+			pthread_cond_wait(&c->cond, &c->lock);
+		if (rx->stop) {
+			pthread_mutex_unlock(&c->lock);
+			return NULL;
+		}
+		struct xport_chunk *in = rx->chead;
+		if (in) {
+			rx->chead = in->next;
+			if (!rx->chead)
+				rx->ctail = NULL;
+			rx->held -= in->n;
+		}
+		rx->poke = 0;
+		pthread_mutex_unlock(&c->lock);
+
+		if (in && in->end) {
+			xport__rx_out(c, in); /* the socket's end, after all it carried */
+			pthread_mutex_lock(&c->lock);
+			while (!rx->stop)
+				pthread_cond_wait(&c->cond, &c->lock);
+			pthread_mutex_unlock(&c->lock);
+			return NULL;
+		}
+		pthread_mutex_lock(&c->ssl_lock);
+		int w = in ? BIO_write(c->rbio, in->data, (int)in->n) : 0;
+		int bad = in && w != (int)in->n;
+		xport__chunk_put(c, in); /* c->lock inside ssl_lock: the usual order */
+		struct xport_chunk *out = NULL, *end = NULL;
+		while (!bad) {
+			if (!out && !(out = xport__chunk_get(c))) {
+				bad = 1;
+				break;
+			}
+			int r = SSL_read(c->ssl, out->data + out->n, (int)(XPORT_RX_PLAIN - out->n));
+			if (r > 0) {
+				out->n += (size_t)r;
+				if (out->n + XPORT_TLS_RECORD > XPORT_RX_PLAIN) {
+					xport__take_tls(c);
+					pthread_mutex_unlock(&c->ssl_lock);
+					xport__rx_out(c, out);
+					out = NULL;
+					pthread_mutex_lock(&c->ssl_lock);
+				}
+				continue;
+			}
+			int se = SSL_get_error(c->ssl, r);
+			if (se == SSL_ERROR_WANT_READ)
+				break;
+			end = calloc(1, sizeof(*end));
+			if (end) {
+				end->end = 1;
+				if (se == SSL_ERROR_ZERO_RETURN) {
+					snprintf(end->why, sizeof(end->why), "peer closed the connection");
+				} else {
+					end->err = -EPROTO;
+					char why[160];
+					xport__ssl_errstr(why, sizeof(why)); /* this thread's error queue */
+					snprintf(end->why, sizeof(end->why), "TLS: %s", why);
+				}
+			}
+			break;
+		}
+		xport__take_tls(c); /* SSL_read may answer (a key update) */
+		pthread_mutex_unlock(&c->ssl_lock);
+		if (out && out->n)
+			xport__rx_out(c, out);
+		else
+			xport__chunk_put(c, out);
+		if (bad && !end && (end = calloc(1, sizeof(*end)))) {
+			end->end = 1;
+			end->err = -ENOMEM;
+			snprintf(end->why, sizeof(end->why), "out of memory for TLS");
+		}
+		if (end) {
+			xport__rx_out(c, end);
+			pthread_mutex_lock(&c->lock);
+			while (!rx->stop)
+				pthread_cond_wait(&c->cond, &c->lock); /* nothing may follow the end */
+			pthread_mutex_unlock(&c->lock);
+			return NULL;
+		}
+		uv_async_send(&c->async); /* queued answers (key updates) go out */
+	}
+}
+
+/* Loop: stops and joins the thread (before the handles close: it wakes
+ * the loop through c->async). */
+static void xport__rx_stop(struct xport_conn *c)
+{
+	struct xport_rx *rx = c->rx;
+	if (!rx || !rx->started)
+		return;
+	pthread_mutex_lock(&c->lock);
+	rx->stop = 1;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	pthread_join(rx->thread, NULL);
+	rx->started = 0;
+}
+
+static void xport__rx_free(struct xport_conn *c)
+{
+	if (!c->rx)
+		return;
+	xport__chunks_free(c->rx->chead);
+	xport__chunks_free(c->rx->phead);
+	xport__chunks_free(c->rx->spare);
+	free(c->rx);
+	c->rx = NULL;
+}
+
+static int xport__rx_start(struct xport_conn *c)
+{
+	if (pthread_create(&c->rx->thread, NULL, xport__rx_thread, c))
+		return -EAGAIN;
+	c->rx->started = 1;
+	pthread_mutex_lock(&c->lock);
+	c->rx->poke = 1; /* ciphertext that came with the handshake's end */
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+/* Loop: socket reads stop while too much is held, and restart below half. */
+static void xport__rx_flow(struct xport_conn *c)
+{
+	struct xport_rx *rx = c->rx;
+	pthread_mutex_lock(&c->lock);
+	size_t held = rx->held;
+	pthread_mutex_unlock(&c->lock);
+	if (!rx->reading_stopped && held > XPORT_RX_HIGH) {
+		rx->reading_stopped = 1;
+		if (!c->read_paused)
+			uv_read_stop((uv_stream_t *)&c->tcp);
+	} else if (rx->reading_stopped && held < XPORT_RX_HIGH / 2) {
+		rx->reading_stopped = 0;
+		if (!c->read_paused && !c->closing && !rx->eof)
+			uv_read_start((uv_stream_t *)&c->tcp, xport__alloc, xport__read);
+	}
+}
+
+/* Loop: hands the thread's plaintext to on_data, in order, until paused. */
+static void xport__rx_deliver(struct xport_conn *c)
+{
+	struct xport_rx *rx = c->rx;
+	while (!c->closing && !c->read_paused) {
+		pthread_mutex_lock(&c->lock);
+		struct xport_chunk *k = rx->phead;
+		if (k) {
+			rx->phead = k->next;
+			if (!rx->phead)
+				rx->ptail = NULL;
+			rx->held -= k->n;
+		}
+		pthread_mutex_unlock(&c->lock);
+		if (!k)
+			break;
+		if (k->end) {
+			xport_close(c, k->err, k->why);
+			free(k);
+			return;
+		}
+		int e = c->cb->on_data(c, k->data, k->n, c->opaque);
+		xport__chunk_put(c, k);
+		if (e && !c->closing)
+			xport_close(c, e, NULL);
+	}
+	if (!c->closing)
+		xport__rx_flow(c);
+}
+
+int xport_rx_offload(struct xport_conn *c)
+{
+	if (!c->ssl || c->rx)
+		return 0; /* plaintext: nothing to decrypt */
+	if (c->ready)
+		return -EALREADY;
+	c->rx = calloc(1, sizeof(*c->rx));
+	return c->rx ? 0 : -ENOMEM;
+}
+
+
+/* Loop: ciphertext read into a chunk (see xport__alloc) goes to the thread. */
+static void xport__rx_in(struct xport_conn *c, struct xport_chunk *k, size_t n)
+{
+	struct xport_rx *rx = c->rx;
+	k->n = n;
+	k->next = NULL;
+	pthread_mutex_lock(&c->lock);
+	if (rx->ctail)
+		rx->ctail->next = k;
+	else
+		rx->chead = k;
+	rx->ctail = k;
+	rx->held += n;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	xport__rx_flow(c);
 }
 
 /* ---- reading ---- */
@@ -704,19 +1019,50 @@ static void xport__drain_ssl(struct xport_conn *c)
 		xport__drain_queue(c);
 }
 
+/* With decryption on its own thread, each read lands in a chunk of its
+ * own that is handed over as it is; else in the connection's buffer. */
 static void xport__alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
 {
 	struct xport_conn *c = h->data;
 	(void)sz;
+	if (c->rx && c->rx->started) {
+		struct xport_chunk *k = xport__chunk_get(c);
+		if (k) {
+			*b = uv_buf_init((char *)k->data, XPORT_RX_CHUNK);
+			return;
+		}
+		*b = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+		return;
+	}
 	*b = uv_buf_init((char *)c->rbuf, sizeof(c->rbuf));
 }
 
 static void xport__read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
 	struct xport_conn *c = s->data;
-	(void)b;
+	struct xport_chunk *k = NULL;
+	if (b && b->base && b->base != (char *)c->rbuf)
+		k = (struct xport_chunk *)(b->base - offsetof(struct xport_chunk, data));
+	if (k && (c->closing || n <= 0))
+		xport__chunk_put(c, k);
 	if (c->closing)
 		return;
+	if (n < 0 && c->rx && c->rx->started) {
+		/* The end goes behind the ciphertext still queued for the
+		 * thread: what the peer sent before closing is delivered. */
+		struct xport_chunk *e = calloc(1, sizeof(*e));
+		if (!e) {
+			xport_close(c, -ENOMEM, "out of memory");
+			return;
+		}
+		e->end = 1;
+		e->err = n == UV_EOF ? 0 : (int)n;
+		snprintf(e->why, sizeof(e->why), "%s", n == UV_EOF ? "peer closed the connection" : uv_strerror((int)n));
+		c->rx->eof = 1;
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		xport__rx_in(c, e, 0);
+		return;
+	}
 	if (n < 0) {
 		if (n == UV_EOF)
 			xport_close(c, c->ready ? 0 : -ECONNRESET,
@@ -728,6 +1074,10 @@ static void xport__read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	if (!n)
 		return;
 	__atomic_add_fetch(&c->wire_in, (uint64_t)n, __ATOMIC_RELAXED);
+	if (k) {
+		xport__rx_in(c, k, (size_t)n);
+		return;
+	}
 	if (!c->ssl) {
 		int e = c->cb->on_data(c, c->rbuf, (size_t)n, c->opaque);
 		if (e && !c->closing)
@@ -757,7 +1107,19 @@ static void xport__read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		if (xport__check_peer(c) < 0)
 			return;
 		xport__became_ready(c);
+		if (c->closing)
+			return;
+		if (c->rx) {
+			/* From here on the thread decrypts, starting with what
+			 * came in with the handshake's last message. */
+			int e = xport__rx_start(c);
+			if (e < 0)
+				xport_close(c, e, "cannot start the TLS receive thread");
+			return;
+		}
 	}
+	if (c->rx && c->rx->started)
+		return; /* the thread's (read into c->rbuf before it started) */
 	xport__drain_ssl(c);
 }
 
@@ -766,6 +1128,17 @@ void xport_read_pause(struct xport_conn *c, int pause)
 	if (c->closing || c->read_paused == !!pause)
 		return;
 	c->read_paused = !!pause;
+	if (c->rx && c->rx->started) {
+		if (pause) {
+			if (!c->rx->reading_stopped)
+				uv_read_stop((uv_stream_t *)&c->tcp);
+			return;
+		}
+		if (!c->rx->reading_stopped && !c->rx->eof)
+			uv_read_start((uv_stream_t *)&c->tcp, xport__alloc, xport__read);
+		xport__rx_deliver(c); /* what the thread decrypted meanwhile */
+		return;
+	}
 	if (pause) {
 		uv_read_stop((uv_stream_t *)&c->tcp);
 		return;
@@ -784,11 +1157,7 @@ static void xport__async(uv_async_t *a)
 	int send_err = c->send_err;
 	pthread_mutex_unlock(&c->lock);
 	if (send_err) {
-		char why[256];
-		pthread_mutex_lock(&c->ssl_lock);
-		xport__ssl_errstr(why, sizeof(why));
-		pthread_mutex_unlock(&c->ssl_lock);
-		xport_close(c, -EPROTO, why);
+		xport_close(c, -EPROTO, c->send_why);
 		return;
 	}
 	if (c->ready_pending) {
@@ -797,6 +1166,8 @@ static void xport__async(uv_async_t *a)
 		if (c->closing)
 			return;
 	}
+	if (c->rx && c->rx->started)
+		xport__rx_deliver(c);
 	xport__drain_queue(c);
 }
 

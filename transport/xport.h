@@ -79,6 +79,14 @@ int xport_send(struct xport_conn *c, void *buf, size_t n);
 int xport_flush_wait(struct xport_conn *c);
 /* Bytes queued and not yet written to the socket. Any thread. */
 size_t xport_pending(struct xport_conn *c);
+/* Has this connection decrypt on a thread of its own once the handshake
+ * is done, so N connections decrypt on N cores: the loop thread then only
+ * reads the socket, and on_data still runs on it, with the plaintext the
+ * thread produced (in chunks up to 256 KiB). Call on the loop thread
+ * before the handshake completes (right after xport_accept*() or
+ * xport_connect()); -EALREADY after. Plaintext connections: nothing to
+ * do, 0. Up to 4 MiB may wait between socket and on_data. */
+int xport_rx_offload(struct xport_conn *c);
 /* Stops / restarts delivering on_data (receive-side backpressure). */
 void xport_read_pause(struct xport_conn *c, int pause);
 
