@@ -6,6 +6,9 @@
  *   source.c          the engine (pre-copy, switchover), encoders, the
  *                     loop side of the connections and records, lifetime
  *   source-options.c  migrate_src_opts_*: the options and their checks
+ *   source-conn.c     the connections' setup and the destination's records,
+ *                     each accepted only in its phase
+ *   source-pipeline.c encoder threads, job queues, bandwidth cap
  *   source-link.c     resume after a lost link: record numbering and
  *                     ACKs, the engine's rejoin, the loop's reconnection
  *
@@ -184,10 +187,6 @@ struct migrate_src {
 void msrc__fail(struct migrate_src *m, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The failure code, 0 while the migration goes on. Any thread. */
 int msrc__aborted(struct migrate_src *m);
-/* Engine: waits until every encoder is idle with nothing queued, and with
- * closed_too until every connection has ended as well, or a failure.
- * Returns 0 or the failure. */
-int msrc__workers_idle(struct migrate_src *m, int closed_too);
 /* Queues one JSON progress line for the loop to hand to ops->event. Any thread. */
 void msrc__event(struct migrate_src *m, const char *json);
 /* Fills s with every figure so far (see migrate/stats.h). Engine thread,
@@ -195,11 +194,43 @@ void msrc__event(struct migrate_src *m, const char *json);
 void msrc__stats(struct migrate_src *m, struct migrate_stats *s);
 /* Queues s as an event of kind ev (msrc__event). */
 void msrc__event_stats(struct migrate_src *m, const struct migrate_stats *s, enum migrate_event ev);
+
+/* Loop: the connections are ready; starts the encoders and the engine. */
+void msrc__start_engine(struct migrate_src *m);
+
+/* ---- source-conn.c ---- */
+
+/* The phase's name for messages. */
+const char *msrc__phase_name(enum msrc_phase p);
+/* on_ready of connection 0 (HELLO, SHAPE, JOIN) and of the others (JOIN). */
+void msrc__ready0(struct xport_conn *x, void *opaque);
+void msrc__join_ready(struct xport_conn *x, void *opaque);
 /* HOST:PORT of the destination session's own port (join, resume). */
 void msrc__session_hostport(struct migrate_src *m, char *hp, size_t len);
 /* The connections' callbacks (loop). */
 int msrc__on_data(struct xport_conn *x, const uint8_t *p, size_t n, void *opaque);
 void msrc__on_close(struct xport_conn *x, int err, const char *why, void *opaque);
+
+/* ---- source-pipeline.c ---- */
+
+/* Engine: waits until every encoder is idle with nothing queued, and with
+ * closed_too until every connection has ended as well, or a failure.
+ * Returns 0 or the failure. */
+int msrc__workers_idle(struct migrate_src *m, int closed_too);
+
+/* Encoder thread of stream arg (struct msrc_stream *). */
+void *msrc__worker(void *arg);
+/* Engine: queues a job on s, waiting while its queue is full. 0, or
+ * -ECANCELED (j freed) once the migration failed. */
+int msrc__push_job(struct migrate_src *m, struct msrc_stream *s, struct msrc_job *j);
+/* Engine: adds a page to its stream's batch; a full batch is queued. */
+int msrc__send_page(struct migrate_src *m, uint64_t gfn);
+/* Engine: queues every stream's partial batch. */
+int msrc__flush_all(struct migrate_src *m);
+/* Engine: waits until everything queued is encoded and on the wire and
+ * the destination answered ROUND_END round (10 s at most). 0, the
+ * failure, or -ENOTCONN when the link was lost. */
+int msrc__drain(struct migrate_src *m, uint32_t round);
 
 /* ---- source-link.c ---- */
 

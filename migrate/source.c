@@ -1,6 +1,6 @@
 /*
- * migrate/source.c - sending side: connection setup on the loop, the
- * pre-copy engine thread, encoder threads, switchover commit.
+ * migrate/source.c - sending side: the pre-copy engine thread (rounds,
+ * switchover, commit) and the migration's lifetime on the loop.
  *
  * Pages: the page sets of precopy/pages.h (pending FIFO, deferred hot
  * pages) fed by the dirty log, which the engine harvests every few
@@ -11,8 +11,11 @@
  * so a page's newer copy always follows its older one on the same TCP
  * connection and the destination needs no reordering.
  *
- * Options live in source-options.c, resume after a lost link in
- * source-link.c; source-internal.h is what they share.
+ * Options live in source-options.c, the encoders and their queues in
+ * source-pipeline.c, the connections and the destination's records in
+ * source-conn.c, resume after a lost link in source-link.c;
+ * source-internal.h is what they share. This file is the engine and the
+ * migration's lifetime.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -25,8 +28,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <arpa/inet.h>
-#include "compress/compress.h"
 #include "migrate/source-internal.h"
 #include "migrate/stream.h"
 #include "migrate/verify.h"
@@ -35,20 +36,9 @@
 #define HOT_ROUNDS 3           /* dirty in this many rounds: hold back to the end */
 #define HARVEST_EVERY_NS 5000000ull
 #define PROGRESS_EVERY_NS 200000000ull
-#define JOBQ_DEPTH 4 /* jobs of 256 pages per stream: short, so switchover never waits long */
 #define SETUP_TIMEOUT_MS 15000
 #define REPLY_TIMEOUT_MS 30000
 #define RUNNING_MIN_WAIT_MS 2000 /* after COMMIT, even past --max-time */
-#define ADAPT_WINDOW 32        /* jobs per adaptive-compression measurement */
-#define UNACKED_MAX 4096       /* PAGES records per stream awaiting an ACK (~1M pages): then encoders wait */
-
-static const char *msrc__phase_name(enum msrc_phase p)
-{
-	static const char *const names[] = { "waiting for the destination's HELLO", "waiting for the destination's JOIN",
-					     "pre-copy", "waiting for READY", "READY received", "committed",
-					     "running" };
-	return names[p];
-}
 
 void msrc__fail(struct migrate_src *m, int err, const char *fmt, ...)
 {
@@ -86,272 +76,6 @@ void msrc__event(struct migrate_src *m, const char *json)
 	}
 	pthread_mutex_unlock(&m->lock);
 	uv_async_send(&m->ev_async);
-}
-
-/* ---- encoder workers ---- */
-
-struct msrc_adapt {
-	int lz4;            /* current choice */
-	int probing;        /* 0: steady; 1: measuring on; 2: measuring off */
-	unsigned jobs, steady_left;
-	uint64_t t0, bytes0;
-	double rate_on, rate_off;
-};
-
-/* Adaptive compression: measure how many page bytes per second a stream
- * moves with LZ4 and without, keep the faster, and re-measure every so
- * often since the link and the content change. */
-static void msrc__adapt(struct migrate_src *m, struct msrc_adapt *a, uint64_t raw_bytes)
-{
-	if (m->o.compress != MIGRATE_COMPRESS_AUTO) {
-		a->lz4 = m->o.compress == MIGRATE_COMPRESS_ON;
-		return;
-	}
-	if (++a->jobs < ADAPT_WINDOW)
-		return;
-	uint64_t t = now_ns();
-	double rate = (double)(raw_bytes - a->bytes0) / ((double)(t - a->t0) + 1.0);
-	a->jobs = 0;
-	a->t0 = t;
-	a->bytes0 = raw_bytes;
-	if (a->probing == 1) {
-		a->rate_on = rate;
-		a->probing = 2;
-		a->lz4 = 0;
-	} else if (a->probing == 2) {
-		a->rate_off = rate;
-		a->probing = 0;
-		a->lz4 = a->rate_on >= a->rate_off;
-		a->steady_left = 16;
-	} else if (!a->steady_left--) {
-		a->probing = 1;
-		a->lz4 = 1;
-	}
-}
-
-static void msrc__bw_wait(struct migrate_src *m, size_t n)
-{
-	if (!m->o.max_bandwidth)
-		return;
-	pthread_mutex_lock(&m->bw_lock);
-	uint64_t t = now_ns();
-	double allowed = (double)(t - m->bw_t0) * (double)m->o.max_bandwidth / 1e9;
-	/* No credit for idle time beyond 50 ms: a cap, not an average. */
-	if (allowed - (double)m->bw_sent > (double)m->o.max_bandwidth * 0.05) {
-		m->bw_t0 = t;
-		m->bw_sent = 0;
-		allowed = 0;
-	}
-	m->bw_sent += n;
-	double over = (double)m->bw_sent - allowed;
-	pthread_mutex_unlock(&m->bw_lock);
-	if (over > 0)
-		usleep((useconds_t)(over * 1e6 / (double)m->o.max_bandwidth));
-}
-
-static struct msrc_job *msrc__take_job(struct msrc_stream *s)
-{
-	struct migrate_src *m = s->m;
-	pthread_mutex_lock(&m->lock);
-	s->busy = 0;
-	pthread_cond_broadcast(&m->cond);
-	while (!s->qhead && !m->stop_workers)
-		pthread_cond_wait(&m->cond, &m->lock);
-	struct msrc_job *j = s->qhead;
-	if (j) {
-		s->qhead = j->next;
-		if (!s->qhead)
-			s->qtail = NULL;
-		s->qlen--;
-		s->busy = 1;
-		pthread_cond_broadcast(&m->cond);
-	}
-	pthread_mutex_unlock(&m->lock);
-	return j;
-}
-
-static void *msrc__worker(void *arg)
-{
-	struct msrc_stream *s = arg;
-	struct migrate_src *m = s->m;
-	struct msrc_adapt a = { .lz4 = m->o.compress != MIGRATE_COMPRESS_OFF, .probing = 1, .t0 = now_ns() };
-	uint64_t raw_bytes = 0;
-	char tname[16];
-	struct msrc_job *j;
-
-	snprintf(tname, sizeof(tname), "encode%u", s->idx);
-	pthread_setname_np(pthread_self(), tname);
-	while ((j = msrc__take_job(s))) {
-		struct stream_buf b = { 0 };
-		uint64_t t_job = now_ns();
-		int e = 0;
-		/* Bounded memory for resends: wait for the destination's ACKs (a
-		 * silent link is declared lost, which ends the wait too). */
-		pthread_mutex_lock(&m->lock);
-		while (s->ucount >= UNACKED_MAX && !m->failed && !m->link_down && !m->stop_workers)
-			pthread_cond_wait(&m->cond, &m->lock);
-		if (m->link_down) {
-			/* No link: not encoded, not numbered; its pages go again
-			 * once it is back (seq 0: never on the wire). */
-			if (j->round_end) {
-				free(j);
-			} else {
-				j->seq = 0;
-				j->next = m->lost;
-				m->lost = j;
-			}
-			pthread_mutex_unlock(&m->lock);
-			continue;
-		}
-		pthread_mutex_unlock(&m->lock);
-		if (j->round_end) {
-			e = stream_put_round_end(&b, &j->re);
-		} else {
-			size_t mark;
-			uint64_t zero = 0, lz4 = 0, payload = 0;
-			/* Room for the worst case at once, and each page encoded
-			 * straight into its place in the record. */
-			e = stream_buf_reserve(&b, STREAM_HDR_SIZE + 8 +
-							   (size_t)j->n * (STREAM_PAGE_ENTRY_HDR + COMPRESS_MAX_PAYLOAD));
-			if (!e)
-				e = stream_put_pages_begin(&b, &mark);
-			for (unsigned i = 0; !e && i < j->n; i++) {
-				const void *page = hv_mem(m->vm, j->gfns[i] << HV_PAGE_SHIFT, HV_PAGE_SIZE);
-				uint8_t *slot = stream_page_slot(&b, COMPRESS_MAX_PAYLOAD);
-				size_t len = 0;
-				if (!slot) {
-					e = -ENOMEM;
-					break;
-				}
-				enum compress_codec c = compress_page_encode(page, slot, &len, a.lz4);
-				zero += c == COMPRESS_ZERO;
-				lz4 += c == COMPRESS_LZ4;
-				payload += len;
-				stream_page_done(&b, j->gfns[i], c, (uint32_t)len);
-			}
-			if (!e)
-				e = stream_put_pages_end(&b, mark);
-			atomic_fetch_add(&m->pages_sent, j->n);
-			atomic_fetch_add(&m->zero_pages, zero);
-			atomic_fetch_add(&m->lz4_pages, lz4);
-			atomic_fetch_add(&m->page_payload, payload);
-			raw_bytes += (uint64_t)(j->n - zero) * HV_PAGE_SIZE;
-		}
-		unsigned n = j->round_end ? 0 : j->n;
-		if (e) {
-			free(j);
-			stream_buf_free(&b);
-			msrc__fail(m, e, "encoding a record: %s", strerror(-e));
-			continue;
-		}
-		atomic_fetch_add(&m->record_bytes, b.len);
-		msrc__bw_wait(m, b.len);
-		if (j->round_end) {
-			free(j);
-			j = NULL;
-		}
-		e = msrc__send(s, b.p, b.len, j);
-		if (e < 0 && e != -EPIPE)
-			msrc__fail(m, e, "stream %u: cannot queue pages: %s", s->idx, strerror(-e));
-		atomic_fetch_add(&m->pages_done, n);
-		atomic_fetch_add(&m->busy_ns, now_ns() - t_job);
-		msrc__adapt(m, &a, raw_bytes);
-	}
-	return NULL;
-}
-
-/* Engine: queues a job for stream s, waiting while its queue is full. */
-static int msrc__push_job(struct migrate_src *m, struct msrc_stream *s, struct msrc_job *j)
-{
-	pthread_mutex_lock(&m->lock);
-	while (s->qlen >= JOBQ_DEPTH && !m->failed)
-		pthread_cond_wait(&m->cond, &m->lock);
-	int aborted = m->failed;
-	if (!aborted) {
-		msrc__jobs_append(&s->qhead, &s->qtail, j);
-		s->qlen++;
-		pthread_cond_broadcast(&m->cond);
-	}
-	pthread_mutex_unlock(&m->lock);
-	if (aborted) {
-		free(j);
-		return -ECANCELED;
-	}
-	return 0;
-}
-
-static int msrc__flush_fill(struct migrate_src *m, struct msrc_stream *s)
-{
-	struct msrc_job *j = s->fill;
-	if (!j || !j->n)
-		return 0;
-	s->fill = NULL;
-	return msrc__push_job(m, s, j);
-}
-
-static int msrc__send_page(struct migrate_src *m, uint64_t gfn)
-{
-	struct msrc_stream *s = &m->st[gfn % m->nstreams];
-	if (!s->fill) {
-		s->fill = malloc(sizeof(*s->fill));
-		if (!s->fill)
-			return -ENOMEM;
-		memset(s->fill, 0, offsetof(struct msrc_job, gfns));
-	}
-	s->fill->gfns[s->fill->n++] = gfn;
-	if (s->fill->n == STREAM_MAX_BATCH)
-		return msrc__flush_fill(m, s);
-	return 0;
-}
-
-static int msrc__flush_all(struct migrate_src *m)
-{
-	for (unsigned i = 0; i < m->nstreams; i++) {
-		int e = msrc__flush_fill(m, &m->st[i]);
-		if (e)
-			return e;
-	}
-	return 0;
-}
-
-/* Waits until every queued job has been encoded and handed to transport. */
-int msrc__workers_idle(struct migrate_src *m, int closed_too)
-{
-	pthread_mutex_lock(&m->lock);
-	for (;;) {
-		int idle = 1;
-		for (unsigned i = 0; i < m->nstreams; i++)
-			if (m->st[i].qlen || m->st[i].busy || (closed_too && !m->st[i].closed))
-				idle = 0;
-		if (idle || m->failed)
-			break;
-		pthread_cond_wait(&m->cond, &m->lock);
-	}
-	int e = m->failed ? m->failed : 0;
-	pthread_mutex_unlock(&m->lock);
-	return e;
-}
-
-/* Everything queued so far is encoded, on the wire, and (up to the last
- * ROUND_END queued, for round) applied by the destination: a slow
- * destination must not turn its backlog into downtime. */
-static int msrc__drain(struct migrate_src *m, uint32_t round)
-{
-	int e = msrc__workers_idle(m, 0);
-	for (unsigned i = 0; !e && i < m->nstreams; i++)
-		e = xport_flush_wait(m->st[i].x);
-	if (e)
-		return e;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += 10;
-	pthread_mutex_lock(&m->lock);
-	while (m->dest_round < round && !m->failed && !m->link_down)
-		if (pthread_cond_timedwait(&m->cond, &m->lock, &ts) == ETIMEDOUT)
-			break;
-	e = m->failed ? m->failed : m->link_down ? -ENOTCONN : 0;
-	pthread_mutex_unlock(&m->lock);
-	return e;
 }
 
 /* ---- the dirty log (engine thread) ---- */
@@ -943,9 +667,9 @@ static void *msrc__engine_main(void *arg)
 	return NULL;
 }
 
-/* ---- loop side: connections and records ---- */
+/* ---- loop side: lifetime ---- */
 
-static void msrc__start_engine(struct migrate_src *m)
+void msrc__start_engine(struct migrate_src *m)
 {
 	pthread_mutex_lock(&m->lock);
 	m->phase = MSRC_PRECOPY;
@@ -969,192 +693,6 @@ static void msrc__start_engine(struct migrate_src *m)
 		return;
 	}
 	m->engine_started = 1;
-}
-
-static void msrc__join_ready(struct xport_conn *x, void *opaque)
-{
-	struct msrc_stream *s = opaque;
-	struct migrate_src *m = s->m;
-	struct stream_buf b = { 0 };
-	struct stream_join j = { .token = m->token, .index = s->idx, .count = (uint16_t)m->nstreams };
-	if (stream_put_join(&b, &j) == 0)
-		xport_write(x, b.p, b.len);
-	stream_buf_free(&b);
-	s->ready = 1;
-	if (++m->nready == m->nstreams && !m->failed)
-		msrc__start_engine(m);
-}
-
-static void msrc__ready0(struct xport_conn *x, void *opaque)
-{
-	struct msrc_stream *s = opaque;
-	struct migrate_src *m = s->m;
-	struct stream_buf b = { 0 };
-	const struct hv_vm_config *cfg = hv_vm_config(m->vm);
-	struct stream_shape sh = { .mem_bytes = cfg->mem_bytes, .vcpus = cfg->vcpus,
-				   .dirty_log = (uint8_t)cfg->dirty_mode,
-				   .hv = strcmp(hv_vm_backend(m->vm), "xen") ? STREAM_HV_KVM : STREAM_HV_XEN };
-	struct stream_join j = { .index = 0, .count = (uint16_t)m->nstreams };
-	int e = stream_put_hello(&b, m->o.resume ? STREAM_CAP_RESUME : 0, m->name);
-	if (!e)
-		e = stream_put_shape(&b, &sh);
-	if (!e)
-		e = stream_put_join(&b, &j); /* announces the connection count, even 1 */
-	if (!e)
-		xport_write(x, b.p, b.len);
-	stream_buf_free(&b);
-	m->t_hello_sent = now_ns();
-	s->ready = 1;
-	m->nready = 1;
-}
-
-/* HOST:PORT of the destination session's own port. */
-void msrc__session_hostport(struct migrate_src *m, char *hp, size_t len)
-{
-	/* The address connection 0 reached, numeric: no name lookup on the
-	 * loop thread for every join or reconnection attempt. */
-	const char *h = m->peer_addr[0] ? m->peer_addr : m->host;
-	if (strchr(h, ':'))
-		snprintf(hp, len, "[%s]:%u", h, m->session_port);
-	else
-		snprintf(hp, len, "%s:%u", h, m->session_port);
-}
-
-static void msrc__connect_extra(struct migrate_src *m)
-{
-	char hp[300];
-	msrc__session_hostport(m, hp, sizeof(hp));
-	for (unsigned i = 1; i < m->nstreams; i++) {
-		int e = xport_connect(m->loop, m->tls, hp, &m->xcb, &m->st[i], &m->st[i].x);
-		if (e < 0) {
-			msrc__fail(m, e, "stream %u to %s: %s", i, hp, strerror(-e));
-			uv_async_send(&m->done_async);
-			return;
-		}
-	}
-}
-
-static int msrc__on_record(void *opaque, const struct stream_record *rec)
-{
-	struct msrc_stream *s = opaque;
-	struct migrate_src *m = s->m;
-	int e = -EPROTO;
-
-	if (rec->type == STREAM_ERROR) {
-		uint32_t code;
-		char text[STREAM_MAX_TEXT + 1];
-		if (stream_parse_error(rec, &code, text, sizeof(text)) == 0)
-			msrc__fail(m, -(int)(code ? code : EIO), "destination: %s", text);
-		else
-			msrc__fail(m, -EPROTO, "destination sent a malformed ERROR record");
-		return -ECONNABORTED;
-	}
-	pthread_mutex_lock(&m->lock);
-	enum msrc_phase ph = m->phase;
-	uint32_t round_sent = m->round_sent;
-	pthread_mutex_unlock(&m->lock);
-	if (rec->type == STREAM_ACK && m->resume_ok && ph >= MSRC_JOIN) {
-		e = msrc__on_ack(s, rec);
-		goto out;
-	}
-	/* Only connection 0 carries answers, and each only in its phase;
-	 * during a reconnection, only ACKs until its RESUME was answered (a
-	 * ROUND_END answer may follow that before the other connections'). */
-	if (s->idx != 0 || (m->reconnecting && !s->resumed))
-		goto out;
-	if (rec->type == STREAM_HELLO && ph == MSRC_HELLO) {
-		struct stream_hello h;
-		if ((e = stream_parse_hello(rec, &h)) == 0) {
-			/* The kernel's smoothed RTT: the HELLO round trip also
-			 * covers the destination creating the VM. */
-			unsigned rtt_us = xport_rtt_us(m->st[0].x);
-			m->rtt_ns = rtt_us ? rtt_us * 1000ull : now_ns() - m->t_hello_sent;
-			/* Resume needs the session's token and port, so its JOIN. */
-			m->resume_ok = m->o.resume && (h.caps & STREAM_CAP_RESUME);
-			struct sockaddr_storage ss;
-			if (xport_peername(m->st[0].x, &ss) == 0 &&
-			    !inet_ntop(ss.ss_family,
-				       ss.ss_family == AF_INET ? (void *)&((struct sockaddr_in *)&ss)->sin_addr
-							       : (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr,
-				       m->peer_addr, sizeof(m->peer_addr)))
-				m->peer_addr[0] = 0;
-			if (m->nstreams == 1 && !m->resume_ok) {
-				msrc__start_engine(m);
-			} else {
-				pthread_mutex_lock(&m->lock);
-				m->phase = MSRC_JOIN;
-				pthread_mutex_unlock(&m->lock);
-			}
-		}
-	} else if (rec->type == STREAM_JOIN && ph == MSRC_JOIN && !m->token) {
-		struct stream_join j;
-		if ((e = stream_parse_join(rec, &j)) == 0 && (j.index != 0 || j.count != m->nstreams || !j.port || !j.token))
-			e = -EPROTO;
-		if (!e) {
-			m->token = j.token;
-			m->session_port = j.port;
-			if (m->nstreams == 1)
-				msrc__start_engine(m);
-			else
-				msrc__connect_extra(m);
-		}
-	} else if (rec->type == STREAM_ROUND_END && (ph == MSRC_PRECOPY || ph == MSRC_STATE_SENT)) {
-		struct stream_round_end re;
-		/* An answer to a round we never ended is a lie; a late answer
-		 * after STATE_DONE is harmless. */
-		if ((e = stream_parse_round_end(rec, &re)) == 0 && (re.round > round_sent || re.round < m->dest_round))
-			e = -EPROTO;
-		if (!e) {
-			pthread_mutex_lock(&m->lock);
-			m->dest_round = re.round;
-			m->dest_applied = re.pages;
-			pthread_cond_broadcast(&m->cond);
-			pthread_mutex_unlock(&m->lock);
-		}
-	} else if ((rec->type == STREAM_READY && ph == MSRC_STATE_SENT) ||
-		   (rec->type == STREAM_RUNNING && ph == MSRC_COMMITTED)) {
-		if ((e = stream_parse_empty(rec)) == 0) {
-			pthread_mutex_lock(&m->lock);
-			if (m->phase == ph) /* re-checked: the engine may have failed meanwhile */
-				m->phase = rec->type == STREAM_READY ? MSRC_READY : MSRC_RUNNING;
-			pthread_cond_broadcast(&m->cond);
-			pthread_mutex_unlock(&m->lock);
-		}
-	}
-out:
-	if (e) {
-		msrc__fail(m, -EPROTO, "unexpected or malformed %s record from the destination (connection %u, %s)",
-			   stream_type_name(rec->type), s->idx, msrc__phase_name(ph));
-		return -EPROTO;
-	}
-	return 0;
-}
-
-int msrc__on_data(struct xport_conn *x, const uint8_t *p, size_t n, void *opaque)
-{
-	struct msrc_stream *s = opaque;
-	(void)x;
-	s->last_rx = now_ns();
-	int e = stream_reader_feed(&s->rd, p, n, msrc__on_record, s);
-	if (e && !s->m->failed)
-		msrc__fail(s->m, e, "stream %u: the destination sent an invalid stream (%s)", s->idx, strerror(-e));
-	return e;
-}
-
-void msrc__on_close(struct xport_conn *x, int err, const char *why, void *opaque)
-{
-	struct msrc_stream *s = opaque;
-	struct migrate_src *m = s->m;
-	(void)x;
-	pthread_mutex_lock(&m->lock);
-	s->closed = 1;
-	int expected = m->phase == MSRC_RUNNING || m->finished;
-	pthread_cond_broadcast(&m->cond); /* the engine may wait for every connection to end */
-	pthread_mutex_unlock(&m->lock);
-	if (!expected && !msrc__link_closed(s, err, why))
-		msrc__fail(m, err ? err : -ECONNRESET, "connection %u to %s closed: %s", s->idx, m->o.target, why);
-	if (!m->engine_started && !m->finished)
-		uv_async_send(&m->done_async);
 }
 
 static void msrc__setup_timeout(uv_timer_t *t)

@@ -1,0 +1,212 @@
+/*
+ * migrate/source-conn.c - the sending side's connections, on the loop
+ * thread: HELLO, SHAPE and JOIN on connection 0 and JOIN on the others,
+ * then every record the destination sends, each accepted only in its
+ * phase of the handshake (enum msrc_phase, docs/stream.md): a stale,
+ * duplicated or injected answer fails the migration instead of moving it
+ * on, so no READY can make the source COMMIT out of turn.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include "migrate/source-internal.h"
+#include "migrate/stream.h"
+#include "transport/xport.h"
+
+const char *msrc__phase_name(enum msrc_phase p)
+{
+	static const char *const names[] = { "waiting for the destination's HELLO", "waiting for the destination's JOIN",
+					     "pre-copy", "waiting for READY", "READY received", "committed",
+					     "running" };
+	return names[p];
+}
+
+void msrc__join_ready(struct xport_conn *x, void *opaque)
+{
+	struct msrc_stream *s = opaque;
+	struct migrate_src *m = s->m;
+	struct stream_buf b = { 0 };
+	struct stream_join j = { .token = m->token, .index = s->idx, .count = (uint16_t)m->nstreams };
+	if (stream_put_join(&b, &j) == 0)
+		xport_write(x, b.p, b.len);
+	stream_buf_free(&b);
+	s->ready = 1;
+	if (++m->nready == m->nstreams && !m->failed)
+		msrc__start_engine(m);
+}
+
+void msrc__ready0(struct xport_conn *x, void *opaque)
+{
+	struct msrc_stream *s = opaque;
+	struct migrate_src *m = s->m;
+	struct stream_buf b = { 0 };
+	const struct hv_vm_config *cfg = hv_vm_config(m->vm);
+	struct stream_shape sh = { .mem_bytes = cfg->mem_bytes, .vcpus = cfg->vcpus,
+				   .dirty_log = (uint8_t)cfg->dirty_mode,
+				   .hv = strcmp(hv_vm_backend(m->vm), "xen") ? STREAM_HV_KVM : STREAM_HV_XEN };
+	struct stream_join j = { .index = 0, .count = (uint16_t)m->nstreams };
+	int e = stream_put_hello(&b, m->o.resume ? STREAM_CAP_RESUME : 0, m->name);
+	if (!e)
+		e = stream_put_shape(&b, &sh);
+	if (!e)
+		e = stream_put_join(&b, &j); /* announces the connection count, even 1 */
+	if (!e)
+		xport_write(x, b.p, b.len);
+	stream_buf_free(&b);
+	m->t_hello_sent = now_ns();
+	s->ready = 1;
+	m->nready = 1;
+}
+
+/* HOST:PORT of the destination session's own port. */
+void msrc__session_hostport(struct migrate_src *m, char *hp, size_t len)
+{
+	/* The address connection 0 reached, numeric: no name lookup on the
+	 * loop thread for every join or reconnection attempt. */
+	const char *h = m->peer_addr[0] ? m->peer_addr : m->host;
+	if (strchr(h, ':'))
+		snprintf(hp, len, "[%s]:%u", h, m->session_port);
+	else
+		snprintf(hp, len, "%s:%u", h, m->session_port);
+}
+
+static void msrc__connect_extra(struct migrate_src *m)
+{
+	char hp[300];
+	msrc__session_hostport(m, hp, sizeof(hp));
+	for (unsigned i = 1; i < m->nstreams; i++) {
+		int e = xport_connect(m->loop, m->tls, hp, &m->xcb, &m->st[i], &m->st[i].x);
+		if (e < 0) {
+			msrc__fail(m, e, "stream %u to %s: %s", i, hp, strerror(-e));
+			uv_async_send(&m->done_async);
+			return;
+		}
+	}
+}
+
+static int msrc__on_record(void *opaque, const struct stream_record *rec)
+{
+	struct msrc_stream *s = opaque;
+	struct migrate_src *m = s->m;
+	int e = -EPROTO;
+
+	if (rec->type == STREAM_ERROR) {
+		uint32_t code;
+		char text[STREAM_MAX_TEXT + 1];
+		if (stream_parse_error(rec, &code, text, sizeof(text)) == 0)
+			msrc__fail(m, -(int)(code ? code : EIO), "destination: %s", text);
+		else
+			msrc__fail(m, -EPROTO, "destination sent a malformed ERROR record");
+		return -ECONNABORTED;
+	}
+	pthread_mutex_lock(&m->lock);
+	enum msrc_phase ph = m->phase;
+	uint32_t round_sent = m->round_sent;
+	pthread_mutex_unlock(&m->lock);
+	if (rec->type == STREAM_ACK && m->resume_ok && ph >= MSRC_JOIN) {
+		e = msrc__on_ack(s, rec);
+		goto out;
+	}
+	/* Only connection 0 carries answers, and each only in its phase;
+	 * during a reconnection, only ACKs until its RESUME was answered (a
+	 * ROUND_END answer may follow that before the other connections'). */
+	if (s->idx != 0 || (m->reconnecting && !s->resumed))
+		goto out;
+	if (rec->type == STREAM_HELLO && ph == MSRC_HELLO) {
+		struct stream_hello h;
+		if ((e = stream_parse_hello(rec, &h)) == 0) {
+			/* The kernel's smoothed RTT: the HELLO round trip also
+			 * covers the destination creating the VM. */
+			unsigned rtt_us = xport_rtt_us(m->st[0].x);
+			m->rtt_ns = rtt_us ? rtt_us * 1000ull : now_ns() - m->t_hello_sent;
+			/* Resume needs the session's token and port, so its JOIN. */
+			m->resume_ok = m->o.resume && (h.caps & STREAM_CAP_RESUME);
+			struct sockaddr_storage ss;
+			if (xport_peername(m->st[0].x, &ss) == 0 &&
+			    !inet_ntop(ss.ss_family,
+				       ss.ss_family == AF_INET ? (void *)&((struct sockaddr_in *)&ss)->sin_addr
+							       : (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr,
+				       m->peer_addr, sizeof(m->peer_addr)))
+				m->peer_addr[0] = 0;
+			if (m->nstreams == 1 && !m->resume_ok) {
+				msrc__start_engine(m);
+			} else {
+				pthread_mutex_lock(&m->lock);
+				m->phase = MSRC_JOIN;
+				pthread_mutex_unlock(&m->lock);
+			}
+		}
+	} else if (rec->type == STREAM_JOIN && ph == MSRC_JOIN && !m->token) {
+		struct stream_join j;
+		if ((e = stream_parse_join(rec, &j)) == 0 && (j.index != 0 || j.count != m->nstreams || !j.port || !j.token))
+			e = -EPROTO;
+		if (!e) {
+			m->token = j.token;
+			m->session_port = j.port;
+			if (m->nstreams == 1)
+				msrc__start_engine(m);
+			else
+				msrc__connect_extra(m);
+		}
+	} else if (rec->type == STREAM_ROUND_END && (ph == MSRC_PRECOPY || ph == MSRC_STATE_SENT)) {
+		struct stream_round_end re;
+		/* An answer to a round we never ended is a lie; a late answer
+		 * after STATE_DONE is harmless. */
+		if ((e = stream_parse_round_end(rec, &re)) == 0 && (re.round > round_sent || re.round < m->dest_round))
+			e = -EPROTO;
+		if (!e) {
+			pthread_mutex_lock(&m->lock);
+			m->dest_round = re.round;
+			m->dest_applied = re.pages;
+			pthread_cond_broadcast(&m->cond);
+			pthread_mutex_unlock(&m->lock);
+		}
+	} else if ((rec->type == STREAM_READY && ph == MSRC_STATE_SENT) ||
+		   (rec->type == STREAM_RUNNING && ph == MSRC_COMMITTED)) {
+		if ((e = stream_parse_empty(rec)) == 0) {
+			pthread_mutex_lock(&m->lock);
+			if (m->phase == ph) /* re-checked: the engine may have failed meanwhile */
+				m->phase = rec->type == STREAM_READY ? MSRC_READY : MSRC_RUNNING;
+			pthread_cond_broadcast(&m->cond);
+			pthread_mutex_unlock(&m->lock);
+		}
+	}
+out:
+	if (e) {
+		msrc__fail(m, -EPROTO, "unexpected or malformed %s record from the destination (connection %u, %s)",
+			   stream_type_name(rec->type), s->idx, msrc__phase_name(ph));
+		return -EPROTO;
+	}
+	return 0;
+}
+
+int msrc__on_data(struct xport_conn *x, const uint8_t *p, size_t n, void *opaque)
+{
+	struct msrc_stream *s = opaque;
+	(void)x;
+	s->last_rx = now_ns();
+	int e = stream_reader_feed(&s->rd, p, n, msrc__on_record, s);
+	if (e && !s->m->failed)
+		msrc__fail(s->m, e, "stream %u: the destination sent an invalid stream (%s)", s->idx, strerror(-e));
+	return e;
+}
+
+void msrc__on_close(struct xport_conn *x, int err, const char *why, void *opaque)
+{
+	struct msrc_stream *s = opaque;
+	struct migrate_src *m = s->m;
+	(void)x;
+	pthread_mutex_lock(&m->lock);
+	s->closed = 1;
+	int expected = m->phase == MSRC_RUNNING || m->finished;
+	pthread_cond_broadcast(&m->cond); /* the engine may wait for every connection to end */
+	pthread_mutex_unlock(&m->lock);
+	if (!expected && !msrc__link_closed(s, err, why))
+		msrc__fail(m, err ? err : -ECONNRESET, "connection %u to %s closed: %s", s->idx, m->o.target, why);
+	if (!m->engine_started && !m->finished)
+		uv_async_send(&m->done_async);
+}
+
