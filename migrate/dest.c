@@ -883,7 +883,10 @@ static int dst__on_record(void *opaque, const struct stream_record *rec)
 				dst__fail(d, e, "cannot start a decode thread");
 				return e;
 			}
-			if (prefault_start(d->vm, d->nframes, &d->pf) < 0)
+			/* KVM guest memory is this process's own, faulted in on
+			 * first write; Xen's is the hypervisor's, populated with
+			 * the domain and only mapped here: nothing to prefault. */
+			if (!strcmp(hv_vm_backend(d->vm), "kvm") && prefault_start(d->vm, d->nframes, &d->pf) < 0)
 				d->pf = NULL; /* the decoders fault pages in themselves */
 			return 0; /* a JOIN may follow, else the first PAGES */
 		}
