@@ -419,20 +419,6 @@ int stream_put_pages_begin(struct stream_buf *b, size_t *mark)
 	return 0;
 }
 
-int stream_put_page(struct stream_buf *b, uint64_t gfn, unsigned codec, const void *data, uint32_t len)
-{
-	static const uint8_t pad[3];
-	if (reserve(b, STREAM_PAGE_ENTRY_HDR + (size_t)len))
-		return -ENOMEM;
-	uint8_t c = (uint8_t)codec;
-	put64(b, gfn);
-	put32(b, len);
-	put(b, &c, 1);
-	put(b, pad, 3);
-	put(b, data, len);
-	return 0;
-}
-
 int stream_buf_reserve(struct stream_buf *b, size_t n)
 {
 	return reserve(b, n);
@@ -454,6 +440,17 @@ void stream_page_done(struct stream_buf *b, uint64_t gfn, unsigned codec, uint32
 	put(b, &c, 1);
 	put(b, pad, 3);
 	b->len += len; /* the payload is in place already */
+}
+
+int stream_put_page(struct stream_buf *b, uint64_t gfn, unsigned codec, const void *data, uint32_t len)
+{
+	uint8_t *slot = stream_page_slot(b, len);
+	if (!slot)
+		return -ENOMEM;
+	if (len)
+		memcpy(slot, data, len);
+	stream_page_done(b, gfn, codec, len);
+	return 0;
 }
 
 int stream_put_pages_end(struct stream_buf *b, size_t mark)

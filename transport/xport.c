@@ -533,7 +533,9 @@ int xport_write(struct xport_conn *c, const void *p, size_t n)
 			return -ENOMEM;
 		memcpy(w->inl, p, n);
 		w->n = n;
-		xport__enqueue(c, w);
+		int e = xport__enqueue(c, w);
+		if (e < 0)
+			return e;
 	}
 	xport__drain_queue(c);
 	return c->closing ? -EPIPE : 0;
@@ -637,7 +639,7 @@ static void xport__read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 /* Ciphertext read from the socket, or plaintext for on_data, in order. */
 struct xport_chunk {
 	struct xport_chunk *next;
-	size_t n, off;
+	size_t n;
 	int end;             /* plaintext queue: the stream ended here (err below) */
 	int err;
 	char why[200];
@@ -645,7 +647,6 @@ struct xport_chunk {
 };
 
 #define XPORT_RX_CHUNK (64u << 10) /* one socket read; plaintext handed to the loop at once, at most */
-#define XPORT_RX_PLAIN XPORT_RX_CHUNK
 #define XPORT_RX_HIGH (4u << 20)   /* bytes held between socket and on_data before reading stops */
 #define XPORT_RX_SPARE 96          /* chunks kept for reuse: more than HIGH holds, in both queues */
 
@@ -706,17 +707,25 @@ static void xport__chunks_free(struct xport_chunk *k)
 	}
 }
 
+/* Appends k to one of rx's queues (under c->lock). */
+static void xport__chunk_append(struct xport_rx *rx, struct xport_chunk **head, struct xport_chunk **tail,
+				struct xport_chunk *k)
+{
+	k->next = NULL;
+	if (*tail)
+		(*tail)->next = k;
+	else
+		*head = k;
+	*tail = k;
+	rx->held += k->n;
+}
+
+/* The thread: plaintext (or the end) for the loop. */
 static void xport__rx_out(struct xport_conn *c, struct xport_chunk *k)
 {
 	struct xport_rx *rx = c->rx;
 	pthread_mutex_lock(&c->lock);
-	k->next = NULL;
-	if (rx->ptail)
-		rx->ptail->next = k;
-	else
-		rx->phead = k;
-	rx->ptail = k;
-	rx->held += k->n;
+	xport__chunk_append(rx, &rx->phead, &rx->ptail, k);
 	pthread_mutex_unlock(&c->lock);
 	uv_async_send(&c->async);
 }
@@ -746,33 +755,26 @@ static void *xport__rx_thread(void *arg)
 		rx->poke = 0;
 		pthread_mutex_unlock(&c->lock);
 
+		struct xport_chunk *out = NULL, *end = NULL;
 		if (in && in->end) {
-			xport__rx_out(c, in); /* the socket's end, after all it carried */
-			pthread_mutex_lock(&c->lock);
-			while (!rx->stop)
-				pthread_cond_wait(&c->cond, &c->lock);
-			pthread_mutex_unlock(&c->lock);
-			return NULL;
+			end = in; /* the socket's end, after all it carried */
+			in = NULL;
 		}
 		pthread_mutex_lock(&c->ssl_lock);
 		int w = in ? BIO_write(c->rbio, in->data, (int)in->n) : 0;
 		int bad = in && w != (int)in->n;
 		xport__chunk_put(c, in); /* c->lock inside ssl_lock: the usual order */
-		struct xport_chunk *out = NULL, *end = NULL;
-		while (!bad) {
+		while (!bad && !end) {
 			if (!out && !(out = xport__chunk_get(c))) {
 				bad = 1;
 				break;
 			}
-			int r = SSL_read(c->ssl, out->data + out->n, (int)(XPORT_RX_PLAIN - out->n));
+			int r = SSL_read(c->ssl, out->data + out->n, (int)(XPORT_RX_CHUNK - out->n));
 			if (r > 0) {
 				out->n += (size_t)r;
-				if (out->n + XPORT_TLS_RECORD > XPORT_RX_PLAIN) {
-					xport__take_tls(c);
-					pthread_mutex_unlock(&c->ssl_lock);
-					xport__rx_out(c, out);
+				if (out->n + XPORT_TLS_RECORD > XPORT_RX_CHUNK) {
+					xport__rx_out(c, out); /* c->lock inside ssl_lock: the usual order */
 					out = NULL;
-					pthread_mutex_lock(&c->ssl_lock);
 				}
 				continue;
 			}
@@ -918,14 +920,8 @@ static void xport__rx_in(struct xport_conn *c, struct xport_chunk *k, size_t n)
 {
 	struct xport_rx *rx = c->rx;
 	k->n = n;
-	k->next = NULL;
 	pthread_mutex_lock(&c->lock);
-	if (rx->ctail)
-		rx->ctail->next = k;
-	else
-		rx->chead = k;
-	rx->ctail = k;
-	rx->held += n;
+	xport__chunk_append(rx, &rx->chead, &rx->ctail, k);
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 	xport__rx_flow(c);
