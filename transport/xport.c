@@ -720,6 +720,19 @@ static void xport__chunk_append(struct xport_rx *rx, struct xport_chunk **head, 
 	rx->held += k->n;
 }
 
+/* Takes the first chunk off one of rx's queues, NULL if empty (under c->lock). */
+static struct xport_chunk *xport__chunk_pop(struct xport_rx *rx, struct xport_chunk **head, struct xport_chunk **tail)
+{
+	struct xport_chunk *k = *head;
+	if (k) {
+		*head = k->next;
+		if (!*head)
+			*tail = NULL;
+		rx->held -= k->n;
+	}
+	return k;
+}
+
 /* The thread: plaintext (or the end) for the loop. */
 static void xport__rx_out(struct xport_conn *c, struct xport_chunk *k)
 {
@@ -745,13 +758,7 @@ static void *xport__rx_thread(void *arg)
 			pthread_mutex_unlock(&c->lock);
 			return NULL;
 		}
-		struct xport_chunk *in = rx->chead;
-		if (in) {
-			rx->chead = in->next;
-			if (!rx->chead)
-				rx->ctail = NULL;
-			rx->held -= in->n;
-		}
+		struct xport_chunk *in = xport__chunk_pop(rx, &rx->chead, &rx->ctail);
 		rx->poke = 0;
 		pthread_mutex_unlock(&c->lock);
 
@@ -880,13 +887,7 @@ static void xport__rx_deliver(struct xport_conn *c)
 	struct xport_rx *rx = c->rx;
 	while (!c->closing && !c->read_paused) {
 		pthread_mutex_lock(&c->lock);
-		struct xport_chunk *k = rx->phead;
-		if (k) {
-			rx->phead = k->next;
-			if (!rx->phead)
-				rx->ptail = NULL;
-			rx->held -= k->n;
-		}
+		struct xport_chunk *k = xport__chunk_pop(rx, &rx->phead, &rx->ptail);
 		pthread_mutex_unlock(&c->lock);
 		if (!k)
 			break;
