@@ -54,6 +54,7 @@ uint64_t workload_run(struct rt_ctx *c, unsigned vcpu, uint64_t *ops)
 	for (uint64_t i = 0; i < n; i++) {
 		if ((i & 255) == 0) {
 			rt_tick();
+			rt_progress(i);
 			if (tsc_per_op)
 				rt_wait_until(t0 + i * tsc_per_op);
 		}

@@ -12,6 +12,7 @@
  *       even if ops are left (needs tsc_khz); for benchmarks that need a
  *       guest to keep dirtying for a set time whatever the throttling. The
  *       digest then depends on timing, so it only compares runs with ms=0.
+ *       tl_ms=N: report the pages written per N ms window (see rt.h).
  * zipf draws page k with probability ~ 1/k (log-uniform per octave), so
  * a few pages are hot and most are cold.
  */
@@ -132,6 +133,7 @@ uint64_t workload_run(struct rt_ctx *c, unsigned vcpu, uint64_t *ops)
 	for (uint64_t i = 0; i < n; i++) {
 		if (i % batch == 0) {
 			rt_tick();
+			rt_progress(i);
 			rt_writes_flush();
 			if (stop && rdtsc() >= stop) {
 				n = i;

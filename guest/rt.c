@@ -202,6 +202,7 @@ uint64_t rt_arg_u64(const struct rt_ctx *c, const char *key, uint64_t dflt)
 struct stall {
 	uint64_t last;
 	uint64_t max_gap;
+	uint64_t max_at; /* TSC at the end of the largest gap */
 	uint64_t backwards;
 } __attribute__((aligned(64)));
 static struct stall stalls[PMG_MAX_VCPUS];
@@ -221,6 +222,7 @@ static void stall_observe(struct stall *st, uint64_t now)
 		st->backwards++;
 	} else if (st->last && now - st->last > st->max_gap) {
 		st->max_gap = now - st->last;
+		st->max_at = now;
 	}
 	st->last = now;
 }
@@ -252,8 +254,10 @@ void rt_wait_until(uint64_t deadline)
 			uint64_t asked = rt_us_to_tsc(us);
 			if (t1 >= t0) {
 				uint64_t over = t1 - t0 > asked ? t1 - t0 - asked : 0;
-				if (over > st->max_gap)
+				if (over > st->max_gap) {
 					st->max_gap = over;
+					st->max_at = t1;
+				}
 			}
 			st->last = t1;
 			if (t1 < t0)
@@ -262,6 +266,49 @@ void rt_wait_until(uint64_t deadline)
 			cpu_relax();
 		}
 	}
+}
+
+/* ---- ops timeline (per vCPU) ----
+ * Work done per window of guest time, so a benchmark can compare the
+ * guest's speed before, during and after a migration. Guest time is the only
+ * clock the guest has; the host lines it up with the migration through the
+ * largest stall, whose position is reported with it (stall_at_ms). */
+#define TL_MAX 1200
+static uint32_t tl[PMG_MAX_VCPUS][TL_MAX];
+static uint64_t tl_last[PMG_MAX_VCPUS];
+static uint64_t tl_t0, tl_win; /* TSC at workload start; window in TSC ticks, 0 = off */
+
+void rt_progress(uint64_t ops)
+{
+	unsigned v = this_vcpu();
+	if (!tl_win)
+		return;
+	uint64_t now = rdtsc();
+	uint64_t i = now > tl_t0 ? (now - tl_t0) / tl_win : 0;
+	if (i < TL_MAX)
+		tl[v][i] += (uint32_t)(ops - tl_last[v]);
+	tl_last[v] = ops;
+}
+
+static void tl_print(uint64_t stall_at)
+{
+	if (!tl_win)
+		return;
+	unsigned n = 0;
+	for (unsigned i = 0; i < TL_MAX; i++)
+		for (unsigned v = 0; v < rt.vcpus; v++)
+			if (tl[v][i])
+				n = i + 1;
+	uint64_t tick_ms = rt_us_to_tsc(1000);
+	rt_printf("PMG-OPS window_ms=%lu stall_at_ms=%lu windows=%u ops=", tl_win / tick_ms,
+		  stall_at > tl_t0 ? (stall_at - tl_t0) / tick_ms : 0, n);
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t sum = 0;
+		for (unsigned v = 0; v < rt.vcpus; v++)
+			sum += tl[v][i];
+		rt_printf(i ? ",%lu" : "%lu", sum);
+	}
+	rt_putc('\n');
 }
 
 /* ---- writes log ---- */
@@ -323,6 +370,8 @@ void guest_entry(const struct hvm_start_info *si, uint64_t vcpu)
 		rt.seed = rt_arg_u64(&rt, "seed", 1);
 		rt.log_writes = (int)rt_arg_u64(&rt, "logwrites", 0);
 		workload_init(&rt);
+		tl_win = rt_us_to_tsc(rt_arg_u64(&rt, "tl_ms", 0) * 1000);
+		tl_t0 = rdtsc();
 		__atomic_store_n(&init_done, 1, __ATOMIC_RELEASE);
 	} else {
 		while (!__atomic_load_n(&init_done, __ATOMIC_ACQUIRE))
@@ -344,12 +393,14 @@ void guest_entry(const struct hvm_start_info *si, uint64_t vcpu)
 		cpu_relax();
 
 	uint64_t digest = mix64(0x706d6c2d6d696772ull, rt.seed);
-	uint64_t total_ops = 0, max_stall = 0, back = 0;
+	uint64_t total_ops = 0, max_stall = 0, stall_at = 0, back = 0;
 	for (unsigned i = 0; i < rt.vcpus; i++) {
 		digest = mix64(digest, part_digest[i]);
 		total_ops += part_ops[i];
-		if (stalls[i].max_gap > max_stall)
+		if (stalls[i].max_gap > max_stall) {
 			max_stall = stalls[i].max_gap;
+			stall_at = stalls[i].max_at;
+		}
 		back += stalls[i].backwards;
 	}
 	report.magic = PMG_REPORT_MAGIC;
@@ -364,6 +415,7 @@ void guest_entry(const struct hvm_start_info *si, uint64_t vcpu)
 	report.tsc_backwards = back;
 	report.run_tsc = rdtsc() - t0;
 	report.vcpus = rt.vcpus;
+	tl_print(stall_at);
 	/* Text form for hosts that do not take the hypercall (QEMU). */
 	rt_printf("PMG-REPORT workload=%s seed=%lu ops=%lu digest=%016lx max_stall_tsc=%lu tsc_backwards=%lu vcpus=%u\n",
 		  rt_workload_name, rt.seed, total_ops, digest, max_stall, back, rt.vcpus);

@@ -87,6 +87,13 @@ void rt_tick(void);
 void rt_wait_until(uint64_t tsc_deadline);
 uint64_t rt_us_to_tsc(uint64_t us);
 
+/* Ops timeline (guest arg tl_ms=N, N ms windows; off by default): a
+ * workload calls rt_progress(ops done so far by this vCPU) at the top of its
+ * work loop; the counts per window, summed over vCPUs, are printed as one
+ * "PMG-OPS window_ms= stall_at_ms= windows= ops=a,b,..." line before the
+ * PMG-REPORT line. stall_at_ms is where the largest stall ended. */
+void rt_progress(uint64_t ops);
+
 /* Writes-log for dirty-log tests: record a written frame; flushed to the
  * VMM by rt_writes_flush() (and automatically when the buffer fills). */
 void rt_writes_note(const void *page);
