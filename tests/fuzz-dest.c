@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the destination session (migrate/dest.c): each
+ * libFuzzer target for the destination session (migrate/dest*.c): each
  * input is the byte stream of a whole first connection, fed through
  * migrate_dst_start_feed()/migrate_dst_feed() - no network - into the real
  * session: its phases, record validation, decode workers writing into a
@@ -9,7 +9,7 @@
  * turn, so a COMMIT is always refused.
  *
  * Built and run by tests/test-fuzz-dest.sh:
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined ... migrate/dest.c ...
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined ... migrate/dest*.c ...
  * With PMG_FUZZ_SEED=DIR set, it writes seed streams to DIR and exits: a
  * complete migration of a small guest (zero, raw and LZ4 pages over two
  * rounds, the real vCPU state, STATE_DONE), the same with VERIFY records,

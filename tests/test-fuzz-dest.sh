@@ -10,8 +10,8 @@
 . "$(dirname "$0")/fuzz-lib.sh"
 [ -e /dev/kvm ] || skip_all "/dev/kvm absent"
 echo "1..4"
-fuzz_build fuzz-dest "$SRC/tests/fuzz-dest.c" "$SRC"/migrate/dest.c "$SRC"/migrate/prefault.c "$SRC"/migrate/stream.c "$SRC"/migrate/verify.c \
-	"$SRC"/compress/compress.c "$SRC"/transport/xport.c "$SRC"/util/json.c $HV_SRC $HV_LIBS -luv -lssl -lcrypto -llz4 -ljansson -lm -lpthread
+fuzz_build fuzz-dest "$SRC/tests/fuzz-dest.c" "$SRC"/migrate/dest*.c "$SRC"/migrate/prefault.c "$SRC"/migrate/stream.c "$SRC"/migrate/verify.c \
+	"$SRC"/compress/compress.c "$SRC"/transport/xport.c "$SRC"/util/json.c "$SRC"/util/util.c "$SRC"/util/rundir.c $HV_SRC $HV_LIBS -luv -lssl -lcrypto -llz4 -ljansson -lm -lpthread
 mkdir -p "$T/corpus"
 PMG_FUZZ_SEED="$T/corpus" "$T/fuzz-dest" >/dev/null 2>&1 && [ -s "$T/corpus/complete" ] && [ -s "$T/corpus/verify" ]
 ok $? "seeded with complete migration streams ($(cat "$T"/corpus/* 2>/dev/null | wc -c) bytes in $(ls "$T/corpus" | wc -l) files)"
