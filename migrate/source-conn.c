@@ -87,6 +87,121 @@ static void msrc__connect_extra(struct migrate_src *m)
 	}
 }
 
+/* The destination's HELLO: its capabilities (resume needs the session's
+ * token and port, so its JOIN), the link's RTT and its address. */
+static int msrc__take_hello(struct msrc_stream *s, const struct stream_record *rec)
+{
+	struct migrate_src *m = s->m;
+	struct stream_hello h;
+	int e = stream_parse_hello(rec, &h);
+	if (e)
+		return e;
+	/* The kernel's smoothed RTT: the HELLO round trip also covers the
+	 * destination creating the VM. */
+	unsigned rtt_us = xport_rtt_us(m->st[0].x);
+	m->rtt_ns = rtt_us ? rtt_us * 1000ull : now_ns() - m->t_hello_sent;
+	m->resume_ok = m->o.resume && (h.caps & STREAM_CAP_RESUME);
+	struct sockaddr_storage ss;
+	if (xport_peername(m->st[0].x, &ss) == 0 &&
+	    !inet_ntop(ss.ss_family,
+		       ss.ss_family == AF_INET ? (void *)&((struct sockaddr_in *)&ss)->sin_addr
+					       : (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr,
+		       m->peer_addr, sizeof(m->peer_addr)))
+		m->peer_addr[0] = 0;
+	if (m->nstreams == 1 && !m->resume_ok) {
+		msrc__start_engine(m);
+	} else {
+		pthread_mutex_lock(&m->lock);
+		m->phase = MSRC_JOIN;
+		pthread_mutex_unlock(&m->lock);
+	}
+	return 0;
+}
+
+/* The destination's JOIN: the session's token and port, for the extra
+ * connections and for resuming. Once only. */
+static int msrc__take_join(struct msrc_stream *s, const struct stream_record *rec)
+{
+	struct migrate_src *m = s->m;
+	struct stream_join j;
+	int e = stream_parse_join(rec, &j);
+	if (e || m->token || j.index != 0 || j.count != m->nstreams || !j.port || !j.token)
+		return -EPROTO;
+	m->token = j.token;
+	m->session_port = j.port;
+	if (m->nstreams == 1)
+		msrc__start_engine(m);
+	else
+		msrc__connect_extra(m);
+	return 0;
+}
+
+/* A round's answer: how far the destination has applied. An answer to a
+ * round we never ended is a lie; a late answer after STATE_DONE is
+ * harmless. */
+static int msrc__take_round_end(struct msrc_stream *s, const struct stream_record *rec)
+{
+	struct migrate_src *m = s->m;
+	struct stream_round_end re;
+	int e = stream_parse_round_end(rec, &re);
+	pthread_mutex_lock(&m->lock);
+	if (!e && (re.round > m->round_sent || re.round < m->dest_round))
+		e = -EPROTO;
+	if (!e) {
+		m->dest_round = re.round;
+		m->dest_applied = re.pages;
+		pthread_cond_broadcast(&m->cond);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return e;
+}
+
+/* READY (-> COMMIT is next) and RUNNING (the end): the engine waits for
+ * these phases. */
+static int msrc__take_ready_running(struct msrc_stream *s, const struct stream_record *rec)
+{
+	struct migrate_src *m = s->m;
+	enum msrc_phase from = rec->type == STREAM_READY ? MSRC_STATE_SENT : MSRC_COMMITTED;
+	int e = stream_parse_empty(rec);
+	if (e)
+		return e;
+	pthread_mutex_lock(&m->lock);
+	if (m->phase == from) /* re-checked: the engine may have failed meanwhile */
+		m->phase = rec->type == STREAM_READY ? MSRC_READY : MSRC_RUNNING;
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+static int msrc__take_ack(struct msrc_stream *s, const struct stream_record *rec)
+{
+	return s->m->resume_ok ? msrc__on_ack(s, rec) : -EPROTO;
+}
+
+#define PH(p) (1u << (p))
+#define FROM(p) (~0u << (p)) /* p and every phase after it */
+
+/* The source's state machine, record by record: a record from the
+ * destination is taken only by the row of its type whose phases include
+ * the current one and, unless any_conn, on connection 0; anything else
+ * fails the migration. During a reconnection a connection takes only ACKs
+ * until its RESUME was answered (a ROUND_END answer may follow that before
+ * the other connections'). A row's function returns 0 or -errno (-EPROTO:
+ * malformed or out of turn). */
+static const struct msrc_accept {
+	enum stream_type type;
+	unsigned phases;
+	int any_conn;
+	int (*take)(struct msrc_stream *s, const struct stream_record *rec);
+} msrc_accept[] = {
+	{ STREAM_ACK, FROM(MSRC_JOIN), 1, msrc__take_ack },
+	{ STREAM_HELLO, PH(MSRC_HELLO), 0, msrc__take_hello },
+	{ STREAM_JOIN, PH(MSRC_JOIN), 0, msrc__take_join },
+	{ STREAM_ROUND_END, PH(MSRC_PRECOPY) | PH(MSRC_STATE_SENT), 0, msrc__take_round_end },
+	{ STREAM_READY, PH(MSRC_STATE_SENT), 0, msrc__take_ready_running },
+	{ STREAM_RUNNING, PH(MSRC_COMMITTED), 0, msrc__take_ready_running },
+};
+
 static int msrc__on_record(void *opaque, const struct stream_record *rec)
 {
 	struct msrc_stream *s = opaque;
@@ -104,77 +219,15 @@ static int msrc__on_record(void *opaque, const struct stream_record *rec)
 	}
 	pthread_mutex_lock(&m->lock);
 	enum msrc_phase ph = m->phase;
-	uint32_t round_sent = m->round_sent;
 	pthread_mutex_unlock(&m->lock);
-	if (rec->type == STREAM_ACK && m->resume_ok && ph >= MSRC_JOIN) {
-		e = msrc__on_ack(s, rec);
-		goto out;
-	}
-	/* Only connection 0 carries answers, and each only in its phase;
-	 * during a reconnection, only ACKs until its RESUME was answered (a
-	 * ROUND_END answer may follow that before the other connections'). */
-	if (s->idx != 0 || (m->reconnecting && !s->resumed))
-		goto out;
-	if (rec->type == STREAM_HELLO && ph == MSRC_HELLO) {
-		struct stream_hello h;
-		if ((e = stream_parse_hello(rec, &h)) == 0) {
-			/* The kernel's smoothed RTT: the HELLO round trip also
-			 * covers the destination creating the VM. */
-			unsigned rtt_us = xport_rtt_us(m->st[0].x);
-			m->rtt_ns = rtt_us ? rtt_us * 1000ull : now_ns() - m->t_hello_sent;
-			/* Resume needs the session's token and port, so its JOIN. */
-			m->resume_ok = m->o.resume && (h.caps & STREAM_CAP_RESUME);
-			struct sockaddr_storage ss;
-			if (xport_peername(m->st[0].x, &ss) == 0 &&
-			    !inet_ntop(ss.ss_family,
-				       ss.ss_family == AF_INET ? (void *)&((struct sockaddr_in *)&ss)->sin_addr
-							       : (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr,
-				       m->peer_addr, sizeof(m->peer_addr)))
-				m->peer_addr[0] = 0;
-			if (m->nstreams == 1 && !m->resume_ok) {
-				msrc__start_engine(m);
-			} else {
-				pthread_mutex_lock(&m->lock);
-				m->phase = MSRC_JOIN;
-				pthread_mutex_unlock(&m->lock);
-			}
-		}
-	} else if (rec->type == STREAM_JOIN && ph == MSRC_JOIN && !m->token) {
-		struct stream_join j;
-		if ((e = stream_parse_join(rec, &j)) == 0 && (j.index != 0 || j.count != m->nstreams || !j.port || !j.token))
-			e = -EPROTO;
-		if (!e) {
-			m->token = j.token;
-			m->session_port = j.port;
-			if (m->nstreams == 1)
-				msrc__start_engine(m);
-			else
-				msrc__connect_extra(m);
-		}
-	} else if (rec->type == STREAM_ROUND_END && (ph == MSRC_PRECOPY || ph == MSRC_STATE_SENT)) {
-		struct stream_round_end re;
-		/* An answer to a round we never ended is a lie; a late answer
-		 * after STATE_DONE is harmless. */
-		if ((e = stream_parse_round_end(rec, &re)) == 0 && (re.round > round_sent || re.round < m->dest_round))
-			e = -EPROTO;
-		if (!e) {
-			pthread_mutex_lock(&m->lock);
-			m->dest_round = re.round;
-			m->dest_applied = re.pages;
-			pthread_cond_broadcast(&m->cond);
-			pthread_mutex_unlock(&m->lock);
-		}
-	} else if ((rec->type == STREAM_READY && ph == MSRC_STATE_SENT) ||
-		   (rec->type == STREAM_RUNNING && ph == MSRC_COMMITTED)) {
-		if ((e = stream_parse_empty(rec)) == 0) {
-			pthread_mutex_lock(&m->lock);
-			if (m->phase == ph) /* re-checked: the engine may have failed meanwhile */
-				m->phase = rec->type == STREAM_READY ? MSRC_READY : MSRC_RUNNING;
-			pthread_cond_broadcast(&m->cond);
-			pthread_mutex_unlock(&m->lock);
+	int conn0 = s->idx == 0 && !(m->reconnecting && !s->resumed);
+	for (size_t i = 0; i < sizeof(msrc_accept) / sizeof(msrc_accept[0]); i++) {
+		const struct msrc_accept *a = &msrc_accept[i];
+		if (a->type == rec->type && (a->phases & PH(ph)) && (a->any_conn || conn0)) {
+			e = a->take(s, rec);
+			break;
 		}
 	}
-out:
 	if (e) {
 		msrc__fail(m, -EPROTO, "unexpected or malformed %s record from the destination (connection %u, %s)",
 			   stream_type_name(rec->type), s->idx, msrc__phase_name(ph));
