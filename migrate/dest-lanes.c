@@ -68,6 +68,7 @@ static void *dst__worker(void *arg)
 	char name[16];
 	snprintf(name, sizeof(name), "decode%u", s->idx);
 	pthread_setname_np(pthread_self(), name);
+	util_thread_background();
 	for (;;) {
 		pthread_mutex_lock(&d->lock);
 		s->busy = 0;

@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include "compress/compress.h"
 #include "migrate/prefault.h"
+#include "util/util.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
@@ -56,6 +57,7 @@ static void *prefault__thread(void *arg)
 {
 	struct prefault *p = arg;
 	pthread_setname_np(pthread_self(), "prefault");
+	util_thread_background();
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		while (!p->count && !p->stop)

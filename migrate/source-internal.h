@@ -31,6 +31,7 @@
 #include "precopy/policy.h"
 #include "precopy/throttle.h"
 #include "transport/xport.h"
+#include "util/util.h"
 
 #define MAX_RECONNECTS 64 /* resumed links per migration */
 

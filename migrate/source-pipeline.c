@@ -115,6 +115,7 @@ void *msrc__worker(void *arg)
 
 	snprintf(tname, sizeof(tname), "encode%u", s->idx);
 	pthread_setname_np(pthread_self(), tname);
+	util_thread_background();
 	while ((j = msrc__take_job(s))) {
 		struct stream_buf b = { 0 };
 		uint64_t t_job = now_ns();

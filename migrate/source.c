@@ -607,6 +607,7 @@ static void *msrc__engine_main(void *arg)
 	int e;
 
 	pthread_setname_np(pthread_self(), "precopy");
+	util_thread_background();
 	/* Cost of the vCPU state, measured with a pause as short as the save. */
 	hv_vm_pause(m->vm);
 	uint64_t t0 = now_ns();

@@ -29,6 +29,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include "transport/xport.h"
+#include "util/util.h"
 
 #define XPORT_RBUF (64u << 10)
 #define XPORT_TLS_RECORD 16384u /* plaintext bytes per TLS record */
@@ -750,6 +751,7 @@ static void *xport__rx_thread(void *arg)
 	struct xport_conn *c = arg;
 	struct xport_rx *rx = c->rx;
 	pthread_setname_np(pthread_self(), "tls-rx");
+	util_thread_background();
 	for (;;) {
 		pthread_mutex_lock(&c->lock);
 		while (!rx->stop && !rx->chead && !rx->poke)

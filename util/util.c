@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -44,6 +46,21 @@ uint64_t util_now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void util_thread_background(void)
+{
+	/* 10: where a migration thread and a vCPU share a core, CFS gives
+	 * the vCPU about 90 % of it and cuts the thread's turns short, so
+	 * the guest sees gaps of a millisecond or two instead of whole
+	 * scheduler slices (measured in bench/RESULTS.md). */
+	const char *e = getenv("PML_MIGRATE_WORKER_NICE");
+	char *end = NULL;
+	long nice = e && *e ? strtol(e, &end, 10) : 10;
+	if (end && *end)
+		nice = 10; /* not a number: the default */
+	if (nice > 0 && nice <= 19)
+		setpriority(PRIO_PROCESS, (id_t)gettid(), (int)nice);
 }
 
 int util_ctl_connect(const char *prefix, const char *name)

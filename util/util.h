@@ -25,6 +25,15 @@ void util_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t util_now_ns(void);
 
+/* Lowers the calling thread's scheduling priority (nice, per thread on
+ * Linux) for a migration's worker threads, so that where a host has
+ * fewer free cores than runnable threads the guest's vCPUs are the ones
+ * that keep running and the migration takes the rest. The nice value is
+ * PML_MIGRATE_WORKER_NICE (0..19, default 10; 0 leaves the priority
+ * alone). Best effort: a refusal changes nothing. Call from the thread
+ * itself, before it works. */
+void util_thread_background(void);
+
 /* NAME: 1-64 chars of [A-Za-z0-9._-], not starting with '.' or '-'. */
 int util_valid_name(const char *name);
 
