@@ -21,22 +21,15 @@ Run from the build directory (it uses ./pml-migrate and guest/*.elf).
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 
-TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tsc_khz():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("cpu MHz"):
-                return int(float(line.split(":")[1]) * 1000)
-    return 0
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from benchlib import pmg_report, qemu_argv, tsc_khz  # noqa: E402
 
 
 def pm_run(pm, image, mem, mode, gargs, extra=()):
@@ -58,17 +51,15 @@ def qemu_run(qemu, image, mem, gargs, khz):
     out = tempfile.NamedTemporaryFile(prefix="pmg-rest-q-", delete=False)
     out.close()
     try:
-        cmd = [qemu, "-M", "microvm,x-option-roms=off,rtc=off", "-accel", "kvm", "-m", mem, "-kernel", image,
-               "-append", f"{gargs} tsc_khz={khz}", "-nodefaults", "-no-user-config", "-display", "none",
-               "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-serial", f"file:{out.name}"]
+        cmd = qemu_argv(qemu, image, mem, f"{gargs} tsc_khz={khz}") + ["-serial", f"file:{out.name}"]
         subprocess.run(cmd, capture_output=True, timeout=600)
         text = open(out.name, errors="replace").read()
     finally:
         os.unlink(out.name)
-    m = re.search(r"PMG-REPORT .*digest=([0-9a-f]+) max_stall_tsc=(\d+)", text)
-    if not m:
+    rep = pmg_report(text)
+    if not rep or not rep.get("max_stall_tsc", "").isdigit() or "digest" not in rep:
         raise RuntimeError(f"QEMU run of {image} printed no report: {text[-300:]!r}")
-    return int(m.group(2)) * 1000.0 / khz, m.group(1)
+    return int(rep["max_stall_tsc"]) * 1000.0 / khz, rep["digest"]
 
 
 def main():

@@ -1,0 +1,374 @@
+"""bench/benchlib.py - what bench/run, bench/summarize and bench/rest.py share:
+the cell matrix, the guests' console lines (PMG-REPORT, PMG-OPS) and the
+ops timeline's alignment with a migration, the QEMU command line, medians,
+and the number and CSV formatting of the outputs. Standard library only.
+
+The number and CSV formatting reproduce what the harness printed when it was
+written in jq, so that results of either version read the same."""
+import json
+import math
+import os
+import re
+import statistics
+from collections import namedtuple
+
+PRESETS = ("quick", "full")
+LINKS = ("lo", "veth", "10g", "1g")
+# The migrating engines, in the order every table and plot shows them.
+ENGINES = ("pml-ring", "pml-bitmap", "qemu-bitmap", "qemu-ring")
+ALL_ENGINES = ENGINES + ("none",)
+
+# runs.csv's columns, in order (runs.json has these and the engine's whole
+# report under "raw", and the guest's ops timeline under "timeline").
+COLS = ("preset,cell,group,link,engine,mem,workload,args,compress,streams,run,result,total_time_ms,"
+        "setup_time_ms,downtime_ms,guest_stall_ms,expected_downtime_ms,rounds,pages_sent,zero_pages,"
+        "transferred_bytes,bytes_on_wire,throughput_mbps,dirty_rate_pps,harvests,harvest_time_ms,"
+        "throttle_max_pct,ops_before_ps,ops_during_ps,ops_after_ps,note").split(",")
+
+
+# ---- the matrix ---------------------------------------------------------------
+
+class Cell(namedtuple("Cell", "group link engine mem workload args compress streams ms")):
+    """One workload, guest size, link, engine, compression and stream count.
+    args uses commas for spaces; ms is how long the guest keeps working after
+    its working set is written (memstress ms=), so it outlives the migration."""
+    __slots__ = ()
+
+    @property
+    def id(self):
+        return f"{self.group}/{self.link}/{self.engine}/{self.mem}/{self.workload}:{self.args}/c={self.compress}/s={self.streams}"
+
+    def line(self):
+        """The --list form: the fields in order, one space apart."""
+        return " ".join(str(f) for f in self)
+
+
+HEAD = "ws=128M,prefill=1,rate=64,content=text,dist=uniform"
+# A write-heavy guest running flat out, with its ops timeline (50 ms
+# windows), to compare its speed before, during and after a migration.
+FLATOUT = "ws=256M,prefill=1,rate=0,content=text,dist=uniform,tl_ms=50"
+
+
+def _incompressible():
+    # 1 GiB of random bytes, written once and then barely touched: the rate at
+    # which each engine moves memory that does not compress (issue 11), with
+    # one and with four streams.
+    for e in ("pml-ring", "qemu-bitmap"):
+        yield Cell("incompressible", "lo", e, "2G", "memstress", "ws=1G,prefill=1,rate=1,content=random", "auto", 1, 12000)
+    yield Cell("incompressible", "lo", "pml-ring", "2G", "memstress", "ws=1G,prefill=1,rate=1,content=random", "auto", 4, 12000)
+
+
+def flatout_ms(engine, link, max_time):
+    """How long the flat-out guest writes after its prefill: 2 s before the
+    migration starts (wait_s), through the migration, and 2 s or more after.
+    pml-migrate moves it in about 1 s on loopback without throttling, and in
+    about 3 s on 1 Gbit/s with its throttle near 95 % (the rate sweep saw up
+    to 7.5 s there): 7 and 12 s leave room for 2.5 and 7.5 s. QEMU with
+    auto-converge raises its throttle 10 points per pass, and may take up
+    to --max-time: its guest outlives that (as in the rate sweep), so a
+    migration QEMU gives up on is cancelled while the guest still runs."""
+    if engine.startswith("qemu-"):
+        return max_time * 1000 + 4000
+    return 7000 if link == "lo" else 12000
+
+
+def _flatout(engines, links, max_time):
+    for link in links:
+        for e in engines:
+            if e == "none" and link != "lo":
+                continue  # nothing migrates: the link makes no difference
+            yield Cell("flatout", link, e, "2G", "memstress", FLATOUT, "auto", 1, flatout_ms(e, link, max_time))
+
+
+def cells(preset, max_time):
+    """Every cell of a preset, in the order they run."""
+    out = []
+    for link in LINKS:
+        for e in ENGINES:
+            out.append(Cell("headline", link, e, "2G", "memstress", HEAD, "auto", 1, 5000))
+    if preset == "quick":
+        out.append(Cell("baseline", "lo", "none", "2G", "memstress", HEAD, "auto", 1, 5000))
+        for e in ("pml-ring", "pml-bitmap"):
+            out.append(Cell("size", "lo", e, "8G", "memstress", "ws=64M,prefill=1,rate=16,content=text", "auto", 1, 4000))
+        for c in ("on", "off"):
+            out.append(Cell("compress", "1g", "pml-ring", "2G", "memstress", "ws=128M,prefill=1,rate=64,content=random", c, 1, 5000))
+        out += _incompressible()
+        out += _flatout(("pml-ring", "qemu-bitmap", "none"), ("lo",), max_time)
+        return out
+    # Dirty rate from well below to well above a 1 Gbit/s link (125 MB/s).
+    # Above the link a guest has to outlive QEMU's attempt (--max-time); our
+    # engine throttles and converges, so its guests need not run that long.
+    for r in (16, 256, 1024):
+        for e in ENGINES:
+            ms = 5000
+            if r > 64:
+                ms = max_time * 1000 + 4000 if e.startswith("qemu-") else 9000
+            out.append(Cell("rate", "1g", e, "2G", "memstress", f"ws=128M,prefill=1,rate={r},content=text,dist=uniform", "auto", 1, ms))
+    for wl, args in (("memstress", "ws=128M,prefill=1,rate=64,content=text,dist=zipf"),
+                     ("memstress", "ws=128M,prefill=1,rate=64,content=random,dist=uniform"),
+                     ("kvstore", "data=64M,rate=200000,ops=1200000"), ("idle", "touch=16M,ops=600,period_us=10000")):
+        for e in ALL_ENGINES:
+            out.append(Cell("workload", "lo", e, "2G", wl, args, "auto", 1, 5000))
+    out.append(Cell("baseline", "lo", "none", "2G", "memstress", HEAD, "auto", 1, 5000))
+    for s in ("1G", "4G", "16G"):
+        for e in ENGINES:
+            out.append(Cell("size", "lo", e, s, "memstress", "ws=64M,prefill=1,rate=16,content=text", "auto", 1, 4000))
+    for w in ("text", "random"):
+        for c in ("on", "off"):
+            out.append(Cell("compress", "1g", "pml-ring", "2G", "memstress", f"ws=128M,prefill=1,rate=64,content={w}", c, 1, 5000))
+    out.append(Cell("compress", "1g", "pml-ring", "2G", "memstress", "ws=128M,prefill=1,rate=64,content=random", "auto", 1, 5000))
+    for s in (1, 4):
+        out.append(Cell("streams", "10g", "pml-ring", "2G", "memstress", "ws=128M,prefill=1,rate=64,content=random", "auto", s, 5000))
+    out += _incompressible()
+    out += _flatout(("pml-ring", "pml-bitmap", "qemu-bitmap", "none"), ("lo", "1g"), max_time)
+    return out
+
+
+def guest_args(cell, seed):
+    """The guest's command line (space-separated) for one run."""
+    a = f"seed={seed} {cell.args.replace(',', ' ')}"
+    if cell.workload == "memstress":
+        a += f" ops=100000000 ms={cell.ms}"
+    return a
+
+
+# ---- the machine and QEMU ----------------------------------------------------------
+
+def tsc_khz():
+    """The guest's TSC rate as the host sees it (guests under QEMU are told it
+    with tsc_khz=; pml-migrate passes it on its own)."""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("cpu MHz"):
+                return int(float(line.split(":")[1]) * 1000)
+    return 0
+
+
+def qemu_argv(qemu, image, mem, append, accel="kvm"):
+    """QEMU booting a guest image through its PVH entry, as bench/run and
+    bench/rest.py run it; the caller adds -serial (and -qmp, -incoming)."""
+    return [qemu, "-M", "microvm,x-option-roms=off,rtc=off", "-accel", accel, "-m", mem, "-kernel", image,
+            "-append", append, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+            "-device", "isa-debug-exit,iobase=0xf4,iosize=4"]
+
+
+# ---- the guest's console -----------------------------------------------------------
+
+def _console_line(text, tag):
+    """The last line that holds `tag` (the console may carry other output)."""
+    found = None
+    for line in text.splitlines():
+        i = line.find(tag)
+        if i >= 0:
+            found = line[i:]
+    return found
+
+
+def pmg_report(text):
+    """The fields of the guest's last PMG-REPORT line (as strings), or None."""
+    line = _console_line(text, "PMG-REPORT ")
+    if line is None:
+        return None
+    return dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
+
+
+def stall_ms_from_report(text, khz):
+    """The guest-observed stall of a PMG-REPORT, in ms to 3 decimals, or None."""
+    rep = pmg_report(text)
+    if not rep or not rep.get("max_stall_tsc", "").isdigit() or not khz:
+        return None
+    return float(f"{int(rep['max_stall_tsc']) / khz:.3f}")
+
+
+def pmg_ops(text):
+    """The guest's ops timeline (tl_ms=N), or None:
+    {"window_ms": N, "stall_at_ms": T, "ops": [pages written per window]}.
+    Windows are guest time since the workload started (prefill included);
+    stall_at_ms is where the guest's largest stall ended."""
+    line = _console_line(text, "PMG-OPS ")
+    if line is None:
+        return None
+    f = dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
+    try:
+        ops = [int(x) for x in f.get("ops", "").split(",") if x != ""]
+        tl = {"window_ms": int(f["window_ms"]), "stall_at_ms": int(f["stall_at_ms"]), "ops": ops}
+    except (KeyError, ValueError):
+        return None
+    return tl if tl["window_ms"] > 0 and ops else None
+
+
+def _full_windows(tl):
+    """Indexes of the windows that count: from the first one with work (the
+    windows before it are the prefill, which does not report progress) to
+    the last complete one (the final window ends when the guest stops)."""
+    ops = tl["ops"]
+    first = next((i for i, v in enumerate(ops) if v), len(ops))
+    return range(first, len(ops) - 1)
+
+
+def _rate(tl, idx):
+    """ops per second over the windows idx, or None without a window."""
+    idx = list(idx)
+    if not idx:
+        return None
+    return sum(tl["ops"][i] for i in idx) * 1000.0 / (len(idx) * tl["window_ms"])
+
+
+BEFORE_MS = 2000
+
+
+def ops_phases(tl, total_time_ms):
+    """ops/s before, during and after a migration, from the guest's timeline.
+    The guest has only its own clock, so the migration is placed on it from
+    its largest stall, which for a migrated guest is the switchover: the
+    switchover is at stall_at_ms, the start at stall_at_ms - total_time_ms.
+    before = the windows wholly in the BEFORE_MS before the start, during =
+    those wholly between start and switchover (so the pause itself counts),
+    after = those from the switchover on. Each is None without a window."""
+    if tl is None or total_time_ms is None:
+        return None, None, None
+    w, switch = tl["window_ms"], tl["stall_at_ms"]
+    start = switch - total_time_ms
+    full = _full_windows(tl)
+    before = [i for i in full if i * w >= start - BEFORE_MS and (i + 1) * w <= start]
+    during = [i for i in full if i * w >= start and (i + 1) * w <= switch]
+    after = [i for i in full if i * w >= switch]
+    return _rate(tl, before), _rate(tl, during), _rate(tl, after)
+
+
+# The guest's time starts when its workload does, some time after the host
+# started the VM: pml-migrate boots in tens of ms, QEMU in one to two
+# hundred. So the migration's start on the guest's clock is the host's
+# (migration start - VM start) less a boot time in this range; a start put
+# elsewhere comes from a stall that was not the switchover (under QEMU the
+# guest sees other stalls of 25-30 ms on this machine, longer than the
+# switchover's), and the phases would be measured in the wrong places.
+BOOT_MS_MIN, BOOT_MS_MAX = -200, 800
+
+
+def check_alignment(tl, total_time_ms, host_start_ms):
+    """Whether the design's alignment (switchover at the largest stall) agrees
+    with the host's clock; records both in the timeline. Returns a note
+    ('' when it agrees)."""
+    if tl is None or total_time_ms is None or host_start_ms is None:
+        return ""
+    boot = host_start_ms - (tl["stall_at_ms"] - total_time_ms)
+    tl["host_start_ms"] = round(host_start_ms, 1)
+    tl["aligned"] = BOOT_MS_MIN <= boot <= BOOT_MS_MAX
+    if tl["aligned"]:
+        return ""
+    return (f"timeline not aligned: the guest's largest stall ends at {tl['stall_at_ms']} ms of its time, "
+            f"which puts the migration's start {boot:.0f} ms off the host's clock: it was not the switchover")
+
+
+def ops_thirds(tl):
+    """For a guest that does not migrate: ops/s over the first, middle and
+    last third of its working time (prefill and the final partial window
+    left out), the same three phases with nothing happening in them."""
+    if tl is None:
+        return None, None, None
+    full = list(_full_windows(tl))
+    k = len(full) // 3
+    if k == 0:
+        return None, None, None
+    return _rate(tl, full[:k]), _rate(tl, full[k:len(full) - k]), _rate(tl, full[len(full) - k:])
+
+
+def timeline_series(tl, zero_ms):
+    """(seconds relative to zero_ms, ops/s) per counted window, at the window's middle."""
+    w = tl["window_ms"]
+    xs, ys = [], []
+    for i in _full_windows(tl):
+        xs.append(((i + 0.5) * w - zero_ms) / 1000.0)
+        ys.append(tl["ops"][i] * 1000.0 / w)
+    return xs, ys
+
+
+def thirds_zero_ms(tl):
+    """Where a guest that does not migrate is put on a migrated guest's time
+    axis: the end of the middle third, its 'switchover'."""
+    full = list(_full_windows(tl))
+    k = len(full) // 3
+    return (full[len(full) - k] if full else 0) * tl["window_ms"]
+
+
+# ---- statistics and formatting -------------------------------------------------------
+
+def stats(values):
+    """{"med", "min", "max"} of the non-null values, or None."""
+    v = [x for x in values if x is not None]
+    if not v:
+        return None
+    return {"med": statistics.median(v), "min": min(v), "max": max(v)}
+
+
+def lt(a, b):
+    """a < b with null below every number (as the jq version compared)."""
+    if a is None:
+        return b is not None
+    return b is not None and a < b
+
+
+def tostr(v):
+    """A value as text, as jq's tostring writes it (null is empty here)."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        if math.isfinite(v) and v == int(v) and abs(v) < 1e17:
+            return str(int(v))
+        return repr(v)
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+    return str(v)
+
+
+def csv_line(values):
+    """One CSV line: empty for null, quoted (quotes doubled) where a value
+    holds a comma or a quote."""
+    out = []
+    for v in values:
+        s = tostr(v)
+        if "," in s or '"' in s:
+            s = '"' + s.replace('"', '""') + '"'
+        out.append(s)
+    return ",".join(out)
+
+
+def n(x):
+    """A figure for the tables: 3 significant digits or so, '-' for null."""
+    if x is None:
+        return "-"
+    if x < 0:
+        return "-" + n(-x)
+    if x >= 100:
+        return tostr(float(math.floor(x + 0.5)))
+    if x >= 10:
+        return tostr(math.floor(x * 10 + 0.5) / 10)
+    return tostr(math.floor(x * 100 + 0.5) / 100)
+
+
+def s(st):
+    """median (min–max) of a statistics object, '-' for null."""
+    if st is None:
+        return "-"
+    return f"{n(st['med'])} ({n(st['min'])}–{n(st['max'])})"
+
+
+def mb(st):
+    """s() in millions (bytes to MB)."""
+    if st is None:
+        return "-"
+    return f"{n(st['med'] / 1e6)} ({n(st['min'] / 1e6)}–{n(st['max'] / 1e6)})"
+
+
+def load_runs(d):
+    with open(os.path.join(d, "runs.json")) as f:
+        return json.load(f)
+
+
+def args_value(args, key):
+    """The value of key= in a cell's args (spaces or commas), or None."""
+    m = re.search(r"(?:^|[ ,])" + re.escape(key) + r"=([^ ,]*)", args or "")
+    return m.group(1) if m else None
