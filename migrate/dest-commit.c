@@ -220,6 +220,7 @@ int dst__take_commit(struct dst_stream *s, const struct stream_record *rec)
 	int e;
 	if (stream_parse_empty(rec) < 0)
 		return -EBADMSG;
+	uint64_t t_commit = util_now_ns();
 	dst__stop_workers(d);
 	/* Xen: the domain leaves its temporary name (the source's
 	 * domain stepped aside before COMMIT). Only the name is at
@@ -232,6 +233,7 @@ int dst__take_commit(struct dst_stream *s, const struct stream_record *rec)
 		dst__fail(d, e, "starting the guest after COMMIT failed: %s", strerror(-e));
 		return e;
 	}
+	uint64_t t_started = util_now_ns();
 	d->phase = DST_RUNNING;
 	dst__send0(d, STREAM_RUNNING);
 	uv_timer_stop(&d->idle_timer);
@@ -248,7 +250,8 @@ int dst__take_commit(struct dst_stream *s, const struct stream_record *rec)
 	json_u64(&j, "round_ends", d->round_ends);
 	json_u64(&j, "prefaulted_mib", (d->pf ? prefault_bytes(d->pf) : d->prefaulted) >> 20);
 	json_f64(&j, "receive_ms", (double)(d->t_ready - d->t_start) / 1e6);
-	json_f64(&j, "commit_wait_ms", (double)(util_now_ns() - d->t_ready) / 1e6);
+	json_f64(&j, "commit_wait_ms", (double)(t_commit - d->t_ready) / 1e6);
+	json_f64(&j, "start_ms", (double)(t_started - t_commit) / 1e6); /* COMMIT in to the guest running */
 	json_bool(&j, "verified", d->verify_len != 0);
 	json_u64(&j, "resumes", d->resumes);
 	char *stats = json_end_str(&j);
