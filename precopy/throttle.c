@@ -42,16 +42,25 @@ uint32_t precopy_throttle_step(struct precopy_throttle *t, uint64_t link_pps, ui
 				 * one step more than now. */
 				double want = 100.0 - (100.0 - p) * limit / rate;
 				unsigned w = want >= PRECOPY_THROTTLE_MAX_PCT ? PRECOPY_THROTTLE_MAX_PCT : (unsigned)want;
-				p = w > up(p) ? w : up(p);
-			} else if (rate < 0.5 * limit) {
-				p = down(p);
+				if (p || ++t->high[i] >= 2 || dt_ns >= PRECOPY_THROTTLE_SUSTAINED_NS)
+					p = w > up(p) ? w : up(p);
+			} else {
+				t->high[i] = 0;
+				if (rate < 0.5 * limit)
+					p = down(p);
 			}
 		} else {
-			if (dirty > 0.5 * link)
-				p = up(p);
-			else if (dirty < 0.25 * link)
-				p = down(p);
+			if (dirty > 0.5 * link) {
+				if (p || ++t->high[i] >= 2 || dt_ns >= PRECOPY_THROTTLE_SUSTAINED_NS)
+					p = up(p);
+			} else {
+				t->high[i] = 0;
+				if (dirty < 0.25 * link)
+					p = down(p);
+			}
 		}
+		if (!p && t->pct[i])
+			t->high[i] = 0; /* eased back to full speed: two windows again */
 		if (p != t->pct[i]) {
 			t->pct[i] = p;
 			changed |= 1u << i;
@@ -67,10 +76,12 @@ uint32_t precopy_throttle_step(struct precopy_throttle *t, uint64_t link_pps, ui
 uint32_t precopy_throttle_release(struct precopy_throttle *t)
 {
 	uint32_t was = 0;
-	for (unsigned i = 0; i < t->nvcpus; i++)
+	for (unsigned i = 0; i < t->nvcpus; i++) {
+		t->high[i] = 0;
 		if (t->pct[i]) {
 			t->pct[i] = 0;
 			was |= 1u << i;
 		}
+	}
 	return was;
 }

@@ -18,11 +18,13 @@
 #define PRECOPY_THROTTLE_MAX_PCT 99u
 #define PRECOPY_THROTTLE_STEP_UP 10u
 #define PRECOPY_THROTTLE_STEP_DOWN 5u
+#define PRECOPY_THROTTLE_SUSTAINED_NS 1000000000ull /* one window over the threshold this long is no burst */
 
 struct precopy_throttle {
 	unsigned nvcpus;
 	int per_vcpu;                          /* entry counts available */
 	unsigned pct[HV_MAX_VCPUS];            /* current sit-out percentage */
+	unsigned high[HV_MAX_VCPUS];           /* windows in a row over the threshold while unthrottled */
 	uint64_t last_entries[HV_MAX_VCPUS];
 	unsigned max_pct;                      /* highest ever */
 	uint64_t throttled_ns;                 /* guest time taken away, summed over vCPUs */
@@ -42,8 +44,15 @@ void precopy_throttle_init(struct precopy_throttle *t, unsigned nvcpus, const ui
  * its share. Without entry counts (common mode) every vCPU goes up by
  * STEP_UP while the guest dirties more than half of the link and down
  * below a quarter: the frames-queued rate saturates at the link's rate
- * once the working set fills the queue, so it cannot size a jump. Returns
- * the mask of vCPUs whose percentage changed. */
+ * once the working set fills the queue, so it cannot size a jump. An
+ * unthrottled vCPU is first slowed only in the second window in a row
+ * over the threshold, or in a first one that lasted SUSTAINED_NS (QEMU's
+ * auto-converge waits for two periods of a second): a migration that
+ * converges by itself within a window or two, as on a fast link, is not
+ * paid for with the guest's speed and the stalls of a duty cycle, nor is
+ * a burst, while on a slow link, where one round takes seconds, the
+ * throttle is not a round late. Returns the mask of vCPUs whose
+ * percentage changed. */
 uint32_t precopy_throttle_step(struct precopy_throttle *t, uint64_t link_pps, uint64_t dirty_pps,
 			       const uint64_t *entries, uint64_t dt_ns);
 

@@ -175,15 +175,25 @@ static void test_throttle(void)
 	uint64_t ent[2] = { 0, 0 };
 	precopy_throttle_init(&t, 1, NULL);
 	unsigned steps = 0;
-	/* The guest dirties twice what the link moves: up by 10 each window to
-	 * 99, QEMU's ceiling too (at 95 a guest writing a 256 MiB working set
-	 * flat out on this machine still outran a 40 MB/s link). */
+	/* A burst: one window over the threshold, then one under it: the
+	 * guest keeps its speed. */
+	precopy_throttle_step(&t, 10000, 20000, NULL, 100 * MS);
+	precopy_throttle_step(&t, 10000, 1000, NULL, 100 * MS);
+	tap_ok(t.pct[0] == 0 && t.max_pct == 0, "throttle: one window over the threshold alone slows nothing");
+	struct precopy_throttle slow;
+	precopy_throttle_init(&slow, 1, NULL);
+	precopy_throttle_step(&slow, 10000, 20000, NULL, PRECOPY_THROTTLE_SUSTAINED_NS);
+	tap_ok(slow.pct[0] == 10, "throttle: unless that window lasted a second (a slow link's round): %u%%", slow.pct[0]);
+	/* The guest dirties twice what the link moves: from the second window
+	 * in a row, up by 10 each window to 99, QEMU's ceiling too (at 95 a
+	 * guest writing a 256 MiB working set flat out on this machine still
+	 * outran a 40 MB/s link). */
 	while (t.pct[0] < 99 && steps < 20) {
 		precopy_throttle_step(&t, 10000, 20000, NULL, 100 * MS);
 		steps++;
 	}
-	tap_ok(t.pct[0] == 99 && steps == 10 && t.max_pct == 99, "throttle: 10-point steps to the 99%% cap (%u windows)",
-	       steps);
+	tap_ok(t.pct[0] == 99 && steps == 11 && t.max_pct == 99,
+	       "throttle: from the second window over, 10-point steps to the 99%% cap (%u windows)", steps);
 	precopy_throttle_step(&t, 10000, 4000, NULL, 100 * MS);
 	tap_ok(t.pct[0] == 99, "throttle: between a quarter and half of the link it holds");
 	precopy_throttle_step(&t, 10000, 2000, NULL, 100 * MS);
@@ -194,6 +204,10 @@ static void test_throttle(void)
 	 * 100; each vCPU's share is half of the 20000 pages/s link over 2. */
 	precopy_throttle_init(&t, 2, ent);
 	uint32_t ch = 0;
+	ent[0] += 3000;
+	ent[1] += 100;
+	ch = precopy_throttle_step(&t, 20000, 31000, ent, 100 * MS);
+	tap_ok(ch == 0 && t.pct[0] == 0, "throttle: per vCPU too, a first window over its share slows nothing");
 	ent[0] += 3000;
 	ent[1] += 100;
 	ch |= precopy_throttle_step(&t, 20000, 31000, ent, 100 * MS);
@@ -289,7 +303,7 @@ int main(int argc, char **argv)
 	const char *srcdir = getenv("srcdir");
 	int ntraces = argc > 1 ? argc - 1 : (int)(sizeof(defaults) / sizeof(defaults[0]));
 
-	tap_plan(10 + 10 + 4 + 8 + ntraces);
+	tap_plan(10 + 10 + 4 + 11 + ntraces);
 	test_pages();
 	test_decide();
 	test_rates();
