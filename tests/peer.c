@@ -12,6 +12,16 @@
  *       garbage, connects and idles, then joins for real and checks that
  *       the session still answers a round ("alive") - the attacks must not
  *       have failed it.
+ *   peer phase PORTFILE PHASE TYPE
+ *       A fake destination that answers like a real one until the source
+ *       is in PHASE (hello: HELLO, SHAPE, JOIN received; join: HELLO
+ *       answered with resume, the source waits for our JOIN; precopy: the
+ *       source's first ROUND_END received; state: its STATE_DONE received;
+ *       committed: READY answered and COMMIT received), then sends one
+ *       valid record of TYPE (a stream_type_name) and reports for 1.5 s
+ *       what the source did: "error: TEXT" (its ERROR), "commit" (it sent
+ *       COMMIT) or "alive" (it went on). Answers are those of this
+ *       source's session: ROUND_END names the round the source ended.
  *   peer flood PORT IDLE TRICKLE HELLO SECONDS
  *       Opens IDLE connections that send nothing, TRICKLE that send one
  *       byte of a TLS ClientHello every 500 ms, and HELLO that send a
@@ -125,6 +135,136 @@ static int early_ready(const char *portfile)
 			commit = 1;
 	}
 	printf("commit=%d\n", commit);
+	close(fd);
+	close(ls);
+	return 0;
+}
+
+/* One valid record of type t from a destination in this session. */
+static int phase_record(struct stream_buf *b, const char *type, uint32_t round)
+{
+	static uint8_t page[4096];
+	struct stream_shape sh = { .mem_bytes = 64ull << 20, .vcpus = 1, .dirty_log = 1 };
+	struct stream_join j = { .token = 0x1234, .index = 0, .port = 1, .count = 1 };
+	struct stream_round_end re = { .round = round ? round : 1 };
+	struct stream_ack a = { .index = 0, .records = 0 };
+	struct stream_resume r = { .token = 0x1234, .index = 0, .count = 1, .epoch = 1 };
+	size_t mark;
+	for (unsigned t = STREAM_HELLO; t <= STREAM_ACK; t++) {
+		if (strcmp(type, stream_type_name((enum stream_type)t)))
+			continue;
+		switch (t) {
+		case STREAM_HELLO: return stream_put_hello(b, 0, "fake-destination");
+		case STREAM_SHAPE: return stream_put_shape(b, &sh);
+		case STREAM_JOIN: return stream_put_join(b, &j);
+		case STREAM_ROUND_END: return stream_put_round_end(b, &re);
+		case STREAM_ACK: return stream_put_ack(b, &a);
+		case STREAM_RESUME: return stream_put_resume(b, &r);
+		case STREAM_STATE_DONE: return stream_put_state_done(b, 0);
+		case STREAM_ERROR: return stream_put_error(b, 5, "the fake destination gives up");
+		case STREAM_PAGES:
+			if (stream_put_pages_begin(b, &mark) || stream_put_page(b, 1, 1, page, sizeof(page)))
+				return -1;
+			return stream_put_pages_end(b, mark);
+		default: return stream_put_empty(b, (enum stream_type)t);
+		}
+	}
+	return -1;
+}
+
+static int phase(const char *portfile, const char *ph, const char *type)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t al = sizeof(a);
+	struct stream_buf b = { 0 };
+	struct timeval tv = { .tv_sec = 30 };
+	uint8_t *p;
+	uint32_t len, round = 0;
+	int t;
+
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	int ls = socket(AF_INET, SOCK_STREAM, 0);
+	if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(ls, 1) < 0 ||
+	    getsockname(ls, (struct sockaddr *)&a, &al) < 0)
+		return 1;
+	FILE *f = fopen(portfile, "w");
+	if (!f)
+		return 1;
+	fprintf(f, "%u\n", ntohs(a.sin_port));
+	fclose(f);
+	struct pollfd pf = { .fd = ls, .events = POLLIN };
+	if (poll(&pf, 1, 30000) != 1)
+		return 1;
+	int fd = accept(ls, NULL, NULL);
+	if (fd < 0)
+		return 1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	for (int i = 0; i < 3; i++) { /* HELLO, SHAPE, JOIN */
+		if (get(fd, &p, &len) < 0)
+			return 1;
+		free(p);
+	}
+	if (strcmp(ph, "hello")) {
+		stream_put_hello(&b, strcmp(ph, "join") ? 0 : STREAM_CAP_RESUME, "fake-destination");
+		if (put(fd, &b) < 0)
+			return 1;
+	}
+	/* Until the source is in the phase asked for. */
+	int want = !strcmp(ph, "precopy") ? STREAM_ROUND_END
+		   : !strcmp(ph, "state") || !strcmp(ph, "committed") ? STREAM_STATE_DONE : 0;
+	while (want && (t = get(fd, &p, &len)) >= 0) {
+		struct stream_record rec = { .type = (uint16_t)t, .len = len, .payload = p };
+		struct stream_round_end re;
+		if (t == STREAM_ROUND_END && stream_parse_round_end(&rec, &re) == 0) {
+			round = re.round;
+			if (want == STREAM_STATE_DONE) { /* answered, as the source waits for that */
+				struct stream_round_end ans = { .round = re.round };
+				stream_put_round_end(&b, &ans);
+				if (put(fd, &b) < 0)
+					return 1;
+			}
+		}
+		free(p);
+		if (t == want)
+			break;
+		if (t == STREAM_ERROR)
+			return 1;
+	}
+	if (!strcmp(ph, "committed")) {
+		stream_put_empty(&b, STREAM_READY);
+		if (put(fd, &b) < 0)
+			return 1;
+		while ((t = get(fd, &p, &len)) >= 0 && t != STREAM_COMMIT)
+			free(p);
+		if (t < 0)
+			return 1;
+		free(p);
+	}
+	if (phase_record(&b, type, round) < 0 || put(fd, &b) < 0)
+		return 1;
+	/* What the source did about it. */
+	struct timeval quick = { .tv_usec = 100000 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &quick, sizeof(quick));
+	int commit = 0;
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		if ((t = get(fd, &p, &len)) >= 0) {
+			struct stream_record rec = { .type = (uint16_t)t, .len = len, .payload = p };
+			if (t == STREAM_ERROR) {
+				char text[STREAM_MAX_TEXT + 1];
+				uint32_t code;
+				stream_parse_error(&rec, &code, text, sizeof(text));
+				printf("error: %s\n", text);
+				free(p);
+				return 0;
+			}
+			commit |= t == STREAM_COMMIT;
+			free(p);
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+	} while ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 < 1500);
+	printf("%s\n", commit ? "commit" : "alive");
 	close(fd);
 	close(ls);
 	return 0;
@@ -269,8 +409,10 @@ int main(int argc, char **argv)
 		return early_ready(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "join-abuse"))
 		return join_abuse((unsigned)atoi(argv[2]));
+	if (argc == 5 && !strcmp(argv[1], "phase"))
+		return phase(argv[2], argv[3], argv[4]);
 	if (argc == 7 && !strcmp(argv[1], "flood"))
 		return flood((unsigned)atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
-	fprintf(stderr, "usage: peer early-ready PORTFILE | join-abuse PORT | flood PORT IDLE TRICKLE HELLO SECONDS\n");
+	fprintf(stderr, "usage: peer early-ready PORTFILE | phase PORTFILE PHASE TYPE | join-abuse PORT | flood PORT IDLE TRICKLE HELLO SECONDS\n");
 	return 2;
 }
