@@ -93,38 +93,51 @@ static int get(int fd, uint8_t **p, uint32_t *len)
 	return h[0] | h[1] << 8;
 }
 
-static int early_ready(const char *portfile)
+/* A fake destination's one connection: listens on 127.0.0.1, writes the
+ * port to portfile, accepts one source (within 30 s) and reads its
+ * opening (HELLO, SHAPE, JOIN). The fd or -1. */
+static int accept_one(const char *portfile)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET };
 	socklen_t al = sizeof(a);
-	struct stream_buf b = { 0 };
 	struct timeval tv = { .tv_sec = 30 };
-	uint8_t *p;
-	uint32_t len;
-	int commit = 0, t;
-
 	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
 	int ls = socket(AF_INET, SOCK_STREAM, 0);
 	if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(ls, 1) < 0 ||
 	    getsockname(ls, (struct sockaddr *)&a, &al) < 0)
-		return 1;
+		return -1;
 	FILE *f = fopen(portfile, "w");
 	if (!f)
-		return 1;
+		return -1;
 	fprintf(f, "%u\n", ntohs(a.sin_port));
 	fclose(f);
 	struct pollfd pf = { .fd = ls, .events = POLLIN };
-	if (poll(&pf, 1, 30000) != 1)
-		return 1;
-	int fd = accept(ls, NULL, NULL);
+	int fd = poll(&pf, 1, 30000) == 1 ? accept(ls, NULL, NULL) : -1;
+	close(ls); /* one source only */
 	if (fd < 0)
-		return 1;
+		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	for (int i = 0; i < 3; i++) { /* HELLO, SHAPE, JOIN */
-		if (get(fd, &p, &len) < 0)
-			return 1;
+	for (int i = 0; i < 3; i++) {
+		uint8_t *p;
+		uint32_t len;
+		if (get(fd, &p, &len) < 0) {
+			close(fd);
+			return -1;
+		}
 		free(p);
 	}
+	return fd;
+}
+
+static int early_ready(const char *portfile)
+{
+	struct stream_buf b = { 0 };
+	uint8_t *p;
+	uint32_t len;
+	int commit = 0, t;
+	int fd = accept_one(portfile);
+	if (fd < 0)
+		return 1;
 	stream_put_hello(&b, 0, "fake-destination");
 	stream_put_empty(&b, STREAM_READY); /* long before any STATE_DONE */
 	if (put(fd, &b) < 0)
@@ -136,7 +149,6 @@ static int early_ready(const char *portfile)
 	}
 	printf("commit=%d\n", commit);
 	close(fd);
-	close(ls);
 	return 0;
 }
 
@@ -174,36 +186,13 @@ static int phase_record(struct stream_buf *b, const char *type, uint32_t round)
 
 static int phase(const char *portfile, const char *ph, const char *type)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t al = sizeof(a);
 	struct stream_buf b = { 0 };
-	struct timeval tv = { .tv_sec = 30 };
 	uint8_t *p;
 	uint32_t len, round = 0;
 	int t;
-
-	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-	int ls = socket(AF_INET, SOCK_STREAM, 0);
-	if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(ls, 1) < 0 ||
-	    getsockname(ls, (struct sockaddr *)&a, &al) < 0)
-		return 1;
-	FILE *f = fopen(portfile, "w");
-	if (!f)
-		return 1;
-	fprintf(f, "%u\n", ntohs(a.sin_port));
-	fclose(f);
-	struct pollfd pf = { .fd = ls, .events = POLLIN };
-	if (poll(&pf, 1, 30000) != 1)
-		return 1;
-	int fd = accept(ls, NULL, NULL);
+	int fd = accept_one(portfile);
 	if (fd < 0)
 		return 1;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	for (int i = 0; i < 3; i++) { /* HELLO, SHAPE, JOIN */
-		if (get(fd, &p, &len) < 0)
-			return 1;
-		free(p);
-	}
 	if (strcmp(ph, "hello")) {
 		stream_put_hello(&b, strcmp(ph, "join") ? 0 : STREAM_CAP_RESUME, "fake-destination");
 		if (put(fd, &b) < 0)
@@ -266,7 +255,6 @@ static int phase(const char *portfile, const char *ph, const char *type)
 	} while ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 < 1500);
 	printf("%s\n", commit ? "commit" : "alive");
 	close(fd);
-	close(ls);
 	return 0;
 }
 
