@@ -5,8 +5,10 @@
  * session: its phases, record validation, decode workers writing into a
  * real sparse KVM VM (one per vCPU count, created once and reused), the
  * vCPU state loader once a stream is complete (READY), and the failure
- * paths. The guest never runs: nothing after READY can be fed in the same
- * turn, so a COMMIT is always refused.
+ * paths. A stream with no pages, the vCPU state and STATE_DONE(0) is
+ * READY at once, so a COMMIT right after it is taken and the guest starts
+ * (from memory that holds nothing): that VM is then replaced by a fresh
+ * one for the next input.
  *
  * Built and run by tests/test-fuzz-dest.sh:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined ... migrate/dest*.c ...
@@ -27,7 +29,14 @@
 #define FUZZ_MEM (64ull << 20)
 
 static struct hv_vm *vms[HV_MAX_VCPUS + 1];
-static int ended;
+static int ended, started;
+static unsigned cur_vcpus; /* the VM this input was given */
+
+static int fz__new_vm(unsigned n)
+{
+	struct hv_vm_config cfg = { .mem_bytes = FUZZ_MEM, .vcpus = n, .dirty_mode = HV_DIRTY_OFF };
+	return hv_vm_create("kvm", &cfg, &vms[n]);
+}
 
 static int fz__claim(void *opaque, const char *name, char *why, size_t len)
 {
@@ -48,6 +57,7 @@ static int fz__create_vm(void *opaque, const struct stream_shape *sh, struct hv_
 		return -EINVAL;
 	}
 	*vm = vms[sh->vcpus];
+	cur_vcpus = sh->vcpus;
 	return 0;
 }
 
@@ -55,8 +65,7 @@ static void fz__running(void *opaque, const char *stats)
 {
 	(void)opaque;
 	(void)stats;
-	fprintf(stderr, "fuzz-dest: the guest was started from a fed stream\n");
-	abort(); /* a COMMIT can never be accepted before READY was answered */
+	started = 1; /* a complete migration was fed: its VM is replaced after this input */
 }
 
 static void fz__failed(void *opaque, const char *why)
@@ -150,8 +159,39 @@ static int fz__seed_stream(struct stream_buf *b, int verify, int cut)
 	return e;
 }
 
+/* The shortest complete migration: no pages, the vCPU state, STATE_DONE(0),
+ * COMMIT - taken, the guest starts. */
+static int fz__commit_stream(struct stream_buf *b)
+{
+	struct stream_shape sh = { .mem_bytes = FUZZ_MEM, .vcpus = 1, .tsc_khz = 0, .dirty_log = 1 };
+	struct stream_join j = { .index = 0, .count = 1 };
+	void *blob;
+	size_t len;
+	int e = stream_put_hello(b, 0, "fuzz");
+	if (!e)
+		e = stream_put_shape(b, &sh);
+	if (!e)
+		e = stream_put_join(b, &j);
+	if (!e && (e = hv_vcpu_save(vms[1], 0, &blob, &len)) == 0) {
+		e = stream_put_vcpu(b, 0, blob, (uint32_t)len);
+		free(blob);
+	}
+	if (!e)
+		e = stream_put_state_done(b, 0);
+	if (!e)
+		e = stream_put_empty(b, STREAM_COMMIT);
+	return e;
+}
+
 static int fz__seeds(const char *dir)
 {
+	struct stream_buf c = { 0 };
+	int ce = fz__commit_stream(&c);
+	if (!ce)
+		ce = fz__write(dir, "commit", &c);
+	stream_buf_free(&c);
+	if (ce)
+		return ce;
 	static const char *const names[] = { "complete", "verify", "cut" };
 	for (int k = 0; k < 3; k++) {
 		struct stream_buf b = { 0 };
@@ -171,8 +211,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	for (unsigned n = 1; n <= HV_MAX_VCPUS; n++) {
-		struct hv_vm_config cfg = { .mem_bytes = FUZZ_MEM, .vcpus = n, .dirty_mode = HV_DIRTY_OFF };
-		if (hv_vm_create("kvm", &cfg, &vms[n]) < 0) {
+		if (fz__new_vm(n) < 0) {
 			fprintf(stderr, "fuzz-dest: cannot create a KVM VM with %u vCPUs\n", n);
 			exit(1);
 		}
@@ -202,5 +241,11 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	uv_run(&loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&loop) < 0)
 		abort();
+	if (started) {
+		started = 0;
+		hv_vm_destroy(vms[cur_vcpus]);
+		if (fz__new_vm(cur_vcpus) < 0)
+			abort();
+	}
 	return 0;
 }

@@ -9,12 +9,18 @@
 . "$(dirname "$0")/tap.sh"
 . "$(dirname "$0")/fuzz-lib.sh"
 [ -e /dev/kvm ] || skip_all "/dev/kvm absent"
-echo "1..4"
+echo "1..5"
 fuzz_build fuzz-dest "$SRC/tests/fuzz-dest.c" "$SRC"/migrate/dest*.c "$SRC"/migrate/prefault.c "$SRC"/migrate/stream.c "$SRC"/migrate/verify.c \
 	"$SRC"/compress/compress.c "$SRC"/transport/xport.c "$SRC"/util/json.c "$SRC"/util/util.c "$SRC"/util/rundir.c $HV_SRC $HV_LIBS -luv -lssl -lcrypto -llz4 -ljansson -lm -lpthread
 mkdir -p "$T/corpus"
-PMG_FUZZ_SEED="$T/corpus" "$T/fuzz-dest" >/dev/null 2>&1 && [ -s "$T/corpus/complete" ] && [ -s "$T/corpus/verify" ]
+PMG_FUZZ_SEED="$T/corpus" "$T/fuzz-dest" >/dev/null 2>&1 && [ -s "$T/corpus/complete" ] && [ -s "$T/corpus/verify" ] &&
+	[ -s "$T/corpus/commit" ]
 ok $? "seeded with complete migration streams ($(cat "$T"/corpus/* 2>/dev/null | wc -c) bytes in $(ls "$T/corpus" | wc -l) files)"
+# The shortest complete migration (no pages, vCPU state, STATE_DONE 0,
+# COMMIT) is taken and starts the guest: the target must carry on with a
+# fresh VM (it once aborted, taking this for impossible).
+"$T/fuzz-dest" -runs=3 "$T/corpus/commit" "$T/corpus/complete" "$T/corpus/commit" >"$T/commit.log" 2>&1
+ok $? "a fed stream that commits starts the guest and the next inputs run on a fresh VM $(grep -m1 -o 'ERROR.*\|deadly.*' "$T/commit.log")"
 # A real stream: a small guest migrated through the relay, which dumps it.
 . "$(dirname "$0")/migrate-lib.sh"
 start_agent b "$T/hostB" --insecure
