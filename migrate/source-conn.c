@@ -56,7 +56,7 @@ void msrc__ready0(struct xport_conn *x, void *opaque)
 	if (!e)
 		xport_write(x, b.p, b.len);
 	stream_buf_free(&b);
-	m->t_hello_sent = now_ns();
+	m->t_hello_sent = util_now_ns();
 	s->ready = 1;
 	m->nready = 1;
 }
@@ -99,7 +99,7 @@ static int msrc__take_hello(struct msrc_stream *s, const struct stream_record *r
 	/* The kernel's smoothed RTT: the HELLO round trip also covers the
 	 * destination creating the VM. */
 	unsigned rtt_us = xport_rtt_us(m->st[0].x);
-	m->rtt_ns = rtt_us ? rtt_us * 1000ull : now_ns() - m->t_hello_sent;
+	m->rtt_ns = rtt_us ? rtt_us * 1000ull : util_now_ns() - m->t_hello_sent;
 	m->resume_ok = m->o.resume && (h.caps & STREAM_CAP_RESUME);
 	struct sockaddr_storage ss;
 	if (xport_peername(m->st[0].x, &ss) == 0 &&
@@ -240,7 +240,7 @@ int msrc__on_data(struct xport_conn *x, const uint8_t *p, size_t n, void *opaque
 {
 	struct msrc_stream *s = opaque;
 	(void)x;
-	s->last_rx = now_ns();
+	s->last_rx = util_now_ns();
 	int e = stream_reader_feed(&s->rd, p, n, msrc__on_record, s);
 	if (e && !s->m->failed)
 		msrc__fail(s->m, e, "stream %u: the destination sent an invalid stream (%s)", s->idx, strerror(-e));

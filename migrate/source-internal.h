@@ -35,12 +35,6 @@
 
 #define MAX_RECONNECTS 64 /* resumed links per migration */
 
-static inline uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 
 struct msrc_job {

@@ -146,7 +146,7 @@ static void msrc__link_lost(struct migrate_src *m, int err, const char *why)
 {
 	pthread_mutex_lock(&m->lock);
 	__atomic_store_n(&m->link_down, 1, __ATOMIC_RELEASE);
-	m->t_link_lost = now_ns();
+	m->t_link_lost = util_now_ns();
 	snprintf(m->link_why, sizeof(m->link_why), "%s", why ? why : strerror(-err));
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
@@ -157,7 +157,7 @@ static void msrc__link_lost(struct migrate_src *m, int err, const char *why)
 	struct migrate_stats s = { .phase = "link_lost",
 				   .reconnects = m->reconnects,
 				   .reason = m->link_why,
-				   .elapsed_ms = (double)(now_ns() - m->t_start) / 1e6 };
+				   .elapsed_ms = (double)(util_now_ns() - m->t_start) / 1e6 };
 	msrc__event_stats(m, &s, MIGRATE_EV_LINK_LOST);
 }
 
@@ -178,7 +178,7 @@ static void msrc__resplit(struct migrate_src *m, struct msrc_stream *s, uint64_t
 
 static void msrc__attempt_done(struct migrate_src *m)
 {
-	uint64_t t = now_ns();
+	uint64_t t = util_now_ns();
 	uv_timer_stop(&m->retry_timer);
 	m->reconnecting = 0;
 	m->backoff_ms = 0;
@@ -240,7 +240,7 @@ static void msrc__resume_ready(struct xport_conn *x, void *opaque)
 	if (stream_put_resume(&b, &r) == 0)
 		xport_write(x, b.p, b.len);
 	stream_buf_free(&b);
-	s->last_rx = now_ns();
+	s->last_rx = util_now_ns();
 }
 
 /* Loop: every connection of the lost link has ended and the engine is
@@ -301,7 +301,7 @@ void msrc__link_async(uv_async_t *a)
 void msrc__link_check(uv_timer_t *t)
 {
 	struct migrate_src *m = t->data;
-	uint64_t now = now_ns(), lim = (uint64_t)m->o.link_timeout_s * 1000000000ull;
+	uint64_t now = util_now_ns(), lim = (uint64_t)m->o.link_timeout_s * 1000000000ull;
 	pthread_mutex_lock(&m->lock);
 	int watch = m->resume_ok && m->engine_started && !m->link_down && !m->failed && !m->finished &&
 		    (m->phase == MSRC_PRECOPY || m->phase == MSRC_STATE_SENT);

@@ -43,7 +43,7 @@ static void msrc__adapt(struct migrate_src *m, struct msrc_adapt *a, uint64_t ra
 	}
 	if (++a->jobs < ADAPT_WINDOW)
 		return;
-	uint64_t t = now_ns();
+	uint64_t t = util_now_ns();
 	double rate = (double)(raw_bytes - a->bytes0) / ((double)(t - a->t0) + 1.0);
 	a->jobs = 0;
 	a->t0 = t;
@@ -68,7 +68,7 @@ static void msrc__bw_wait(struct migrate_src *m, size_t n)
 	if (!m->o.max_bandwidth)
 		return;
 	pthread_mutex_lock(&m->bw_lock);
-	uint64_t t = now_ns();
+	uint64_t t = util_now_ns();
 	double allowed = (double)(t - m->bw_t0) * (double)m->o.max_bandwidth / 1e9;
 	/* No credit for idle time beyond 50 ms: a cap, not an average. */
 	if (allowed - (double)m->bw_sent > (double)m->o.max_bandwidth * 0.05) {
@@ -108,7 +108,7 @@ void *msrc__worker(void *arg)
 {
 	struct msrc_stream *s = arg;
 	struct migrate_src *m = s->m;
-	struct msrc_adapt a = { .lz4 = m->o.compress != MIGRATE_COMPRESS_OFF, .probing = 1, .t0 = now_ns() };
+	struct msrc_adapt a = { .lz4 = m->o.compress != MIGRATE_COMPRESS_OFF, .probing = 1, .t0 = util_now_ns() };
 	uint64_t raw_bytes = 0;
 	char tname[16];
 	struct msrc_job *j;
@@ -118,7 +118,7 @@ void *msrc__worker(void *arg)
 	util_thread_background();
 	while ((j = msrc__take_job(s))) {
 		struct stream_buf b = { 0 };
-		uint64_t t_job = now_ns();
+		uint64_t t_job = util_now_ns();
 		int e = 0;
 		/* Bounded memory for resends: wait for the destination's ACKs (a
 		 * silent link is declared lost, which ends the wait too). */
@@ -189,7 +189,7 @@ void *msrc__worker(void *arg)
 		if (e < 0 && e != -EPIPE)
 			msrc__fail(m, e, "stream %u: cannot queue pages: %s", s->idx, strerror(-e));
 		atomic_fetch_add(&m->pages_done, n);
-		atomic_fetch_add(&m->busy_ns, now_ns() - t_job);
+		atomic_fetch_add(&m->busy_ns, util_now_ns() - t_job);
 		msrc__adapt(m, &a, raw_bytes);
 	}
 	return NULL;

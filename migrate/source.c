@@ -219,7 +219,7 @@ void msrc__stats(struct migrate_src *m, struct migrate_stats *s)
 {
 	struct precopy_dirtylog_stats st;
 	precopy_dirtylog_get_stats(m->dl, &st);
-	uint64_t now = now_ns(), end = m->t_running ? m->t_running : now, total = end - m->t_start;
+	uint64_t now = util_now_ns(), end = m->t_running ? m->t_running : now, total = end - m->t_start;
 	uint64_t pages = atomic_load(&m->pages_sent), zero = atomic_load(&m->zero_pages);
 	uint64_t payload = atomic_load(&m->page_payload), wire = msrc__wire_out(m);
 	unsigned tmax = 0;
@@ -365,7 +365,7 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 	uint64_t last_harvest = 0, last_progress = 0;
 	uint64_t round_done0 = atomic_load(&m->pages_done);
 	int scanning = m->scan_cursor < m->nframes, e;
-	struct precopy_sample smp = msrc__sample(m, now_ns());
+	struct precopy_sample smp = msrc__sample(m, util_now_ns());
 
 	/* After a resumed link the first pass goes on where it stopped and
 	 * the rate window starts over from here. */
@@ -377,7 +377,7 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 		/* Once per page: no lock (link_down is written under it). */
 		if (__atomic_load_n(&m->link_down, __ATOMIC_ACQUIRE))
 			return -ENOTCONN;
-		uint64_t t = now_ns();
+		uint64_t t = util_now_ns();
 		if (t > deadline) {
 			msrc__fail_timeout(m);
 			return -ETIMEDOUT;
@@ -408,7 +408,7 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 		/* Round boundary. */
 		if ((e = msrc__flush_all(m)) < 0)
 			return e;
-		t = now_ns();
+		t = util_now_ns();
 		uint64_t done = atomic_load(&m->pages_done), dt;
 		if ((e = msrc__harvest(m, set, 0)) < 0)
 			return e;
@@ -453,7 +453,7 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 				return e;
 			in.cost = msrc__cost(m);
 			in.drained = 1;
-			in.now_ns = now_ns();
+			in.now_ns = util_now_ns();
 			v = precopy_decide(&in, &m->expected_downtime_ns);
 			msrc__trace_decision(m, &in, v, m->expected_downtime_ns);
 		}
@@ -502,9 +502,9 @@ static int msrc__switchover(struct migrate_src *m, struct precopy_dirty_set *set
 	unsigned nv = hv_vm_config(m->vm)->vcpus;
 	int e;
 
-	m->t_pause = now_ns();
+	m->t_pause = util_now_ns();
 	hv_vm_pause(m->vm);
-	m->t_paused = now_ns(); /* every vCPU is out of the guest from here */
+	m->t_paused = util_now_ns(); /* every vCPU is out of the guest from here */
 	msrc__unthrottle(m);
 	if (hv_vm_has_ended(m->vm)) {
 		msrc__fail(m, -ESRCH, "the guest stopped during the migration");
@@ -546,14 +546,14 @@ static int msrc__switchover(struct migrate_src *m, struct precopy_dirty_set *set
 	/* What the destination will have received: lost records were resent. */
 	if ((e = msrc__send0(m, &b, stream_put_state_done(&b, atomic_load(&m->pages_sent) - m->pages_lost))) < 0)
 		return e;
-	m->t_state_sent = now_ns();
+	m->t_state_sent = util_now_ns();
 	msrc__progress(m, "switchover");
 	if ((e = msrc__wait(m, MSRC_READY, REPLY_TIMEOUT_MS)) < 0) {
 		if (e == -ETIMEDOUT)
 			msrc__fail(m, e, "the destination did not answer READY within %u s", REPLY_TIMEOUT_MS / 1000);
 		return e;
 	}
-	m->t_ready = now_ns();
+	m->t_ready = util_now_ns();
 	/* Where the hypervisor names VMs (Xen), the destination takes the
 	 * name at COMMIT: step aside first, as `xl migrate` does, in case
 	 * both ends share one host. A failure here costs only the name. */
@@ -566,7 +566,7 @@ static int msrc__switchover(struct migrate_src *m, struct precopy_dirty_set *set
 	/* The point of no return: from here the source never resumes. */
 	if ((e = msrc__set_phase(m, MSRC_COMMITTED)) < 0)
 		return e;
-	m->t_commit = now_ns();
+	m->t_commit = util_now_ns();
 	if ((e = msrc__send0(m, &b, stream_put_empty(&b, STREAM_COMMIT))) < 0) {
 		/* Never queued: the destination cannot have it. */
 		pthread_mutex_lock(&m->lock);
@@ -576,7 +576,7 @@ static int msrc__switchover(struct migrate_src *m, struct precopy_dirty_set *set
 	}
 	/* --max-time bounds this wait too (the outcome is then indeterminate),
 	 * but a COMMIT sent just before it still gets a moment for RUNNING. */
-	uint64_t end = m->t_start + (uint64_t)m->o.max_time_s * 1000000000ull, t = now_ns();
+	uint64_t end = m->t_start + (uint64_t)m->o.max_time_s * 1000000000ull, t = util_now_ns();
 	unsigned wait_ms = end > t ? (unsigned)((end - t) / 1000000) : 0;
 	if (wait_ms < RUNNING_MIN_WAIT_MS)
 		wait_ms = RUNNING_MIN_WAIT_MS;
@@ -585,7 +585,7 @@ static int msrc__switchover(struct migrate_src *m, struct precopy_dirty_set *set
 	e = msrc__wait(m, MSRC_RUNNING, wait_ms);
 	if (e == -ETIMEDOUT)
 		msrc__fail(m, e, "the destination did not answer RUNNING within %.1f s", wait_ms / 1000.0);
-	m->t_running = now_ns();
+	m->t_running = util_now_ns();
 	return e;
 }
 
@@ -610,7 +610,7 @@ static void *msrc__engine_main(void *arg)
 	util_thread_background();
 	/* Cost of the vCPU state, measured with a pause as short as the save. */
 	hv_vm_pause(m->vm);
-	uint64_t t0 = now_ns();
+	uint64_t t0 = util_now_ns();
 	for (unsigned i = 0; i < nv; i++) {
 		void *blob;
 		size_t len;
@@ -619,7 +619,7 @@ static void *msrc__engine_main(void *arg)
 			free(blob);
 		}
 	}
-	m->vcpu_save_ns = now_ns() - t0;
+	m->vcpu_save_ns = util_now_ns() - t0;
 	hv_vm_resume(m->vm);
 	uint64_t ent[HV_MAX_VCPUS];
 	int have = msrc__vcpu_entries(m, ent) == 0;
@@ -676,8 +676,8 @@ void msrc__start_engine(struct migrate_src *m)
 	m->phase = MSRC_PRECOPY;
 	pthread_mutex_unlock(&m->lock);
 	uv_timer_stop(&m->setup_timer);
-	m->t_setup_done = now_ns();
-	m->bw_t0 = now_ns();
+	m->t_setup_done = util_now_ns();
+	m->bw_t0 = util_now_ns();
 	for (unsigned i = 0; i < m->nstreams; i++)
 		m->st[i].last_rx = m->t_setup_done;
 	for (unsigned i = 0; i < m->nstreams; i++) {
@@ -913,7 +913,7 @@ int migrate_src_start(uv_loop_t *loop, struct hv_vm *vm, struct precopy_dirtylog
 	precopy_dirtylog_get_stats(dl, &st);
 	m->harvest_ns0 = st.total_ns;
 	m->harvests0 = st.harvests;
-	m->t_start = now_ns();
+	m->t_start = util_now_ns();
 	if ((e = xport_connect(loop, m->tls, o->target, &cb0, &m->st[0], &m->st[0].x)) < 0) {
 		snprintf(err, errlen, "connecting to %s: %s", o->target, strerror(-e));
 		goto err_tls;

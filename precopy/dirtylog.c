@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include "precopy/dirtylog.h"
+#include "util/util.h"
 
 struct precopy_dirtylog {
 	struct hv_vm *vm;
@@ -94,16 +94,9 @@ static void dirtylog__emit(void *opaque, uint64_t gfn)
 		dl->hot[gfn]++;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 long precopy_dirtylog_harvest(struct precopy_dirtylog *dl, struct precopy_dirty_set *set)
 {
-	uint64_t t0 = now_ns();
+	uint64_t t0 = util_now_ns();
 	set->n = 0;
 	dl->cur = set;
 	dl->oom = 0;
@@ -115,7 +108,7 @@ long precopy_dirtylog_harvest(struct precopy_dirtylog *dl, struct precopy_dirty_
 		return r;
 	if (dl->oom)
 		return -ENOMEM;
-	uint64_t dt = now_ns() - t0;
+	uint64_t dt = util_now_ns() - t0;
 	dl->st.harvests++;
 	dl->st.frames += set->n;
 	dl->st.total_ns += dt;
