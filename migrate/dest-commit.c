@@ -248,7 +248,7 @@ int dst__take_commit(struct dst_stream *s, const struct stream_record *rec)
 	json_u64(&j, "rounds", d->rounds);
 	json_u64(&j, "streams", d->nstreams);
 	json_u64(&j, "round_ends", d->round_ends);
-	json_u64(&j, "prefaulted_mib", (d->pf ? prefault_bytes(d->pf) : d->prefaulted) >> 20);
+	json_u64(&j, "prefaulted_mib", d->prefaulted >> 20); /* the prefaulter stopped above */
 	json_f64(&j, "receive_ms", (double)(d->t_ready - d->t_start) / 1e6);
 	json_f64(&j, "commit_wait_ms", (double)(t_commit - d->t_ready) / 1e6);
 	json_f64(&j, "start_ms", (double)(t_started - t_commit) / 1e6); /* COMMIT in to the guest running */

@@ -22,6 +22,13 @@ static unsigned up(unsigned p)
 
 static unsigned down(unsigned p) { return p >= PRECOPY_THROTTLE_STEP_DOWN ? p - PRECOPY_THROTTLE_STEP_DOWN : 0; }
 
+/* vCPU i is over the threshold in a window of dt_ns: whether it may be
+ * slowed (further). Unthrottled, only once that lasted (see throttle.h). */
+static int sustained(struct precopy_throttle *t, unsigned i, unsigned p, uint64_t dt_ns)
+{
+	return p || ++t->high[i] >= 2 || dt_ns >= PRECOPY_THROTTLE_SUSTAINED_NS;
+}
+
 uint32_t precopy_throttle_step(struct precopy_throttle *t, uint64_t link_pps, uint64_t dirty_pps,
 			       const uint64_t *entries, uint64_t dt_ns)
 {
@@ -42,7 +49,7 @@ uint32_t precopy_throttle_step(struct precopy_throttle *t, uint64_t link_pps, ui
 				 * one step more than now. */
 				double want = 100.0 - (100.0 - p) * limit / rate;
 				unsigned w = want >= PRECOPY_THROTTLE_MAX_PCT ? PRECOPY_THROTTLE_MAX_PCT : (unsigned)want;
-				if (p || ++t->high[i] >= 2 || dt_ns >= PRECOPY_THROTTLE_SUSTAINED_NS)
+				if (sustained(t, i, p, dt_ns))
 					p = w > up(p) ? w : up(p);
 			} else {
 				t->high[i] = 0;
@@ -51,7 +58,7 @@ uint32_t precopy_throttle_step(struct precopy_throttle *t, uint64_t link_pps, ui
 			}
 		} else {
 			if (dirty > 0.5 * link) {
-				if (p || ++t->high[i] >= 2 || dt_ns >= PRECOPY_THROTTLE_SUSTAINED_NS)
+				if (sustained(t, i, p, dt_ns))
 					p = up(p);
 			} else {
 				t->high[i] = 0;
@@ -59,8 +66,6 @@ uint32_t precopy_throttle_step(struct precopy_throttle *t, uint64_t link_pps, ui
 					p = down(p);
 			}
 		}
-		if (!p && t->pct[i])
-			t->high[i] = 0; /* eased back to full speed: two windows again */
 		if (p != t->pct[i]) {
 			t->pct[i] = p;
 			changed |= 1u << i;
