@@ -61,6 +61,19 @@ static int dst__apply_page(void *opaque, uint64_t gfn, unsigned codec, const uin
 	return 0;
 }
 
+/* Called under d->lock, which it releases: the job s was busy with is
+ * finished. busy drops before the loop is woken, never after: the loop's
+ * wake-up asks dst__lanes_idle() whether everything announced is applied,
+ * and a lane still marked busy then, with no wake-up to follow, left
+ * READY unsent for good (seen under Xen's slow dom0). */
+static void dst__lane_done(struct migrate_dst *d, struct dst_lane *s)
+{
+	s->busy = 0;
+	pthread_cond_broadcast(&d->cond); /* migrate_dst_feed may wait for this */
+	pthread_mutex_unlock(&d->lock);
+	uv_async_send(&d->wake);
+}
+
 static void *dst__worker(void *arg)
 {
 	struct dst_lane *s = arg;
@@ -71,8 +84,6 @@ static void *dst__worker(void *arg)
 	util_thread_background();
 	for (;;) {
 		pthread_mutex_lock(&d->lock);
-		s->busy = 0;
-		pthread_cond_broadcast(&d->cond); /* migrate_dst_feed may wait for this */
 		while (!s->qhead && !d->stop_workers)
 			pthread_cond_wait(&d->cond, &d->lock);
 		struct dst_job *j = d->stop_workers ? NULL : s->qhead;
@@ -90,9 +101,8 @@ static void *dst__worker(void *arg)
 			 * is in guest memory now: tell the source (from the loop). */
 			pthread_mutex_lock(&d->lock);
 			s->round_reached = j->round;
-			pthread_mutex_unlock(&d->lock);
+			dst__lane_done(d, s);
 			free(j);
-			uv_async_send(&d->wake);
 			continue;
 		}
 		struct stream_record rec = { .type = STREAM_PAGES, .len = j->len, .payload = j->payload };
@@ -117,10 +127,9 @@ static void *dst__worker(void *arg)
 				 : e == -EBADMSG ? "a page failed to decode (bad LZ4 data or wrong decoded size)"
 						 : "a malformed PAGES record (count, codec, lengths or reserved bytes)");
 		}
-		pthread_mutex_unlock(&d->lock);
+		dst__lane_done(d, s);
 		free(j->buf);
 		free(j);
-		uv_async_send(&d->wake);
 	}
 }
 

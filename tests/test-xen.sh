@@ -80,10 +80,12 @@ sleep 1; R "mig-names-after \$(names)"
 \$PM run --hv xen --mem 64M --name on --json /guest/memstress.elf -- $ON_ARGS >/tmp/on.src.json 2>/tmp/on.src.err &
 waitctl on; sleep 0.3
 \$PM send on 127.0.0.1:\$PA --certs /certs --node sender --peer agent --json >/tmp/on.send1 2>&1
-R "on-hop1 rc=\$? \$(tail -1 /tmp/on.send1 | cut -c1-60)"
+R "on-hop1 rc=\$? \$(tail -3 /tmp/on.send1 | tr '\n' ' ' | cut -c1-400)"
 PML_MIGRATE_RUNDIR=/run/dstA waitctl on
 PML_MIGRATE_RUNDIR=/run/dstA \$PM send on 127.0.0.1:\$PB --insecure --json >/tmp/on.send2 2>&1
 R "on-hop2 rc=\$? \$(tail -1 /tmp/on.send2)"
+R "on-hop2-err \$(grep -v '^{' /tmp/on.send2 | tail -3 | tr '\n' ' ' | cut -c1-400)"
+R "on-src-err \$(tail -3 /tmp/on.src.err | tr '\n' ' ' | cut -c1-400)"
 R "on-names-running \$(names)"
 waitfile /run/dstB/on.result.json
 R "on-dst \$(cat /run/dstB/on.result.json)"
@@ -134,6 +136,8 @@ waitfile /run/dstB/flat.result.json
 R "flat-dst \$(cat /run/dstB/flat.result.json)"
 sleep 1; R "final-names \$(names)"
 R "agentA-failures \$(grep -c failed /tmp/agentA.log) agentB-failures \$(grep -c 'failed' /tmp/agentB.log)"
+R "agentA-failed \$(grep failed /tmp/agentA.log | tr '\n' ' ' | cut -c1-600)"
+R "agentB-failed \$(grep failed /tmp/agentB.log | tr '\n' ' ' | cut -c1-600)"
 DOM0
 
 start=$(date +%s)
@@ -221,7 +225,9 @@ echo "$(xt mig-names-after)" | grep -q '^Domain-0,$'
 ok $? "and none once the guest exited there ($(xt mig-names-after))"
 
 echo "$(xt on-hop1)" | grep -q 'rc=0' && echo "$(xt on-hop2)" | grep -q 'rc=0 .*"result":"migrated"'
-ok $? "onward: the VM that arrived was migrated again ($(xt on-hop1 | cut -c1-5); $(echo "$(xt on-hop2)" | cut -c1-5))"
+r=$?
+ok $r "onward: the VM that arrived was migrated again ($(xt on-hop1 | cut -c1-5); $(echo "$(xt on-hop2)" | cut -c1-5))"
+[ $r = 0 ] || printf '# hop 1: %s\n# hop 2: %s %s\n# source guest: %s\n' "$(xt on-hop1)" "$(xt on-hop2)" "$(xt on-hop2-err)" "$(xt on-src-err)"
 od=$(xt on-dst)
 [ "$(field "$od" exit_code)" = 0 ] && { [ -z "$oref" ] || [ "$(field "$od" digest)" = "$oref" ]; }
 ok $? "after two hops: exit $(field "$od" exit_code), digest $(field "$od" digest) = ${oref:-(no KVM here)}"
@@ -258,7 +264,9 @@ ok $? "and finished over there: $(field "$fd" result), digest $(field "$fd" dige
 ok $? "nothing left at the end: $(xt final-names)"
 a=$(xt agentA-failures)
 [ "$a" = "0 agentB-failures 1" ]
-ok $? "agents: A no failed session, B one (the cut): $a"
+r=$?
+ok $r "agents: A no failed session, B one (the cut): $a"
+[ $r = 0 ] || printf '# agent A: %s\n# agent B: %s\n' "$(xt agentA-failed)" "$(xt agentB-failed)"
 
 grep -q '^XT done' "$T/boot.log"
 ok $? "dom0 finished its script and QEMU stopped on its own"

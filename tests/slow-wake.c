@@ -1,0 +1,35 @@
+/*
+ * slow-wake.so: an LD_PRELOAD fault injector for tests. It wraps libuv's
+ * uv_async_send so that a destination decode thread ("decode*"), right
+ * after waking the event loop, sleeps for a few milliseconds before it
+ * goes on. The loop then handles that wake-up while the thread has not
+ * yet reached its next instruction - the interleaving a slow or busy
+ * machine makes now and then (Xen's emulated dom0 made it often), here
+ * every time. PMG_SLOW_WAKE_US sets the pause (default 3000).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+int uv_async_send(uv_async_t *async)
+{
+	static int (*real)(uv_async_t *);
+	if (!real)
+		real = (int (*)(uv_async_t *))dlsym(RTLD_NEXT, "uv_async_send");
+	int rc = real(async);
+	char name[16] = "";
+	pthread_getname_np(pthread_self(), name, sizeof(name));
+	if (!strncmp(name, "decode", 6)) {
+		const char *e = getenv("PMG_SLOW_WAKE_US");
+		long us = e ? atol(e) : 3000;
+		struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	return rc;
+}
