@@ -14,7 +14,7 @@ QEMU=$Q
 echo "1..37"
 
 MS_ARGS="seed=7 ws=16M rate=0 ops=4096"
-MIG_ARGS="seed=9 ws=16M rate=4 ops=3000"     # about 3 s under this Xen
+MIG_ARGS="seed=9 ws=16M rate=4 ops=6000"     # about 6 s: still running over there when the names are listed
 ON_ARGS="seed=11 ws=16M rate=2 ops=8000"     # long enough for two hops
 CUT_ARGS="seed=13 ws=16M rate=4 ops=8000"   # still running after the cut
 ATT_ARGS="seed=15 ws=16M rate=4 ops=8000"   # xl gives no tsc_khz: paced at a guessed 2 GHz
