@@ -149,7 +149,10 @@ def qemu_argv(qemu, image, mem, append, accel="kvm"):
     bench/rest.py run it; the caller adds -serial (and -qmp, -incoming)."""
     return [qemu, "-M", "microvm,x-option-roms=off,rtc=off", "-accel", accel, "-m", mem, "-kernel", image,
             "-append", append, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-            "-device", "isa-debug-exit,iobase=0xf4,iosize=4"]
+            "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
+            # Threads named by role ("CPU 0/KVM", "live_migration"): a
+            # profile (bench/run --perf) tells the vCPU from the rest.
+            "-name", "bench,debug-threads=on"]
 
 
 # ---- the guest's console -----------------------------------------------------------
@@ -372,3 +375,70 @@ def args_value(args, key):
     """The value of key= in a cell's args (spaces or commas), or None."""
     m = re.search(r"(?:^|[ ,])" + re.escape(key) + r"=([^ ,]*)", args or "")
     return m.group(1) if m else None
+
+
+# ---- CPU profile of a migration (bench/run --perf) ---------------------------
+
+PERF_HZ = 999
+# A vCPU thread: pml-migrate's and QEMU's names for them.
+VCPU_RE = re.compile(r"^(vcpu\d+|CPU \d+/KVM)$")
+_PERF_LINE = re.compile(r"^\s*(.+?)\s+(\d+)/(\d+)\s+([\d.]+):\s+[0-9a-f]+\s*(\S*)")
+
+
+def descendants(roots):
+    """The pids of roots and of all their descendants, now."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            kids.setdefault(ppid, []).append(int(d))
+    out, todo = set(), [r for r in roots if r]
+    while todo:
+        p = todo.pop()
+        if p not in out:
+            out.add(p)
+            todo += kids.get(p, [])
+    return out
+
+
+def cpu_split(script_text, engine_pids, ncpus):
+    """CPU time by class from `perf script -F comm,pid,tid,time,ip,sym` of a
+    system-wide cpu-clock profile. Samples are taken only in the host (a
+    vCPU's time in guest mode is not sampled), so the guest's share is what
+    is missing from ncpus x the window. ms figures, and the engine's threads
+    by name."""
+    n = {"vcpu_hv": 0, "engine": 0, "idle": 0, "other": 0}
+    threads, syms = {}, {}
+    t0 = t1 = None
+    for line in script_text.splitlines():
+        m = _PERF_LINE.match(line)
+        if not m:
+            continue
+        comm, pid, t, sym = m.group(1).strip(), int(m.group(2)), float(m.group(4)), m.group(5)
+        t0 = t if t0 is None else min(t0, t)
+        t1 = t if t1 is None else max(t1, t)
+        if pid == 0:
+            n["idle"] += 1
+        elif pid in engine_pids and VCPU_RE.match(comm):
+            n["vcpu_hv"] += 1
+            syms[sym or "?"] = syms.get(sym or "?", 0) + 1
+        elif pid in engine_pids:
+            n["engine"] += 1
+            name = re.sub(r"\d+$", "N", comm)
+            threads[name] = threads.get(name, 0) + 1
+        else:
+            n["other"] += 1
+    if t0 is None:
+        return None
+    ms = 1000.0 / PERF_HZ
+    window = (t1 - t0) * 1000 + ms
+    out = {f"cpu_{k}_ms": round(v * ms, 1) for k, v in n.items()}
+    out["cpu_window_ms"] = round(window, 1)
+    out["cpu_guest_ms"] = round(max(0.0, ncpus * window - sum(n.values()) * ms), 1)
+    out["cpu_engine_threads"] = {k: round(v * ms, 1) for k, v in sorted(threads.items(), key=lambda x: -x[1])}
+    out["cpu_vcpu_hv_syms"] = {k: round(v * ms, 1) for k, v in sorted(syms.items(), key=lambda x: -x[1])[:12]}
+    return out

@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -195,6 +196,10 @@ static int recv_session(const struct recv_opts *o)
 
 	memset(&s, 0, sizeof(s));
 	signal(SIGPIPE, SIG_IGN);
+	/* The agent starts sessions through /proc/self/exe (the very binary
+	 * it runs), which the kernel names "exe": ps, top and profiles would
+	 * show a VM's host process under that name. */
+	prctl(PR_SET_NAME, "pml-migrate", 0, 0, 0);
 	if (vmhost_init(&s.r, "") < 0)
 		return PMG_EXIT_FAIL;
 	s.r.incoming = 1;

@@ -16,7 +16,10 @@ for t in jq python3 qemu-system-x86_64; do
 done
 links=lo,1g
 if [ "$(id -u)" != 0 ]; then links=lo; fi
-echo "1..13"
+# --perf when perf can profile the whole system here.
+perf=""
+perf record -a -o "$T/probe.data" -- true >/dev/null 2>&1 && perf=--perf
+echo "1..14"
 
 "$B/run" --preset nosuch >"$T/o" 2>&1
 [ $? = 2 ] && grep -q "must be quick or full" "$T/o"
@@ -30,7 +33,7 @@ ok $? "a filter that leaves nothing is refused with exit 2"
 ok $? "--list shows the full matrix ($(wc -l <"$T/list") cells, rate sweep and guest sizes included)"
 
 before=$(ip netns list 2>/dev/null | grep -c '^pmb')
-timeout 600 "$B/run" --links $links --engines pml-ring,qemu-bitmap --only '^headline/' --out "$T/b" >"$T/out" 2>"$T/err"
+timeout 600 "$B/run" --links $links --engines pml-ring,qemu-bitmap --only '^headline/' $perf --out "$T/b" >"$T/out" 2>"$T/err"
 rc=$?
 [ $rc = 0 ]
 ok $? "bench/run over $links exits 0 (rc $rc; $(tail -n 2 "$T/err" | tr '\n' ' ' | head -c 300))"
@@ -59,6 +62,16 @@ if [ "$links" = lo,1g ]; then
 else
 	ok 0 "# SKIP not root: no veth link"
 	ok 0 "# SKIP not root: no veth link"
+fi
+# --perf: each run's CPU split names both engines' vCPU threads (their
+# time in the hypervisor) and other threads; the report has its table.
+if [ -n "$perf" ]; then
+	bad=$(jq -r '.[] | select((.cpu_window_ms // 0) <= 0 or (.cpu_vcpu_hv_ms // 0) <= 0 or (.cpu_engine_ms // 0) <= 0
+		or (.cpu_engine_threads | length) < 1) | "\(.engine)/\(.link): \(.cpu_note // "no cpu split")"' "$T/b/runs.json")
+	[ -z "$bad" ] && grep -q '^| link | engine | workload | window ms | guest ms' "$T/b/report.md"
+	ok $? "--perf: every run has its CPU split (vCPU in the hypervisor, engine threads) and report.md its table ${bad:+($bad)}$(jq -r '.[0] | " e.g. \(.engine): engine \(.cpu_engine_ms) ms, vCPU \(.cpu_vcpu_hv_ms) ms"' "$T/b/runs.json")"
+else
+	ok 0 "# SKIP perf cannot profile the system here (linux-perf not installed, or not allowed)"
 fi
 jq -e 'length == '$want' and all(.[]; .ok == 1 and .guest_stall_ms.med > 0)' "$T/b/summary.json" >/dev/null &&
 	[ "$(($(wc -l <"$T/b/summary.csv") - 1))" = "$want" ]
