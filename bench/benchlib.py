@@ -121,6 +121,9 @@ def cells(preset, max_time):
         out.append(Cell("streams", "10g", "pml-ring", "2G", "memstress", "ws=128M,prefill=1,rate=64,content=random", "auto", s, 5000))
     out += _incompressible()
     out += _flatout(("pml-ring", "pml-bitmap", "qemu-bitmap", "none"), ("lo", "1g"), max_time)
+    # Without LZ4 on loopback: half the CPU per page on both ends, twice the
+    # bytes through TLS (what the flat-out guest's speed costs, RESULTS.md).
+    out.append(Cell("flatout", "lo", "pml-ring", "2G", "memstress", FLATOUT, "off", 1, flatout_ms("pml-ring", "lo", max_time)))
     return out
 
 

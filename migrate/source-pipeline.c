@@ -15,52 +15,22 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "compress/adapt.h"
 #include "compress/compress.h"
 #include "migrate/source-internal.h"
 #include "migrate/stream.h"
 #include "transport/xport.h"
 
 #define JOBQ_DEPTH 4 /* jobs of 256 pages per stream: short, so switchover never waits long */
-#define ADAPT_WINDOW 32        /* jobs per adaptive-compression measurement */
 #define UNACKED_MAX 4096       /* PAGES records per stream awaiting an ACK (~1M pages): then encoders wait */
 
-struct msrc_adapt {
-	int lz4;            /* current choice */
-	int probing;        /* 0: steady; 1: measuring on; 2: measuring off */
-	unsigned jobs, steady_left;
-	uint64_t t0, bytes0;
-	double rate_on, rate_off;
-};
-
-/* Adaptive compression: measure how many page bytes per second a stream
- * moves with LZ4 and without, keep the faster, and re-measure every so
- * often since the link and the content change. */
-static void msrc__adapt(struct migrate_src *m, struct msrc_adapt *a, uint64_t raw_bytes)
+/* LZ4 or raw for the next job: fixed by --compress on/off, measured
+ * (compress/adapt.h) with auto. */
+static int msrc__use_lz4(struct migrate_src *m, struct compress_adapt *a, uint64_t raw_bytes)
 {
-	if (m->o.compress != MIGRATE_COMPRESS_AUTO) {
-		a->lz4 = m->o.compress == MIGRATE_COMPRESS_ON;
-		return;
-	}
-	if (++a->jobs < ADAPT_WINDOW)
-		return;
-	uint64_t t = util_now_ns();
-	double rate = (double)(raw_bytes - a->bytes0) / ((double)(t - a->t0) + 1.0);
-	a->jobs = 0;
-	a->t0 = t;
-	a->bytes0 = raw_bytes;
-	if (a->probing == 1) {
-		a->rate_on = rate;
-		a->probing = 2;
-		a->lz4 = 0;
-	} else if (a->probing == 2) {
-		a->rate_off = rate;
-		a->probing = 0;
-		a->lz4 = a->rate_on >= a->rate_off;
-		a->steady_left = 16;
-	} else if (!a->steady_left--) {
-		a->probing = 1;
-		a->lz4 = 1;
-	}
+	if (m->o.compress != MIGRATE_COMPRESS_AUTO)
+		return m->o.compress == MIGRATE_COMPRESS_ON;
+	return compress_adapt_job(a, raw_bytes, util_now_ns());
 }
 
 static void msrc__bw_wait(struct migrate_src *m, size_t n)
@@ -108,7 +78,9 @@ void *msrc__worker(void *arg)
 {
 	struct msrc_stream *s = arg;
 	struct migrate_src *m = s->m;
-	struct msrc_adapt a = { .lz4 = m->o.compress != MIGRATE_COMPRESS_OFF, .probing = 1, .t0 = util_now_ns() };
+	struct compress_adapt a;
+	compress_adapt_init(&a, util_now_ns());
+	int use_lz4 = m->o.compress != MIGRATE_COMPRESS_OFF;
 	uint64_t raw_bytes = 0;
 	char tname[16];
 	struct msrc_job *j;
@@ -158,7 +130,7 @@ void *msrc__worker(void *arg)
 					e = -ENOMEM;
 					break;
 				}
-				enum compress_codec c = compress_page_encode(page, slot, &len, a.lz4);
+				enum compress_codec c = compress_page_encode(page, slot, &len, use_lz4);
 				zero += c == COMPRESS_ZERO;
 				lz4 += c == COMPRESS_LZ4;
 				payload += len;
@@ -190,7 +162,7 @@ void *msrc__worker(void *arg)
 			msrc__fail(m, e, "stream %u: cannot queue pages: %s", s->idx, strerror(-e));
 		atomic_fetch_add(&m->pages_done, n);
 		atomic_fetch_add(&m->busy_ns, util_now_ns() - t_job);
-		msrc__adapt(m, &a, raw_bytes);
+		use_lz4 = msrc__use_lz4(m, &a, raw_bytes);
 	}
 	return NULL;
 }

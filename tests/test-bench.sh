@@ -68,7 +68,7 @@ fi
 if [ -n "$perf" ]; then
 	bad=$(jq -r '.[] | select((.cpu_window_ms // 0) <= 0 or (.cpu_vcpu_hv_ms // 0) <= 0 or (.cpu_engine_ms // 0) <= 0
 		or (.cpu_engine_threads | length) < 1) | "\(.engine)/\(.link): \(.cpu_note // "no cpu split")"' "$T/b/runs.json")
-	[ -z "$bad" ] && grep -q '^| link | engine | workload | window ms | guest ms' "$T/b/report.md"
+	[ -z "$bad" ] && grep -q '^| link | engine | LZ4 | workload | window ms | guest ms' "$T/b/report.md"
 	ok $? "--perf: every run has its CPU split (vCPU in the hypervisor, engine threads) and report.md its table ${bad:+($bad)}$(jq -r '.[0] | " e.g. \(.engine): engine \(.cpu_engine_ms) ms, vCPU \(.cpu_vcpu_hv_ms) ms"' "$T/b/runs.json")"
 else
 	ok 0 "# SKIP perf cannot profile the system here (linux-perf not installed, or not allowed)"

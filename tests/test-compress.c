@@ -2,12 +2,15 @@
  * Page codecs: zero pages are detected, compressible pages shrink and come
  * back bit for bit, incompressible pages go raw, and every malformed
  * payload (wrong length, unknown codec, LZ4 that decodes short or long,
- * garbage) is refused.
+ * garbage) is refused. The adaptive choice between LZ4 and raw pages
+ * (compress/adapt.c), fed a pipeline whose speed in each mode is known,
+ * keeps the faster and follows a change at its next probe.
  */
 #include <errno.h>
 #include <lz4.h>
 #include <stdlib.h>
 #include <string.h>
+#include "compress/adapt.h"
 #include "compress/compress.h"
 #include "tests/tap.h"
 
@@ -20,13 +23,63 @@ static uint64_t next(void)
 	return rng;
 }
 
+/* A simulated encoder: each job is 1 MiB of pages and takes ns_on or
+ * ns_off by mode; jobs jobs from *t (the clock). Returns the jobs run with
+ * LZ4 among them. */
+static unsigned adapt_run(struct compress_adapt *a, uint64_t *t, uint64_t *bytes, unsigned jobs, uint64_t ns_on,
+			  uint64_t ns_off)
+{
+	unsigned on = 0;
+	for (unsigned i = 0; i < jobs; i++) {
+		int lz4 = a->lz4;
+		on += (unsigned)lz4;
+		*t += lz4 ? ns_on : ns_off;
+		*bytes += 1 << 20;
+		compress_adapt_job(a, *bytes, *t);
+	}
+	return on;
+}
+
+static void test_adapt(void)
+{
+	struct compress_adapt a;
+	uint64_t t = 1000, bytes = 0;
+	const unsigned W = COMPRESS_ADAPT_WINDOW, S = COMPRESS_ADAPT_STEADY;
+
+	/* A slow link: LZ4 halves the bytes, so a job takes half the time. */
+	bytes = 0;
+	compress_adapt_init(&a, t);
+	unsigned on = adapt_run(&a, &t, &bytes, 2 * W, 1000000, 2000000);
+	tap_ok(on == W && a.lz4 == 1 && a.probes == 1, "slow link: the probe (one window each way) chooses LZ4");
+	on = adapt_run(&a, &t, &bytes, S * W, 1000000, 2000000);
+	tap_ok(on == S * W && a.probing == 1, "and keeps it for %u windows, then probes again", S);
+
+	/* A fast link: LZ4 costs more CPU than the bytes it saves. */
+	bytes = 0;
+	compress_adapt_init(&a, t);
+	on = adapt_run(&a, &t, &bytes, 2 * W + S * W, 3000000, 1000000);
+	tap_ok(on == W && a.lz4_kept == 0 && a.flips == 0 && a.probing == 1,
+	       "fast link: raw after the probe, for %u windows (%u LZ4 jobs)", S, on);
+
+	/* The link gets slower mid-way: the next probe follows. */
+	adapt_run(&a, &t, &bytes, 2 * W, 1000000, 3000000);
+	tap_ok(a.lz4 == 1 && a.flips == 1 && a.probes == 2, "a change is followed at the next probe (flips %u)",
+	       a.flips);
+	/* A tie keeps LZ4 (the probe's rule), and no job is lost to the count. */
+	bytes = 0;
+	compress_adapt_init(&a, t);
+	on = adapt_run(&a, &t, &bytes, 2 * W, 1000000, 1000000);
+	tap_ok(a.lz4 == 1 && a.rate_on > 0 && a.rate_on == a.rate_off, "equal rates: LZ4 (rates %.4f, %.4f bytes/ns)",
+	       a.rate_on, a.rate_off);
+}
+
 int main(void)
 {
 	static uint64_t page[512], back[512];
 	static uint8_t out[COMPRESS_MAX_PAYLOAD], big[8192];
 	size_t len;
 
-	tap_plan(14);
+	tap_plan(19);
 	memset(page, 0, sizeof(page));
 	tap_ok(compress_page_encode(page, out, &len, 1) == COMPRESS_ZERO && len == 0, "zero page -> zero codec");
 	page[511] = 1;
@@ -73,5 +126,6 @@ int main(void)
 		bad += r != 0 && r != -EINVAL;
 	}
 	tap_ok(bad == 0, "2000 random lz4 payloads decoded or refused cleanly");
+	test_adapt();
 	return tap_done();
 }
