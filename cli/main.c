@@ -21,6 +21,7 @@ static const struct {
 	{ "list", cmd_list, "list the VMs on this host" },
 	{ "certs", cmd_certs, "create a throwaway CA and node certificates for mutual TLS" },
 	{ "ctl", cmd_ctl, "talk to a running VM's control socket (status, pause, resume, stats, stop)" },
+	{ "estimate", cmd_estimate, "measure a running VM's working set and dirty rate, without migrating" },
 };
 
 static void usage(FILE *f)

@@ -16,7 +16,9 @@
 #include <string.h>
 #include "precopy/pages.h"
 #include "precopy/policy.h"
+#include "precopy/predict.h"
 #include "precopy/throttle.h"
+#include "precopy/wss.h"
 #include "tests/tap.h"
 
 #define MS 1000000ull
@@ -297,17 +299,109 @@ static int replay(const char *path)
 	return 0;
 }
 
+/* The working set per window: a made-up guest writing frames 0..99 in
+ * every 10 ms harvest (hot) and 100 new frames in each harvest besides
+ * (a stream through memory), for 2.05 s. */
+static void test_wss(void)
+{
+	const uint64_t ms = 1000000, lens[] = { 100 * ms, 1000 * ms };
+	struct precopy_wss *w;
+	uint64_t g[200], next = 1000;
+	tap_ok(precopy_wss_new(100000, lens, 2, 0, &w) == 0, "wss: a tracker for 100 ms and 1 s windows");
+	for (uint64_t t = 10 * ms; t <= 2050 * ms; t += 10 * ms) {
+		for (int i = 0; i < 100; i++)
+			g[i] = (uint64_t)i;
+		for (int i = 100; i < 200; i++)
+			g[i] = next++;
+		g[150] = 100000 + 5; /* outside the guest: ignored */
+		precopy_wss_add(w, t, g, 200);
+	}
+	struct precopy_wss_stats s100, s1;
+	precopy_wss_get(w, 0, 2050 * ms, &s100);
+	precopy_wss_get(w, 1, 2050 * ms, &s1);
+	/* A 100 ms window holds 10 harvests (the first 9: the one at 0 ms is
+	 * before the first harvest); 1 s holds 100 (99). */
+	tap_ok(s100.windows == 20 && s100.median == 100 + 10 * 99 && s100.max == 100 + 10 * 99 && s100.min == 100 + 9 * 99,
+	       "wss: 100 ms windows: 20 whole, median %" PRIu64 " (min %" PRIu64 ") distinct frames", s100.median,
+	       s100.min);
+	tap_ok(s1.windows == 2 && s1.max == 100 + 100 * 99 && s1.min == 100 + 99 * 99,
+	       "wss: 1 s windows: 2 whole, %" PRIu64 " and %" PRIu64 " distinct frames", s1.min, s1.max);
+	tap_ok(precopy_wss_total(w) == 100 + 205 * 99, "wss: %" PRIu64 " frames written over all", precopy_wss_total(w));
+	tap_ok(precopy_wss_hot(w, 2050 * ms, 50) == 100, "wss: the hot set is the 100 frames written in every window (%" PRIu64 ")",
+	       precopy_wss_hot(w, 2050 * ms, 50));
+	struct precopy_wss_stats none;
+	precopy_wss_get(w, 1, 999 * ms, &none);
+	tap_ok(none.windows == 0 && none.median == 0, "wss: no whole window yet, no figures");
+	precopy_wss_free(w);
+	tap_ok(precopy_wss_new(10, (const uint64_t[]){ 2, 1 }, 2, 0, &w) == -EINVAL, "wss: window lengths must ascend");
+}
+
+/* A migration predicted from a working-set curve, with precopy_decide. */
+static void test_predict(void)
+{
+	const uint64_t ms = 1000000;
+	struct precopy_wss_curve c = { .n = 3, .t_ns = { 100 * ms, 1000 * ms, 10000 * ms }, .pages = { 200, 1600, 4000 } };
+	struct precopy_wss_curve one = { .n = 1, .t_ns = { 100 * ms }, .pages = { 200 }, .dirty_pps = 2000, .cap = 1000 };
+	tap_ok(precopy_wss_at(&c, 50 * ms) == 100 && precopy_wss_at(&c, 100 * ms) == 200 &&
+		       precopy_wss_at(&c, 316228 * 1000) == 900 && precopy_wss_at(&c, 100000 * ms) == 6400 &&
+		       precopy_wss_at(&one, 300 * ms) == 600 && precopy_wss_at(&one, 5000 * ms) == 1000,
+	       "predict: the working-set curve: proportional below 100 ms, log-linear between and past the last "
+	       "window (%" PRIu64 " at 316 ms, %" PRIu64 " at 100 s); from one window at the dirty rate, up to the cap",
+	       precopy_wss_at(&c, 316228 * 1000), precopy_wss_at(&c, 100000 * ms));
+
+	/* 10,000 resident pages over 1 Gbit/s at 2 KiB a page: one round of
+	 * 164 ms, then 501 dirty pages go in the switchover. */
+	struct precopy_predict_in in = { .wss = c, .first_pages = 10000, .link_Bps = 125000000, .wire_bytes_per_page = 2048,
+					 .encode_pps = 200000, .rtt_ns = 200000, .vcpu_save_ns = 100000, .vcpu_bytes = 8192,
+					 .downtime_limit_ns = 10 * ms, .max_time_ns = 20000 * ms };
+	struct precopy_predict_out o;
+	int e = precopy_predict(&in, &o);
+	uint64_t round1 = (uint64_t)(10000 * 2048.0 / 125000000 * 1e9);
+	tap_ok(e == 0 && o.verdict == PRECOPY_SWITCHOVER && o.rounds == 1 && o.final_pages == precopy_wss_at(&c, round1) &&
+		       o.downtime_ns <= in.downtime_limit_ns && o.total_ns == round1 + o.downtime_ns &&
+		       o.bytes == (uint64_t)((10000 + o.final_pages) * 2048.0),
+	       "predict: converges in %u round(s): %" PRIu64 " final pages, downtime %.2f ms, total %.1f ms, %" PRIu64
+	       " bytes", o.rounds, o.final_pages, (double)o.downtime_ns / 1e6, (double)o.total_ns / 1e6, o.bytes);
+
+	/* A tighter limit takes more rounds, each shorter. */
+	in.downtime_limit_ns = 2 * ms;
+	precopy_predict(&in, &o);
+	tap_ok(o.verdict == PRECOPY_SWITCHOVER && o.rounds > 1 && o.downtime_ns <= 2 * ms,
+	       "predict: a 2 ms limit: %u rounds, downtime %.2f ms", o.rounds, (double)o.downtime_ns / 1e6);
+
+	/* A guest that writes 90,000 pages a second in a 100,000-page set
+	 * outruns the link: the rounds stop shrinking, so it needs the throttle. */
+	struct precopy_wss_curve big = { .n = 2, .t_ns = { 100 * ms, 1000 * ms }, .pages = { 30000, 90000 }, .cap = 100000 };
+	in.wss = big;
+	in.first_pages = 100000;
+	in.downtime_limit_ns = 10 * ms;
+	precopy_predict(&in, &o);
+	tap_ok(o.needs_throttle && o.verdict == PRECOPY_CONTINUE && o.rounds == 2,
+	       "predict: a guest outrunning the link needs the throttle (after %u rounds, %" PRIu64 " pages dirty)",
+	       o.rounds, o.final_pages);
+	/* The same guest on a 10x faster link converges. */
+	in.link_Bps *= 10;
+	in.encode_pps = 2000000;
+	precopy_predict(&in, &o);
+	tap_ok(!o.needs_throttle && o.verdict == PRECOPY_SWITCHOVER,
+	       "predict: on a 10x link it converges: %u rounds, %.0f ms", o.rounds, (double)o.total_ns / 1e6);
+	in.link_Bps = 0;
+	tap_ok(precopy_predict(&in, &o) == -EINVAL, "predict: a link of 0 is refused");
+}
+
 int main(int argc, char **argv)
 {
 	static const char *defaults[] = { "tests/data/policy-converge.csv", "tests/data/policy-throttle.csv" };
 	const char *srcdir = getenv("srcdir");
 	int ntraces = argc > 1 ? argc - 1 : (int)(sizeof(defaults) / sizeof(defaults[0]));
 
-	tap_plan(10 + 10 + 4 + 11 + ntraces);
+	tap_plan(10 + 10 + 4 + 11 + 7 + 6 + ntraces);
 	test_pages();
 	test_decide();
 	test_rates();
 	test_throttle();
+	test_wss();
+	test_predict();
 	for (int i = 0; i < ntraces; i++) {
 		char path[1024];
 		if (argc > 1)

@@ -23,6 +23,7 @@
 #include "util/json.h"
 #include "util/rundir.h"
 #include "util/util.h"
+#include "vmhost/estimate.h"
 #include "vmhost/vmhost.h"
 
 struct ctl_client {
@@ -100,6 +101,8 @@ static void ctl__free(uv_handle_t *h)
 	struct ctl_client *c = h->data;
 	if (c->r->mig_client == c)
 		c->r->mig_client = NULL;
+	if (c->r->est_client == c)
+		c->r->est_client = NULL;
 	free(c);
 }
 
@@ -110,7 +113,7 @@ static void ctl__written(uv_write_t *w, int status)
 	free(w);
 }
 
-static void ctl__reply(struct ctl_client *c, char *text, size_t len)
+void vmhost_ctl_reply(struct ctl_client *c, char *text, size_t len)
 {
 	uv_write_t *w = malloc(sizeof(*w));
 	if (!w) {
@@ -181,6 +184,13 @@ static void ctl__command(struct ctl_client *c, const char *cmd)
 			free(out);
 			return;
 		}
+	} else if (!strncmp(cmd, "estimate", 8) && (cmd[8] == ' ' || !cmd[8])) {
+		vmhost_estimate_start(r, c, cmd + 8, &j);
+		if (!j.f) { /* measuring: the answer comes when it is done */
+			fclose(f);
+			free(out);
+			return;
+		}
 	} else if (!strcmp(cmd, "cancel")) {
 		int e = r->mig ? migrate_src_cancel(r->mig, "cancelled by the operator") : -ENOENT;
 		json_bool(&j, "ok", e == 0);
@@ -239,11 +249,11 @@ static void ctl__command(struct ctl_client *c, const char *cmd)
 		pthread_mutex_unlock(&r->lock);
 	} else {
 		json_bool(&j, "ok", 0);
-		json_str(&j, "error", "unknown command (status, pause, resume, stats, stop, cancel, migrate)");
+		json_str(&j, "error", "unknown command (status, pause, resume, stats, stop, cancel, migrate, estimate)");
 	}
 	json_end(&j);
 	fclose(f);
-	ctl__reply(c, out, outlen);
+	vmhost_ctl_reply(c, out, outlen);
 }
 
 static void ctl__alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
@@ -353,6 +363,7 @@ static void vmhost__close_walk(uv_handle_t *h, void *arg)
 static void vmhost__on_stopped(uv_async_t *a)
 {
 	struct vmhost *r = a->data;
+	vmhost_estimate_cancel(r, "the guest stopped during the estimate");
 	if (r->mig) {
 		/* Finish the migration's bookkeeping first; done() stops the loop. */
 		r->stop_after_mig = 1;
@@ -461,7 +472,7 @@ static void vmhost__mig_line(struct vmhost *r, const char *json)
 		return;
 	memcpy(t, json, n);
 	t[n] = '\n';
-	ctl__reply(r->mig_client, t, n + 1);
+	vmhost_ctl_reply(r->mig_client, t, n + 1);
 }
 
 static void vmhost__mig_event(void *opaque, const char *json) { vmhost__mig_line(opaque, json); }
@@ -525,6 +536,11 @@ static void vmhost__migrate(struct ctl_client *c, char *args, struct json *j)
 	}
 	if (r->mig) {
 		snprintf(err, sizeof(err), "a migration of '%s' is already in progress", r->name);
+		goto refuse;
+	}
+	if (r->est) {
+		snprintf(err, sizeof(err), "an estimate of '%s' is running: wait for it, or stop it (close its connection)",
+			 r->name);
 		goto refuse;
 	}
 	if (r->t_end || r->migrated || r->indeterminate || r->incoming) {
@@ -688,6 +704,7 @@ int vmhost_finish(struct vmhost *r)
 
 void vmhost_cleanup(struct vmhost *r)
 {
+	vmhost_estimate_cancel(r, "the VM host is shutting down");
 	vmhost__stop_harvester(r);
 	if (r->loop_ok) {
 		/* libuv unlinks the bound socket as it closes it (through the

@@ -23,6 +23,7 @@
 #include "precopy/dirtylog.h"
 
 struct ctl_client;
+struct vmhost_estimate;
 
 struct vmhost {
 	struct hv_vm *vm;
@@ -53,6 +54,10 @@ struct vmhost {
 	enum hv_stop_reason why;
 	int exit_code;
 	char detail[160];
+
+	/* estimate (vmhost/estimate.c): running while est is set */
+	struct vmhost_estimate *est;
+	struct ctl_client *est_client;
 
 	/* outgoing migration */
 	struct migrate_src *mig;
@@ -91,5 +96,9 @@ int vmhost_run(struct vmhost *r);
 int vmhost_finish(struct vmhost *r);
 /* Frees everything (VM included). */
 void vmhost_cleanup(struct vmhost *r);
+
+/* Writes text (len bytes, malloc'd; the connection takes it) to a control
+ * client. Loop thread. */
+void vmhost_ctl_reply(struct ctl_client *c, char *text, size_t len);
 
 #endif
