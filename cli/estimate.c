@@ -14,7 +14,9 @@
 #include <unistd.h>
 #include "cli/commands.h"
 #include "cli/util.h"
+#include "compress/adapt.h"
 #include "migrate/source.h"
+#include "migrate/stream.h"
 #include "precopy/predict.h"
 
 /* What the prediction assumes about the switchover where nothing is
@@ -140,6 +142,10 @@ static int estimate_predict(const char *line, uint64_t link, unsigned downtime_m
 	in.wss.dirty_pps = dbl(line, "dirty_pages_per_s");
 	in.wss.cap = num(line, "resident_pages");
 	in.first_pages = num(line, "resident_pages");
+	/* send's default, --compress auto: its probes of raw pages. */
+	in.probe_pages = (uint64_t)COMPRESS_ADAPT_WINDOW * STREAM_MAX_BATCH;
+	in.probe_every = (uint64_t)(COMPRESS_ADAPT_STEADY + 2) * COMPRESS_ADAPT_WINDOW * STREAM_MAX_BATCH;
+	in.raw_bytes_per_page = HV_PAGE_SIZE + STREAM_PAGE_ENTRY_HDR;
 	in.wire_bytes_per_page = dbl(line, "wire_bytes_per_page");
 	in.encode_pps = (uint64_t)dbl(line, "encode_pages_per_s");
 	return precopy_predict(&in, out);

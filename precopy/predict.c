@@ -42,6 +42,25 @@ uint64_t precopy_wss_at(const struct precopy_wss_curve *c, uint64_t t_ns)
 	return (uint64_t)(v + 0.5);
 }
 
+/* Of the pages numbered [a, a+n) in sending order, how many go raw in a
+ * probe. */
+static uint64_t predict__raw(const struct precopy_predict_in *in, uint64_t a, uint64_t n)
+{
+	if (!in->probe_pages || !in->probe_every)
+		return 0;
+	uint64_t raw = 0;
+	/* Probe k covers [probe_pages + k*every, 2*probe_pages + k*every). */
+	for (uint64_t k = a > 2 * in->probe_pages ? (a - 2 * in->probe_pages) / in->probe_every : 0;; k++) {
+		uint64_t lo = in->probe_pages + k * in->probe_every, hi = lo + in->probe_pages;
+		if (lo >= a + n)
+			break;
+		uint64_t s = lo > a ? lo : a, e = hi < a + n ? hi : a + n;
+		if (e > s)
+			raw += e - s;
+	}
+	return raw;
+}
+
 int precopy_predict(const struct precopy_predict_in *in, struct precopy_predict_out *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -50,11 +69,18 @@ int precopy_predict(const struct precopy_predict_in *in, struct precopy_predict_
 	/* Pages per second the slower of encoder and link allows. */
 	double link_pps = (double)in->link_Bps / in->wire_bytes_per_page;
 	double pps = link_pps < (double)in->encode_pps ? link_pps : (double)in->encode_pps;
-	uint64_t pages = in->first_pages, t = 0;
+	uint64_t pages = in->first_pages, t = 0, sent = 0;
+	double raw_extra = in->raw_bytes_per_page > in->wire_bytes_per_page ? in->raw_bytes_per_page - in->wire_bytes_per_page : 0;
 	for (unsigned r = 1; r <= PRECOPY_PREDICT_MAX_ROUNDS; r++) {
-		uint64_t dt = (uint64_t)((double)pages * 1e9 / pps);
+		/* A round: its pages through the encoder, its bytes over the link. */
+		double bytes = (double)pages * in->wire_bytes_per_page + (double)predict__raw(in, sent, pages) * raw_extra;
+		double secs = (double)pages / (double)in->encode_pps;
+		if (bytes / (double)in->link_Bps > secs)
+			secs = bytes / (double)in->link_Bps;
+		uint64_t dt = (uint64_t)(secs * 1e9);
 		t += dt;
-		out->bytes += (uint64_t)((double)pages * in->wire_bytes_per_page);
+		sent += pages;
+		out->bytes += (uint64_t)bytes;
 		out->rounds = r;
 		uint64_t dirty = precopy_wss_at(&in->wss, dt);
 		struct precopy_decision_in d = {

@@ -45,6 +45,11 @@ struct precopy_predict_in {
 	uint64_t first_pages;       /* what the first round sends: the resident pages */
 	uint64_t link_Bps;          /* the link, bytes/s (> 0) */
 	double wire_bytes_per_page; /* after zero detection and LZ4 (> 0) */
+	/* --compress auto probes raw pages now and then (compress/adapt.h):
+	 * probe_pages pages raw, from the probe_pages-th on, every
+	 * probe_every pages (0: no probes), at raw_bytes_per_page. */
+	uint64_t probe_pages, probe_every;
+	double raw_bytes_per_page;
 	uint64_t encode_pps;        /* the encoders' pages/s (> 0) */
 	uint64_t rtt_ns, vcpu_save_ns, vcpu_bytes;
 	uint64_t downtime_limit_ns;

@@ -385,6 +385,23 @@ static void test_predict(void)
 	precopy_predict(&in, &o);
 	tap_ok(!o.needs_throttle && o.verdict == PRECOPY_SWITCHOVER,
 	       "predict: on a 10x link it converges: %u rounds, %.0f ms", o.rounds, (double)o.total_ns / 1e6);
+	/* --compress auto's probes: 8,192 raw pages from the 8,192nd on, and
+	 * again every 147,456: a first round of 20,000 pages holds one. */
+	in.wss = c;
+	in.link_Bps = 125000000;
+	in.encode_pps = 200000;
+	in.first_pages = 20000;
+	precopy_predict(&in, &o);
+	uint64_t plain = o.bytes, plain_t = o.total_ns;
+	in.probe_pages = 8192;
+	in.probe_every = 18 * 8192;
+	in.raw_bytes_per_page = 4112;
+	precopy_predict(&in, &o);
+	/* Its raw pages, and a little more dirtied in the longer round. */
+	uint64_t probe = (uint64_t)(8192 * (4112.0 - 2048));
+	tap_ok(o.bytes - plain >= probe && o.bytes - plain < probe + probe / 20 && o.total_ns > plain_t,
+	       "predict: one raw probe in a 20,000-page first round: %" PRIu64 " more bytes, %.1f ms more",
+	       o.bytes - plain, (double)(o.total_ns - plain_t) / 1e6);
 	in.link_Bps = 0;
 	tap_ok(precopy_predict(&in, &o) == -EINVAL, "predict: a link of 0 is refused");
 }
@@ -395,7 +412,7 @@ int main(int argc, char **argv)
 	const char *srcdir = getenv("srcdir");
 	int ntraces = argc > 1 ? argc - 1 : (int)(sizeof(defaults) / sizeof(defaults[0]));
 
-	tap_plan(10 + 10 + 4 + 11 + 7 + 6 + ntraces);
+	tap_plan(10 + 10 + 4 + 11 + 7 + 7 + ntraces);
 	test_pages();
 	test_decide();
 	test_rates();
