@@ -126,16 +126,24 @@ R "att-dst \$(cat /run/dstA/att.result.json)"
 
 # 8. A guest writing flat out, so its vCPU is running (not in a port call)
 #    when paused: its first port call over there is its final report.
-\$PM run --hv xen --mem 64M --name flat --json /guest/memstress.elf -- $FLAT_ARGS >/tmp/flat.src.json 2>/dev/null &
-P=\$!
-waitctl flat # and at once: the guest is short-lived here
-\$PM send flat 127.0.0.1:\$PB --insecure --max-bandwidth 16M --downtime 300 --json >/tmp/flat.send 2>&1
-R "flat-send rc=\$? \$(tail -1 /tmp/flat.send)"
-wait \$P
+#    How long it runs here varies threefold with the emulation's speed
+#    (0.4 to 3 s were seen): one that ended before its migration could
+#    start is run again, up to 3 times.
+for k in 1 2 3; do
+	\$PM run --hv xen --mem 64M --name flat --json /guest/memstress.elf -- $FLAT_ARGS >/tmp/flat.src.json 2>/dev/null &
+	P=\$!
+	waitctl flat
+	\$PM send flat 127.0.0.1:\$PB --insecure --max-bandwidth 16M --downtime 300 --json >/tmp/flat.send 2>&1
+	rc=\$?
+	wait \$P
+	grep -q 'guest stopped during the migration' /tmp/flat.send || break
+done
+R "flat-send rc=\$rc \$(tail -1 /tmp/flat.send)"
+R "flat-attempts \$k"
 waitfile /run/dstB/flat.result.json
 R "flat-dst \$(cat /run/dstB/flat.result.json)"
 sleep 1; R "final-names \$(names)"
-R "agentA-failures \$(grep -c failed /tmp/agentA.log) agentB-failures \$(grep -c 'failed' /tmp/agentB.log)"
+R "agentA-failures \$(grep -c failed /tmp/agentA.log) agentB-failures \$(grep failed /tmp/agentB.log | grep -vc 'guest stopped during the migration')"
 R "agentA-failed \$(grep failed /tmp/agentA.log | tr '\n' ' ' | cut -c1-600)"
 R "agentB-failed \$(grep failed /tmp/agentB.log | tr '\n' ' ' | cut -c1-600)"
 DOM0
@@ -258,7 +266,7 @@ aref=$(ref $ATT_ARGS) ad=$(xt att-dst)
 ok $? "and finished over there: exit $(field "$ad" exit_code), digest $(field "$ad" digest) = ${aref:-(no KVM here)}"
 fs=$(xt flat-send) fd=$(xt flat-dst) fref=$(ref $FLAT_ARGS)
 echo "$fs" | grep -q 'rc=0 .*"result":"migrated"'
-ok $? "a guest writing flat out migrated (downtime $(field "$fs" downtime_ms) ms, $(field "$fs" final_pages) pages at switchover)"
+ok $? "a guest writing flat out migrated (downtime $(field "$fs" downtime_ms) ms, $(field "$fs" final_pages) pages at switchover; attempt $(xt flat-attempts) of 3)"
 [ "$(field "$fd" exit_code)" = 0 ] && { [ -z "$fref" ] || [ "$(field "$fd" digest)" = "$fref" ]; } &&
 	[ "$(field "$fd" tsc_backwards)" = 0 ]
 ok $? "and finished over there: $(field "$fd" result), digest $(field "$fd" digest) = ${fref:-(no KVM here)}, stall $(field "$fd" max_stall_us) us"
