@@ -18,6 +18,7 @@
 #include "migrate/source.h"
 #include "migrate/stream.h"
 #include "precopy/predict.h"
+#include "vmhost/estimate.h"
 
 /* What the prediction assumes about the switchover where nothing is
  * measured: the link's round trip and a vCPU's saved state. */
@@ -71,7 +72,7 @@ static double dbl(const char *line, const char *key)
 
 static void estimate_print(const char *line)
 {
-	static const char *const w[] = { "100ms", "1s", "10s" };
+	const char *const *w = vmhost_estimate_window_name;
 	char name[80] = "", mode[16] = "";
 	json_field(line, "name", name, sizeof(name));
 	json_field(line, "dirty_log", mode, sizeof(mode));
@@ -84,7 +85,7 @@ static void estimate_print(const char *line)
 	       (double)num(line, "pages_written") * 4096.0 / 1048576.0);
 	printf("  dirty rate       %.0f pages/s (%.1f MB/s) as a 10 ms harvest sees them\n", dbl(line, "dirty_pages_per_s"),
 	       dbl(line, "dirty_pages_per_s") * 4096.0 / 1e6);
-	for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
+	for (size_t i = 0; i < VMHOST_ESTIMATE_NWIN; i++) {
 		char k[48], k2[48], k3[48], k4[48];
 		snprintf(k, sizeof(k), "wss_%s_windows", w[i]);
 		snprintf(k2, sizeof(k2), "wss_%s_median_pages", w[i]);
@@ -115,20 +116,18 @@ static void estimate_print(const char *line)
 static int estimate_predict(const char *line, uint64_t link, unsigned downtime_ms, unsigned max_time_s,
 			    struct precopy_predict_out *out)
 {
-	static const char *const w[] = { "100ms", "1s", "10s" };
-	static const uint64_t wns[] = { 100000000ull, 1000000000ull, 10000000000ull };
 	struct precopy_predict_in in = { .link_Bps = link, .rtt_ns = PREDICT_RTT_NS,
 					 .vcpu_save_ns = PREDICT_VCPU_SAVE_NS * num(line, "vcpus"),
 					 .vcpu_bytes = PREDICT_VCPU_BYTES * num(line, "vcpus"),
 					 .downtime_limit_ns = (uint64_t)downtime_ms * 1000000ull,
 					 .max_time_ns = (uint64_t)max_time_s * 1000000000ull };
-	for (unsigned i = 0; i < 3; i++) {
+	for (unsigned i = 0; i < VMHOST_ESTIMATE_NWIN; i++) {
 		char k[48], k2[48];
-		snprintf(k, sizeof(k), "wss_%s_windows", w[i]);
-		snprintf(k2, sizeof(k2), "wss_%s_median_pages", w[i]);
+		snprintf(k, sizeof(k), "wss_%s_windows", vmhost_estimate_window_name[i]);
+		snprintf(k2, sizeof(k2), "wss_%s_median_pages", vmhost_estimate_window_name[i]);
 		if (!num(line, k))
 			continue;
-		in.wss.t_ns[in.wss.n] = wns[i];
+		in.wss.t_ns[in.wss.n] = vmhost_estimate_window_ns[i];
 		in.wss.pages[in.wss.n++] = num(line, k2);
 	}
 	/* The whole measurement is one more window, when longer than the

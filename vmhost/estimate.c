@@ -29,9 +29,8 @@
 #define BASELINE_MS 200 /* the kernel time per second measured before arming */
 #define SAMPLE_PAGES 1024 /* written pages encoded at the end: wire bytes and encoder speed */
 
-static const uint64_t est_windows_ns[] = { 100000000ull, 1000000000ull, 10000000000ull };
-static const char *const est_window_names[] = { "100ms", "1s", "10s" };
-#define NWIN (sizeof(est_windows_ns) / sizeof(est_windows_ns[0]))
+const uint64_t vmhost_estimate_window_ns[VMHOST_ESTIMATE_NWIN] = { 100000000ull, 1000000000ull, 10000000000ull };
+const char *const vmhost_estimate_window_name[VMHOST_ESTIMATE_NWIN] = { "100ms", "1s", "10s" };
 
 struct vmhost_estimate {
 	struct vmhost *r;
@@ -44,7 +43,6 @@ struct vmhost_estimate {
 	struct precopy_wss *wss;
 	struct precopy_dirty_set set;
 	uint64_t t0, t1;
-	uint64_t faults;          /* frames handed out, summed over harvests */
 	uint64_t harvest_cpu_ns;  /* this thread's CPU time */
 	double sys_before, sys_during; /* the process's kernel ms per s, less this thread's */
 	uint64_t sample[SAMPLE_PAGES]; /* the first written pages seen */
@@ -58,22 +56,26 @@ struct vmhost_estimate {
 
 static uint64_t tv_ns(struct timeval tv) { return (uint64_t)tv.tv_sec * 1000000000ull + (uint64_t)tv.tv_usec * 1000ull; }
 
-/* Kernel CPU time of the whole process and of the calling thread. */
-static void est__sys(uint64_t *proc_ns, uint64_t *thread_ns)
+/* CPU clocks: the whole process's kernel time, and the calling thread's
+ * kernel and total time. */
+struct est_cpu {
+	uint64_t proc_sys, thr_sys, thr_all;
+};
+
+static struct est_cpu est__cpu(void)
 {
 	struct rusage p, t;
 	getrusage(RUSAGE_SELF, &p);
 	getrusage(RUSAGE_THREAD, &t);
-	*proc_ns = tv_ns(p.ru_stime);
-	*thread_ns = tv_ns(t.ru_stime);
+	return (struct est_cpu){ tv_ns(p.ru_stime), tv_ns(t.ru_stime), tv_ns(t.ru_stime) + tv_ns(t.ru_utime) };
 }
 
-/* The process's kernel ms per second over an interval, less this thread's
- * (the harvesting is reported on its own). The two clocks are sampled
- * apart and at tick granularity: never below 0. */
-static double est__ms_per_s(uint64_t p0, uint64_t th0, uint64_t p1, uint64_t th1, double secs)
+/* The process's kernel ms per second from a to b, less this thread's (the
+ * harvesting is reported on its own). The clocks are sampled apart and at
+ * tick granularity: never below 0. */
+static double est__ms_per_s(struct est_cpu a, struct est_cpu b, double secs)
 {
-	double ns = (double)(p1 - p0) - (double)(th1 - th0);
+	double ns = (double)(b.proc_sys - a.proc_sys) - (double)(b.thr_sys - a.thr_sys);
 	return ns > 0 && secs > 0 ? ns / 1e6 / secs : 0;
 }
 
@@ -124,16 +126,14 @@ static void *est__thread(void *arg)
 {
 	struct vmhost_estimate *e = arg;
 	struct vmhost *r = e->r;
-	uint64_t p0, th0, p1, th1, p2, th2;
 	pthread_setname_np(pthread_self(), "estimate");
 
 	/* What the guest costs the kernel without the log, as a baseline. */
-	est__sys(&p0, &th0);
+	struct est_cpu c0 = est__cpu();
 	uint64_t b0 = util_now_ns();
 	est__sleep_ms(BASELINE_MS);
-	est__sys(&p1, &th1);
-	double base_s = (double)(util_now_ns() - b0) / 1e9;
-	e->sys_before = est__ms_per_s(p0, th0, p1, th1, base_s);
+	struct est_cpu c1 = est__cpu();
+	e->sys_before = est__ms_per_s(c0, c1, (double)(util_now_ns() - b0) / 1e9);
 
 	int err = precopy_dirtylog_open(r->vm, &e->dl);
 	if (err < 0) {
@@ -143,16 +143,14 @@ static void *est__thread(void *arg)
 		goto out;
 	}
 	e->t0 = util_now_ns();
-	err = precopy_wss_new(hv_vm_config(r->vm)->mem_bytes >> HV_PAGE_SHIFT, est_windows_ns, NWIN, e->t0, &e->wss);
+	err = precopy_wss_new(hv_vm_config(r->vm)->mem_bytes >> HV_PAGE_SHIFT, vmhost_estimate_window_ns,
+			      VMHOST_ESTIMATE_NWIN, e->t0, &e->wss);
 	if (err < 0) {
 		e->err = err;
 		snprintf(e->why, sizeof(e->why), "no memory for the working-set tables");
 		goto out;
 	}
-	est__sys(&p1, &th1);
-	struct rusage self0;
-	getrusage(RUSAGE_THREAD, &self0);
-	uint64_t harvest0 = tv_ns(self0.ru_stime) + tv_ns(self0.ru_utime);
+	c1 = est__cpu();
 	uint64_t end = e->t0 + e->ms * 1000000ull;
 	for (;;) {
 		uint64_t now = util_now_ns();
@@ -166,17 +164,14 @@ static void *est__thread(void *arg)
 			snprintf(e->why, sizeof(e->why), "harvesting the dirty log: %s", strerror((int)-n));
 			break;
 		}
-		e->faults += (uint64_t)n;
 		precopy_wss_add(e->wss, util_now_ns(), e->set.gfns, e->set.n);
 		for (size_t i = 0; i < e->set.n && e->nsample < SAMPLE_PAGES; i++)
 			e->sample[e->nsample++] = e->set.gfns[i];
 	}
 	e->t1 = util_now_ns();
-	est__sys(&p2, &th2);
-	struct rusage self;
-	getrusage(RUSAGE_THREAD, &self);
-	e->harvest_cpu_ns = tv_ns(self.ru_stime) + tv_ns(self.ru_utime) - harvest0;
-	e->sys_during = est__ms_per_s(p1, th1, p2, th2, (double)(e->t1 - e->t0) / 1e9);
+	struct est_cpu c2 = est__cpu();
+	e->harvest_cpu_ns = c2.thr_all - c1.thr_all;
+	e->sys_during = est__ms_per_s(c1, c2, (double)(e->t1 - e->t0) / 1e9);
 	/* After the figures above: neither is part of the guest's cost. */
 	e->resident = est__resident(r->vm);
 	est__encode_sample(e);
@@ -194,8 +189,8 @@ static void est__closed(uv_handle_t *h)
 	free(e);
 }
 
-/* The answer: one JSON line. */
-static char *est__answer(struct vmhost_estimate *e, size_t *len)
+/* The answer: one JSON line (malloc'd, without '\n'; NULL out of memory). */
+static char *est__answer(struct vmhost_estimate *e)
 {
 	struct vmhost *r = e->r;
 	struct json j;
@@ -216,24 +211,25 @@ static char *est__answer(struct vmhost_estimate *e, size_t *len)
 		json_u64(&j, "harvest_ms", VMHOST_ESTIMATE_HARVEST_MS);
 		json_u64(&j, "harvests", st.harvests);
 		json_u64(&j, "pages_written", precopy_wss_total(e->wss));
-		json_f64(&j, "dirty_pages_per_s", secs > 0 ? (double)e->faults / secs : 0);
-		for (unsigned i = 0; i < NWIN; i++) {
+		/* Frames handed out, summed over harvests: each was a write fault. */
+		json_f64(&j, "dirty_pages_per_s", secs > 0 ? (double)st.frames / secs : 0);
+		for (unsigned i = 0; i < VMHOST_ESTIMATE_NWIN; i++) {
 			struct precopy_wss_stats ws;
 			char k[48];
 			precopy_wss_get(e->wss, i, e->t1, &ws);
-			snprintf(k, sizeof(k), "wss_%s_windows", est_window_names[i]);
+			snprintf(k, sizeof(k), "wss_%s_windows", vmhost_estimate_window_name[i]);
 			json_u64(&j, k, ws.windows);
 			if (!ws.windows)
 				continue; /* shorter than one window: no figure rather than a wrong one */
-			snprintf(k, sizeof(k), "wss_%s_median_pages", est_window_names[i]);
+			snprintf(k, sizeof(k), "wss_%s_median_pages", vmhost_estimate_window_name[i]);
 			json_u64(&j, k, ws.median);
-			snprintf(k, sizeof(k), "wss_%s_min_pages", est_window_names[i]);
+			snprintf(k, sizeof(k), "wss_%s_min_pages", vmhost_estimate_window_name[i]);
 			json_u64(&j, k, ws.min);
-			snprintf(k, sizeof(k), "wss_%s_max_pages", est_window_names[i]);
+			snprintf(k, sizeof(k), "wss_%s_max_pages", vmhost_estimate_window_name[i]);
 			json_u64(&j, k, ws.max);
 		}
 		json_u64(&j, "hot_pages", precopy_wss_hot(e->wss, e->t1, 50));
-		json_u64(&j, "write_faults", e->faults);
+		json_u64(&j, "write_faults", st.frames);
 		json_u64(&j, "ring_full_exits", st.ring_full_exits);
 		json_f64(&j, "harvest_cpu_ms", (double)e->harvest_cpu_ns / 1e6);
 		json_f64(&j, "kernel_ms_per_s_before", e->sys_before);
@@ -243,19 +239,7 @@ static char *est__answer(struct vmhost_estimate *e, size_t *len)
 		json_f64(&j, "wire_bytes_per_page", e->wire_per_page);
 		json_f64(&j, "encode_pages_per_s", e->encode_pps);
 	}
-	char *s = json_end_str(&j);
-	if (!s)
-		return NULL;
-	size_t n = strlen(s);
-	char *t = realloc(s, n + 2);
-	if (!t) {
-		free(s);
-		return NULL;
-	}
-	t[n] = '\n';
-	t[n + 1] = 0;
-	*len = n + 1;
-	return t;
+	return json_end_str(&j);
 }
 
 /* Loop: the thread finished (or was stopped). Answer, disarm, free. */
@@ -269,10 +253,10 @@ static void est__finish(struct vmhost_estimate *e, const char *why)
 		e->err = -ECANCELED;
 		snprintf(e->why, sizeof(e->why), "%s", why);
 	}
-	size_t len = 0;
-	char *a = r->est_client ? est__answer(e, &len) : NULL;
+	char *a = r->est_client ? est__answer(e) : NULL;
 	if (a)
-		vmhost_ctl_reply(r->est_client, a, len);
+		vmhost_ctl_reply_line(r->est_client, a);
+	free(a);
 	r->est = NULL;
 	r->est_client = NULL;
 	/* The log goes with the estimate (est__closed): the guest runs

@@ -16,6 +16,12 @@
 #include "vmhost/vmhost.h"
 
 #define VMHOST_ESTIMATE_HARVEST_MS 10
+
+/* The working-set windows, ascending: lengths, and the names the answer's
+ * fields carry (wss_NAME_median_pages, ...). */
+#define VMHOST_ESTIMATE_NWIN 3
+extern const uint64_t vmhost_estimate_window_ns[VMHOST_ESTIMATE_NWIN];
+extern const char *const vmhost_estimate_window_name[VMHOST_ESTIMATE_NWIN];
 #define VMHOST_ESTIMATE_MAX_MS 3600000u /* an hour */
 
 /* "estimate [MS]" from client c (args: what follows the word). On success

@@ -256,6 +256,17 @@ static void ctl__command(struct ctl_client *c, const char *cmd)
 	vmhost_ctl_reply(c, out, outlen);
 }
 
+void vmhost_ctl_reply_line(struct ctl_client *c, const char *line)
+{
+	size_t n = strlen(line);
+	char *t = malloc(n + 1);
+	if (!t)
+		return;
+	memcpy(t, line, n);
+	t[n] = '\n';
+	vmhost_ctl_reply(c, t, n + 1);
+}
+
 static void ctl__alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
 {
 	struct ctl_client *c = h->data;
@@ -464,15 +475,8 @@ static void vmhost__stop_harvester(struct vmhost *r);
 
 static void vmhost__mig_line(struct vmhost *r, const char *json)
 {
-	if (!r->mig_client)
-		return;
-	size_t n = strlen(json);
-	char *t = malloc(n + 1);
-	if (!t)
-		return;
-	memcpy(t, json, n);
-	t[n] = '\n';
-	vmhost_ctl_reply(r->mig_client, t, n + 1);
+	if (r->mig_client)
+		vmhost_ctl_reply_line(r->mig_client, json);
 }
 
 static void vmhost__mig_event(void *opaque, const char *json) { vmhost__mig_line(opaque, json); }

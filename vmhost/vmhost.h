@@ -100,5 +100,7 @@ void vmhost_cleanup(struct vmhost *r);
 /* Writes text (len bytes, malloc'd; the connection takes it) to a control
  * client. Loop thread. */
 void vmhost_ctl_reply(struct ctl_client *c, char *text, size_t len);
+/* Writes a copy of line and a '\n' to a control client. Loop thread. */
+void vmhost_ctl_reply_line(struct ctl_client *c, const char *line);
 
 #endif
