@@ -17,8 +17,7 @@ struct precopy_wss {
 	uint64_t nframes, t0, t_last, total;
 	unsigned n;
 	struct wss_len len[PRECOPY_WSS_MAX_WINDOWS];
-	uint16_t *hot;      /* per frame: shortest windows it was written in (saturates) */
-	uint8_t *seen;      /* per frame: ever written */
+	uint16_t *hot;      /* per frame: shortest windows it was written in (saturates; > 0: ever written) */
 };
 
 void precopy_wss_free(struct precopy_wss *w)
@@ -30,7 +29,6 @@ void precopy_wss_free(struct precopy_wss *w)
 		free(w->len[i].counts);
 	}
 	free(w->hot);
-	free(w->seen);
 	free(w);
 }
 
@@ -47,8 +45,7 @@ int precopy_wss_new(uint64_t nframes, const uint64_t *window_ns, unsigned n, uin
 	w->nframes = nframes;
 	w->t0 = w->t_last = t0_ns;
 	w->hot = calloc(nframes, sizeof(*w->hot));
-	w->seen = calloc(nframes, 1);
-	if (!w->hot || !w->seen)
+	if (!w->hot)
 		goto err;
 	for (unsigned i = 0; i < n; i++) {
 		w->len[i].len_ns = window_ns[i];
@@ -95,15 +92,13 @@ void precopy_wss_add(struct precopy_wss *w, uint64_t t_ns, const uint64_t *gfns,
 				continue;
 			l->last[g] = mark;
 			l->counts[k]++;
-			if (i == 0 && w->hot[g] < UINT16_MAX)
-				w->hot[g]++;
+			if (i == 0) {
+				w->total += !w->hot[g]; /* its first window: a frame never written before */
+				if (w->hot[g] < UINT16_MAX)
+					w->hot[g]++;
+			}
 		}
 	}
-	for (size_t j = 0; j < n; j++)
-		if (gfns[j] < w->nframes && !w->seen[gfns[j]]) {
-			w->seen[gfns[j]] = 1;
-			w->total++;
-		}
 }
 
 static int cmp_u64(const void *a, const void *b)

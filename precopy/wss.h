@@ -12,7 +12,7 @@
  * before). Only whole windows enter the statistics.
  *
  * Memory: 4 bytes per guest frame per window length, plus 2 per frame for
- * the hot set. Thread: one caller at a time.
+ * the hot set (which also tells the frames ever written). Thread: one caller at a time.
  */
 #ifndef PMG_PRECOPY_WSS_H
 #define PMG_PRECOPY_WSS_H
