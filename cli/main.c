@@ -22,13 +22,15 @@ static const struct {
 	{ "certs", cmd_certs, "create a throwaway CA and node certificates for mutual TLS" },
 	{ "ctl", cmd_ctl, "talk to a running VM's control socket (status, pause, resume, stats, stop)" },
 	{ "estimate", cmd_estimate, "measure a running VM's working set and dirty rate, without migrating" },
+	{ "checkpoint", cmd_checkpoint, "write full and incremental checkpoints of a running VM to a directory" },
+	{ "restore", cmd_restore, "boot a VM from a checkpoint directory and host it" },
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: pml-migrate COMMAND [ARGS...]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
 	fprintf(f, "\n'pml-migrate COMMAND --help' describes a command.\n"
 		   "exit codes: 0 success, 1 failure, 2 usage error, 3 migration outcome\n"
 		   "indeterminate (send); see the README.\n");

@@ -125,37 +125,12 @@ static int session__claim(void *opaque, const char *name, char *why, size_t len)
 static int session__create_vm(void *opaque, const struct stream_shape *sh, struct hv_vm **vm, char *why, size_t len)
 {
 	struct session *s = opaque;
-	const char *src_hv = sh->hv == STREAM_HV_XEN ? "xen" : "kvm";
-	if (strcmp(src_hv, s->hv)) {
+	int e = vmhost_create_incoming(&s->r, s->hv, sh, why, len);
+	if (e == -EPROTONOSUPPORT)
 		snprintf(why, len, "the source runs a %s VM and this agent receives into %s (recv --hv)",
 			 sh->hv == STREAM_HV_XEN ? "Xen" : "KVM", !strcmp(s->hv, "xen") ? "Xen" : "KVM");
-		return -EPROTONOSUPPORT;
-	}
-	s->r.cfg.mem_bytes = sh->mem_bytes;
-	s->r.cfg.vcpus = sh->vcpus;
-	if (!strcmp(s->hv, "xen")) {
-		/* Xen's log-dirty is a bitmap, armed only for an onward move. */
-		s->r.cfg.dirty_mode = HV_DIRTY_BITMAP;
-		snprintf(s->r.cfg.name, sizeof(s->r.cfg.name), "%s", s->r.name);
-	} else {
-		s->r.cfg.dirty_mode = sh->dirty_log == HV_DIRTY_BITMAP ? HV_DIRTY_BITMAP : HV_DIRTY_RING;
-		s->r.cfg.huge_pages = 1; /* every page that arrives is written: make that cheap */
-	}
-	int e = hv_vm_create(s->hv, &s->r.cfg, &s->r.vm);
-	if (e < 0) {
-		snprintf(why, len, "destination cannot create a %" PRIu64 " MiB, %u-vCPU %s VM: %s", sh->mem_bytes >> 20,
-			 sh->vcpus, s->hv, strerror(-e));
-		return e;
-	}
-	hv_vm_set_guest_ops(s->r.vm, &vmhost_guest_ops, &s->r);
-	e = hv_vm_prepare_incoming(s->r.vm, why, len);
-	if (e < 0) {
-		hv_vm_destroy(s->r.vm);
-		s->r.vm = NULL;
-		return e;
-	}
 	*vm = s->r.vm;
-	return 0;
+	return e;
 }
 
 static void session__running(void *opaque, const char *stats)

@@ -38,15 +38,21 @@ void msrc__join_ready(struct xport_conn *x, void *opaque)
 		msrc__start_engine(m);
 }
 
+void migrate_src_shape(struct hv_vm *vm, struct stream_shape *sh)
+{
+	const struct hv_vm_config *cfg = hv_vm_config(vm);
+	*sh = (struct stream_shape){ .mem_bytes = cfg->mem_bytes, .vcpus = cfg->vcpus,
+				     .dirty_log = (uint8_t)cfg->dirty_mode,
+				     .hv = strcmp(hv_vm_backend(vm), "xen") ? STREAM_HV_KVM : STREAM_HV_XEN };
+}
+
 void msrc__ready0(struct xport_conn *x, void *opaque)
 {
 	struct msrc_stream *s = opaque;
 	struct migrate_src *m = s->m;
 	struct stream_buf b = { 0 };
-	const struct hv_vm_config *cfg = hv_vm_config(m->vm);
-	struct stream_shape sh = { .mem_bytes = cfg->mem_bytes, .vcpus = cfg->vcpus,
-				   .dirty_log = (uint8_t)cfg->dirty_mode,
-				   .hv = strcmp(hv_vm_backend(m->vm), "xen") ? STREAM_HV_KVM : STREAM_HV_XEN };
+	struct stream_shape sh;
+	migrate_src_shape(m->vm, &sh);
 	struct stream_join j = { .index = 0, .count = (uint16_t)m->nstreams };
 	int e = stream_put_hello(&b, m->o.resume ? STREAM_CAP_RESUME : 0, m->name);
 	if (!e)

@@ -94,4 +94,9 @@ int migrate_src_start(uv_loop_t *loop, struct hv_vm *vm, struct precopy_dirtylog
  * the destination's). --max-time does the same on its own. */
 int migrate_src_cancel(struct migrate_src *m, const char *why);
 
+/* The SHAPE a stream of vm carries (its memory, vCPUs, dirty log and
+ * hypervisor): what the VM that receives its state must be. */
+struct stream_shape;
+void migrate_src_shape(struct hv_vm *vm, struct stream_shape *sh);
+
 #endif

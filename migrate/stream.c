@@ -17,7 +17,7 @@ static uint64_t ld64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v;
 const char *stream_type_name(unsigned t)
 {
 	static const char *const n[] = { "?", "HELLO", "SHAPE", "PAGES", "VCPU", "ROUND_END", "STATE_DONE",
-					 "READY", "COMMIT", "RUNNING", "ERROR", "VERIFY", "JOIN", "RESUME", "ACK" };
+					 "READY", "COMMIT", "RUNNING", "ERROR", "VERIFY", "JOIN", "RESUME", "ACK", "CHECKPOINT", "SEAL" };
 	return t < STREAM_TYPE_MAX ? n[t] : "?";
 }
 
@@ -38,6 +38,8 @@ static uint32_t max_len(unsigned t)
 	case STREAM_JOIN: return 16;
 	case STREAM_RESUME: return 24;
 	case STREAM_ACK: return 16;
+	case STREAM_CHECKPOINT: return 40;
+	case STREAM_SEAL: return STREAM_SEAL_RECORD - STREAM_HDR_SIZE;
 	default: return 0;
 	}
 }
@@ -595,5 +597,60 @@ int stream_put_ack(struct stream_buf *b, const struct stream_ack *a)
 	put32(b, a->index);
 	put32(b, 0);
 	put64(b, a->records);
+	return 0;
+}
+
+int stream_parse_checkpoint(const struct stream_record *rec, struct stream_checkpoint *out)
+{
+	if (rec->type != STREAM_CHECKPOINT || rec->len != 40 || ld64(rec->payload + 32))
+		return -EPROTO;
+	out->seq = ld32(rec->payload);
+	out->parent_seq = ld32(rec->payload + 4);
+	out->id = ld64(rec->payload + 8);
+	out->parent_id = ld64(rec->payload + 16);
+	out->start_ns = ld64(rec->payload + 24);
+	if (!out->seq || !out->id)
+		return -EPROTO;
+	if (!out->parent_id)
+		return out->parent_seq ? -EPROTO : 0;
+	return out->parent_seq && out->parent_seq < out->seq ? 0 : -EPROTO;
+}
+
+int stream_put_checkpoint(struct stream_buf *b, const struct stream_checkpoint *c)
+{
+	int e = header(b, STREAM_CHECKPOINT, 40);
+	if (e)
+		return e;
+	put32(b, c->seq);
+	put32(b, c->parent_seq);
+	put64(b, c->id);
+	put64(b, c->parent_id);
+	put64(b, c->start_ns);
+	put64(b, 0);
+	return 0;
+}
+
+int stream_parse_seal(const struct stream_record *rec, struct stream_seal *out)
+{
+	if (rec->type != STREAM_SEAL || rec->len != STREAM_SEAL_RECORD - STREAM_HDR_SIZE)
+		return -EPROTO;
+	out->records = ld64(rec->payload);
+	out->bytes = ld64(rec->payload + 8);
+	out->paused_ns = ld64(rec->payload + 16);
+	out->pause_ns = ld64(rec->payload + 24);
+	memcpy(out->sha256, rec->payload + 32, STREAM_SHA256_LEN);
+	return 0;
+}
+
+int stream_put_seal(struct stream_buf *b, const struct stream_seal *s)
+{
+	int e = header(b, STREAM_SEAL, STREAM_SEAL_RECORD - STREAM_HDR_SIZE);
+	if (e)
+		return e;
+	put64(b, s->records);
+	put64(b, s->bytes);
+	put64(b, s->paused_ns);
+	put64(b, s->pause_ns);
+	put(b, s->sha256, STREAM_SHA256_LEN);
 	return 0;
 }

@@ -42,6 +42,8 @@ enum stream_type {
 	STREAM_JOIN = 12,
 	STREAM_RESUME = 13,
 	STREAM_ACK = 14,
+	STREAM_CHECKPOINT = 15, /* on disk only (docs/checkpoint.md): a file's first record */
+	STREAM_SEAL = 16,       /* on disk only: a file's last record */
 	STREAM_TYPE_MAX
 };
 
@@ -102,6 +104,28 @@ struct stream_resume {
 struct stream_ack {
 	uint32_t index;
 	uint64_t records;
+};
+
+/* A checkpoint file's first record: which point of which chain it holds.
+ * A full image has parent_id 0 and parent_seq 0; an incremental one holds
+ * the pages written since checkpoint parent_seq, whose id is parent_id. */
+struct stream_checkpoint {
+	uint32_t seq;        /* >= 1 */
+	uint32_t parent_seq; /* < seq; 0 for a full image */
+	uint64_t id;         /* random, not 0: names this point in time */
+	uint64_t parent_id;  /* 0 for a full image */
+	uint64_t start_ns;   /* CLOCK_REALTIME when writing began */
+};
+
+/* A checkpoint file's last record: what came before it, and when the
+ * guest was paused for the consistent point. */
+#define STREAM_SHA256_LEN 32
+struct stream_seal {
+	uint64_t records;    /* records before this one */
+	uint64_t bytes;      /* bytes before this one */
+	uint64_t paused_ns;  /* CLOCK_REALTIME at the pause: the checkpoint's time */
+	uint64_t pause_ns;   /* how long the guest stayed paused */
+	uint8_t sha256[STREAM_SHA256_LEN]; /* of the bytes before this record */
 };
 
 struct stream_round_end {
@@ -174,6 +198,12 @@ int stream_parse_join(const struct stream_record *rec, struct stream_join *out);
 int stream_parse_resume(const struct stream_record *rec, struct stream_resume *out);
 /* ACK: index < 16, reserved bytes zero. */
 int stream_parse_ack(const struct stream_record *rec, struct stream_ack *out);
+/* CHECKPOINT: seq >= 1, id != 0, a full image (parent_id 0, parent_seq 0)
+ * or an incremental one (parent_id != 0, 1 <= parent_seq < seq). */
+int stream_parse_checkpoint(const struct stream_record *rec, struct stream_checkpoint *out);
+/* SEAL: the fixed-size trailer (STREAM_SEAL_RECORD bytes with its header). */
+#define STREAM_SEAL_RECORD (STREAM_HDR_SIZE + 64)
+int stream_parse_seal(const struct stream_record *rec, struct stream_seal *out);
 /* text: NUL-terminated, control characters replaced by '?'. */
 int stream_parse_error(const struct stream_record *rec, uint32_t *code, char *text, size_t textsz);
 
@@ -204,6 +234,8 @@ int stream_put_join(struct stream_buf *b, const struct stream_join *j);
 int stream_put_resume(struct stream_buf *b, const struct stream_resume *r);
 int stream_put_ack(struct stream_buf *b, const struct stream_ack *a);
 int stream_put_error(struct stream_buf *b, uint32_t code, const char *text);
+int stream_put_checkpoint(struct stream_buf *b, const struct stream_checkpoint *c);
+int stream_put_seal(struct stream_buf *b, const struct stream_seal *s);
 
 const char *stream_type_name(unsigned type);
 

@@ -299,6 +299,10 @@ void vmhost_estimate_start(struct vmhost *r, struct ctl_client *c, const char *a
 		snprintf(err, sizeof(err), "'%s' is migrating: its migration reports what an estimate would", r->name);
 		goto refuse;
 	}
+	if (r->ckpt) {
+		snprintf(err, sizeof(err), "'%s' is being checkpointed: its dirty log is in use", r->name);
+		goto refuse;
+	}
 	if (r->t_end || r->migrated || r->indeterminate || r->incoming) {
 		snprintf(err, sizeof(err), "'%s' is not running here", r->name);
 		goto refuse;

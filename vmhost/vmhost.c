@@ -23,6 +23,7 @@
 #include "util/json.h"
 #include "util/rundir.h"
 #include "util/util.h"
+#include "vmhost/checkpoint.h"
 #include "vmhost/estimate.h"
 #include "vmhost/vmhost.h"
 
@@ -103,6 +104,7 @@ static void ctl__free(uv_handle_t *h)
 		c->r->mig_client = NULL;
 	if (c->r->est_client == c)
 		c->r->est_client = NULL;
+	vmhost_checkpoint_detach(c->r, c);
 	free(c);
 }
 
@@ -191,6 +193,13 @@ static void ctl__command(struct ctl_client *c, const char *cmd)
 			free(out);
 			return;
 		}
+	} else if (!strncmp(cmd, "checkpoint", 10) && (cmd[10] == ' ' || !cmd[10])) {
+		vmhost_checkpoint_start(r, c, (char *)cmd + 10, &j);
+		if (!j.f) { /* writing: the answer comes when it is on disk */
+			fclose(f);
+			free(out);
+			return;
+		}
 	} else if (!strcmp(cmd, "cancel")) {
 		int e = r->mig ? migrate_src_cancel(r->mig, "cancelled by the operator") : -ENOENT;
 		json_bool(&j, "ok", e == 0);
@@ -249,7 +258,7 @@ static void ctl__command(struct ctl_client *c, const char *cmd)
 		pthread_mutex_unlock(&r->lock);
 	} else {
 		json_bool(&j, "ok", 0);
-		json_str(&j, "error", "unknown command (status, pause, resume, stats, stop, cancel, migrate, estimate)");
+		json_str(&j, "error", "unknown command (status, pause, resume, stats, stop, cancel, migrate, estimate, checkpoint)");
 	}
 	json_end(&j);
 	fclose(f);
@@ -375,6 +384,7 @@ static void vmhost__on_stopped(uv_async_t *a)
 {
 	struct vmhost *r = a->data;
 	vmhost_estimate_cancel(r, "the guest stopped during the estimate");
+	vmhost_checkpoint_cancel(r, "the guest stopped during the checkpoint");
 	if (r->mig) {
 		/* Finish the migration's bookkeeping first; done() stops the loop. */
 		r->stop_after_mig = 1;
@@ -547,6 +557,10 @@ static void vmhost__migrate(struct ctl_client *c, char *args, struct json *j)
 			 r->name);
 		goto refuse;
 	}
+	if (r->ckpt) {
+		snprintf(err, sizeof(err), "'%s' is being checkpointed: stop 'pml-migrate checkpoint' first", r->name);
+		goto refuse;
+	}
 	if (r->t_end || r->migrated || r->indeterminate || r->incoming) {
 		snprintf(err, sizeof(err), "'%s' is not running here", r->name);
 		goto refuse;
@@ -646,6 +660,39 @@ int vmhost_init(struct vmhost *r, const char *name)
 	return 0;
 }
 
+int vmhost_create_incoming(struct vmhost *r, const char *hv, const struct stream_shape *sh, char *why, size_t len)
+{
+	const char *src_hv = sh->hv == STREAM_HV_XEN ? "xen" : "kvm";
+	if (strcmp(src_hv, hv)) {
+		snprintf(why, len, "the state is a %s VM's and this host receives into %s",
+			 sh->hv == STREAM_HV_XEN ? "Xen" : "KVM", !strcmp(hv, "xen") ? "Xen" : "KVM");
+		return -EPROTONOSUPPORT;
+	}
+	r->cfg.mem_bytes = sh->mem_bytes;
+	r->cfg.vcpus = sh->vcpus;
+	if (!strcmp(hv, "xen")) {
+		/* Xen's log-dirty is a bitmap, armed only for an onward move. */
+		r->cfg.dirty_mode = HV_DIRTY_BITMAP;
+		snprintf(r->cfg.name, sizeof(r->cfg.name), "%s", r->name);
+	} else {
+		r->cfg.dirty_mode = sh->dirty_log == HV_DIRTY_BITMAP ? HV_DIRTY_BITMAP : HV_DIRTY_RING;
+		r->cfg.huge_pages = 1; /* every page that arrives is written: make that cheap */
+	}
+	int e = hv_vm_create(hv, &r->cfg, &r->vm);
+	if (e < 0) {
+		snprintf(why, len, "cannot create a %" PRIu64 " MiB, %u-vCPU %s VM here: %s", sh->mem_bytes >> 20,
+			 sh->vcpus, hv, strerror(-e));
+		return e;
+	}
+	hv_vm_set_guest_ops(r->vm, &vmhost_guest_ops, r);
+	e = hv_vm_prepare_incoming(r->vm, why, len);
+	if (e < 0) {
+		hv_vm_destroy(r->vm);
+		r->vm = NULL;
+	}
+	return e;
+}
+
 int vmhost_claim_name(struct vmhost *r, const char *name)
 {
 	if (name != r->name)
@@ -709,6 +756,7 @@ int vmhost_finish(struct vmhost *r)
 void vmhost_cleanup(struct vmhost *r)
 {
 	vmhost_estimate_cancel(r, "the VM host is shutting down");
+	vmhost_checkpoint_cancel(r, "the VM host is shutting down");
 	vmhost__stop_harvester(r);
 	if (r->loop_ok) {
 		/* libuv unlinks the bound socket as it closes it (through the

@@ -20,10 +20,12 @@
 #include <uv.h>
 #include "hv/hv.h"
 #include "migrate/source.h"
+#include "migrate/stream.h"
 #include "precopy/dirtylog.h"
 
 struct ctl_client;
 struct vmhost_estimate;
+struct vmhost_ckpt;
 
 struct vmhost {
 	struct hv_vm *vm;
@@ -59,6 +61,9 @@ struct vmhost {
 	struct vmhost_estimate *est;
 	struct ctl_client *est_client;
 
+	/* checkpoint session (vmhost/checkpoint.c): while its client is connected */
+	struct vmhost_ckpt *ckpt;
+
 	/* outgoing migration */
 	struct migrate_src *mig;
 	struct ctl_client *mig_client;
@@ -88,6 +93,11 @@ extern const struct hv_guest_ops vmhost_guest_ops;
  * so the guest runs as fast as with no dirty log. Returns 0 or -errno
  * (message printed). */
 int vmhost_went_live(struct vmhost *r);
+/* Creates r->vm empty, to be filled with the state of a stream of shape
+ * sh (an incoming migration, a restored checkpoint) on backend hv ("kvm"
+ * or "xen"), which must be the one that stream's vCPU state is for.
+ * Returns 0 or -errno with a one-line reason in why. */
+int vmhost_create_incoming(struct vmhost *r, const char *hv, const struct stream_shape *sh, char *why, size_t len);
 /* Runs the loop until the VM stops, then prints the report. Returns the
  * process exit code. */
 int vmhost_run(struct vmhost *r);
