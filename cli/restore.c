@@ -131,7 +131,10 @@ static int restore_flush(struct restore *s)
 static int restore_each(void *opaque, const struct stream_record *rec)
 {
 	struct restore *s = opaque;
-	if (rec->type == STREAM_VCPU && !s->vcpus_from_here)
+	/* Once the session refused something, the rest of the file is only
+	 * read to the end: a corrupted file is then named as such (its
+	 * checksum) rather than by what its damage broke. */
+	if ((rec->type == STREAM_VCPU && !s->vcpus_from_here) || s->failed)
 		return 0;
 	if (stream_buf_reserve(&s->feed, STREAM_HDR_SIZE + (size_t)rec->len) < 0)
 		return -ENOMEM;
@@ -142,7 +145,9 @@ static int restore_each(void *opaque, const struct stream_record *rec)
 	memcpy(h + 4, &rec->len, 4);
 	memcpy(h + STREAM_HDR_SIZE, rec->payload, rec->len);
 	s->feed.len += STREAM_HDR_SIZE + (size_t)rec->len;
-	return s->feed.len >= RESTORE_FEED_BYTES ? restore_flush(s) : 0;
+	if (s->feed.len >= RESTORE_FEED_BYTES)
+		restore_flush(s); /* a refusal is noted in s->failed */
+	return 0;
 }
 
 static void restore_time(uint64_t ns, char *buf, size_t len)
@@ -209,10 +214,10 @@ static int restore_read_chain(int dirfd, const struct ckpt_info *v, const size_t
 		if (s)
 			s->vcpus_from_here = i + 1 == len;
 		int e = ckpt_read(dirfd, &v[chain[i]], s ? restore_each : NULL, s, &p, err, errlen);
-		if (!e && s)
-			e = restore_flush(s);
-		if (e == -ECANCELED && s && s->failed)
-			snprintf(err, errlen, "%s: refused: %s", v[chain[i]].file, s->why);
+		if (!e && s && restore_flush(s) < 0) {
+			snprintf(err, errlen, "%s: refused: %s", v[chain[i]].file, s->failed ? s->why : "the session ended");
+			e = -EBADMSG;
+		}
 		if (e)
 			return e;
 		*pages += p;

@@ -1,0 +1,176 @@
+#!/bin/bash
+# pml-migrate checkpoint / restore: checkpoints of a running deterministic
+# guest (memstress: its digest depends only on its arguments), a full
+# image then incremental ones from the dirty log; a VM restored from any
+# of them finishes with the digest of a run that was never interrupted.
+# A truncated, corrupted, reordered or mixed chain is refused, naming the
+# bad file, and nothing runs; kill -9 of the checkpoint command, or of
+# the VM host, in the middle of a checkpoint leaves the previous ones
+# restorable; --keep merges the oldest images so N points remain.
+. "$(dirname "$0")/tap.sh"
+. "$(dirname "$0")/migrate-lib.sh"
+if [ ! -e /dev/kvm ]; then skip_all "/dev/kvm absent"; fi
+echo "1..30"
+export PML_MIGRATE_RUNDIR="$T/host"
+mkdir -p "$PML_MIGRATE_RUNDIR"
+jf() { sed -n "s/.*\"$2\":\"\{0,1\}\([^\",}]*\).*/\1/p" "$1"; }
+digest() { sed -n 's/.*"digest":"\([0-9a-f]*\)".*/\1/p' "$1"; }
+# restore_vm DIR NAME [restore options]: runs the restored guest to its end.
+restore_vm() {
+	d=$1 nm=$2
+	shift 2
+	timeout 120 "$PM" restore "$d" --name "$nm" --json "$@" >"$T/$nm.json" 2>"$T/$nm.err"
+}
+
+ARGS="seed=11 ws=32M prefill=1 rate=24 ops=60000 content=text"
+REF=$(reference memstress $ARGS)
+
+# 1. Three checkpoints of a running guest, 0.7 s apart.
+D="$T/ck"
+start_vm "$PML_MIGRATE_RUNDIR" cv memstress ring $ARGS
+P=$VPID
+sleep 0.5
+timeout 60 "$PM" checkpoint cv "$D" --every 0.7 --count 3 --json >"$T/ck.json" 2>"$T/ck.err"
+rc=$?
+[ $rc = 0 ] && [ "$(grep -c '"ok":true' "$T/ck.json")" = 3 ]
+ok $? "checkpoint --every 0.7 --count 3: exit $rc, $(grep -c '"ok":true' "$T/ck.json") written $(head -c 200 "$T/ck.err")"
+sed -n 1p "$T/ck.json" >"$T/c1" && sed -n 2p "$T/ck.json" >"$T/c2" && sed -n 3p "$T/ck.json" >"$T/c3"
+[ "$(jf "$T/c1" kind)" = full ] && [ "$(jf "$T/c2" kind)" = incremental ] && [ "$(jf "$T/c2" parent_seq)" = 1 ] &&
+	[ "$(jf "$T/c3" kind)" = incremental ] && [ "$(jf "$T/c3" parent_seq)" = 2 ]
+ok $? "a full image, then incremental ones each on the previous: $(jf "$T/c1" kind), $(jf "$T/c2" kind) on $(jf "$T/c2" parent_seq), $(jf "$T/c3" kind) on $(jf "$T/c3" parent_seq)"
+[ -f "$D/00000001.ckpt" ] && [ -f "$D/00000002.ckpt" ] && [ -f "$D/00000003.ckpt" ] && ! ls -a "$D" | grep -q tmp
+ok $? "files 00000001..3.ckpt, no temporary file left: $(ls -a "$D" | tr '\n' ' ')"
+b1=$(jf "$T/c1" bytes) b2=$(jf "$T/c2" bytes) p1=$(jf "$T/c1" pages) p2=$(jf "$T/c2" pages)
+[ "${p1:-0}" -ge 8192 ] && [ "${b2:-0}" -gt 0 ] && [ "$b2" -lt "$b1" ] && [ "$p2" -lt "$p1" ]
+ok $? "an incremental image holds only what was written since: $p2 pages, $b2 bytes, against $p1 pages, $b1 bytes in full"
+pz=$(jf "$T/c2" pause_ms)
+awk -v p="$pz" -v e="$(jf "$T/c2" expected_pause_ms)" 'BEGIN { exit !(p > 0 && e > 0) }'
+ok $? "the pause is reported: $pz ms (aimed for $(jf "$T/c2" expected_pause_ms) ms, verdict $(jf "$T/c2" verdict))"
+# Restoring under the name of the VM still running here is refused.
+restore_vm "$D" cv
+rc=$?
+[ $rc = 1 ] && grep -q "already runs here" "$T/cv.err" && "$PM" ctl cv status | grep -q '"state":"running"'
+ok $? "restore under the name of a VM running here: exit $rc, $(tail -n 1 "$T/cv.err"); the original runs on"
+wait $P
+[ "$(digest "$T/cv.src.json")" = "$REF" ]
+ok $? "the checkpointed guest itself finishes undisturbed: $(digest "$T/cv.src.json") = $REF"
+
+# 2. Listing and checking.
+"$PM" restore "$D" --list --json >"$T/list.json"
+[ "$(grep -c '"ok":true' "$T/list.json")" = 3 ] && grep -q '"kind":"incremental","parent_seq":2' "$T/list.json"
+ok $? "restore --list --json: $(grep -c '"ok":true' "$T/list.json") good files"
+"$PM" restore "$D" --check --at 3 >"$T/check.out" 2>&1
+ok $? "restore --check --at 3: $(cat "$T/check.out")"
+
+# 3. Restored from each point, the guest finishes with the uninterrupted run's digest.
+for at in 1 2 3; do
+	restore_vm "$D" "r$at" --at "$at"
+	rc=$?
+	[ $rc = 0 ] && [ "$(digest "$T/r$at.json")" = "$REF" ]
+	ok $? "restore --at $at: exit $rc, digest $(digest "$T/r$at.json") = $REF $(tail -n 1 "$T/r$at.err" | head -c 200)"
+done
+restore_vm "$D" rlatest
+[ $? = 0 ] && [ "$(digest "$T/rlatest.json")" = "$REF" ]
+ok $? "restore without --at takes the newest: digest $(digest "$T/rlatest.json")"
+
+# 4. Bad chains are refused, naming the file, and nothing runs.
+bad() { rm -rf "$T/bad" && cp -r "$D" "$T/bad"; }
+refused() { # NAME WHAT FILE [restore options]: exit 1, FILE named, no VM left
+	nm=$1 what=$2 file=$3
+	shift 3
+	restore_vm "$T/bad" "$nm" "$@"
+	rc=$?
+	[ $rc = 1 ] && grep -q "$file" "$T/$nm.err" && [ ! -e "$PML_MIGRATE_RUNDIR/$nm.sock" ]
+	ok $? "$what: exit $rc, $(tail -n 1 "$T/$nm.err")"
+}
+bad
+printf '\xff' | dd of="$T/bad/00000002.ckpt" bs=1 seek=$((b2 / 2)) conv=notrunc status=none
+refused x1 "a byte flipped inside 00000002.ckpt" "00000002.ckpt: checksum mismatch"
+"$PM" restore "$T/bad" --check --at 1 >/dev/null 2>&1
+ok $? "the point before the corrupted file is still restorable (--check --at 1)"
+bad
+truncate -s -100 "$T/bad/00000003.ckpt"
+refused x2 "00000003.ckpt truncated by 100 bytes" "00000003.ckpt: trunc"
+bad
+mv "$T/bad/00000002.ckpt" "$T/bad/x" && mv "$T/bad/00000003.ckpt" "$T/bad/00000002.ckpt" && mv "$T/bad/x" "$T/bad/00000003.ckpt"
+refused x3 "files 2 and 3 swapped" "0000000[23].ckpt holds checkpoint"
+bad
+rm "$T/bad/00000002.ckpt"
+refused x4 "the middle file removed" "00000003.ckpt is incremental on checkpoint 2, whose file is missing"
+bad
+printf 'PMLM' | dd of="$T/bad/00000001.ckpt" bs=1 seek=0 conv=notrunc status=none
+refused x5 "00000001.ckpt's first record overwritten" "00000001.ckpt: not a checkpoint file"
+
+# 5. --keep 2: the oldest full image is merged into the next one.
+start_vm "$PML_MIGRATE_RUNDIR" kv memstress ring $ARGS
+P=$VPID
+sleep 0.5
+K="$T/keep"
+timeout 60 "$PM" checkpoint kv "$K" --every 0.5 --count 4 --keep 2 --json >"$T/keep.json" 2>"$T/keep.err"
+rc=$?
+files=$(cd "$K" && ls *.ckpt | tr '\n' ' ')
+[ $rc = 0 ] && [ "$files" = "00000003.ckpt 00000004.ckpt " ] && [ "$(grep -c '"event":"merged"' "$T/keep.json")" = 2 ]
+ok $? "checkpoint --count 4 --keep 2: exit $rc, files $files, $(grep -c '"event":"merged"' "$T/keep.json") merges"
+"$PM" restore "$K" --list --json >"$T/klist.json"
+grep -q '"seq":3,"file":"00000003.ckpt","ok":true,"kind":"full"' "$T/klist.json" &&
+	grep -q '"seq":4,"file":"00000004.ckpt","ok":true,"kind":"incremental","parent_seq":3' "$T/klist.json"
+ok $? "3 is now a full image and 4 still builds on it"
+wait $P
+restore_vm "$K" k3 --at 3
+[ $? = 0 ] && [ "$(digest "$T/k3.json")" = "$REF" ]
+ok $? "restore --at 3 of the merged image: digest $(digest "$T/k3.json") = $REF $(tail -n 1 "$T/k3.err" | head -c 200)"
+restore_vm "$K" k4 --at 4
+[ $? = 0 ] && [ "$(digest "$T/k4.json")" = "$REF" ]
+ok $? "restore --at 4 on top of it: digest $(digest "$T/k4.json")"
+
+# 6. kill -9 in the middle of a checkpoint: of the command, then of the VM host.
+BIG="seed=12 ws=384M prefill=1 rate=8 ops=40000 content=random"
+start_vm "$PML_MIGRATE_RUNDIR" big memstress ring $BIG
+P=$VPID
+for i in $(seq 100); do grep -q . "$T/big.src.log" 2>/dev/null && break; sleep 0.1; done
+sleep 2 # the prefill: 384 MiB of random pages
+B="$T/bigck"
+timeout 60 "$PM" checkpoint big "$B" >"$T/big1.out" 2>&1
+ok $? "a first full checkpoint of a 384 MiB guest: $(sed -n 1p "$T/big1.out")"
+"$PM" checkpoint big "$B" >/dev/null 2>&1 & # killed below: no timeout(1) in between
+CP=$!
+for i in $(seq 200); do [ -e "$B/.00000002.ckpt.tmp" ] && break; sleep 0.01; done
+kill -9 $CP
+wait $CP 2>/dev/null
+for i in $(seq 50); do [ ! -e "$B/.00000002.ckpt.tmp" ] && break; sleep 0.1; done
+st=$("$PM" ctl big status)
+[ ! -e "$B/.00000002.ckpt.tmp" ] && [ ! -e "$B/00000002.ckpt" ] && echo "$st" | grep -q '"state":"running"'
+ok $? "checkpoint killed -9 mid-file: its temporary file removed by the VM host, the guest runs on: $(echo "$st" | head -c 80)"
+"$PM" checkpoint big "$B" >/dev/null 2>&1 & # killed below: no timeout(1) in between
+CP=$!
+for i in $(seq 200); do [ -e "$B/.00000002.ckpt.tmp" ] && break; sleep 0.01; done
+pkill -9 -P $P # the VM host, under timeout(1)
+wait $P 2>/dev/null
+wait $CP
+rc=$?
+ls -a "$B" >"$T/bigls"
+[ $rc = 1 ] && grep -q '^.00000002.ckpt.tmp$' "$T/bigls" && ! grep -q '^00000002.ckpt$' "$T/bigls"
+ok $? "VM host killed -9 mid-checkpoint: the command fails (exit $rc), a temporary file stays, no 00000002.ckpt"
+"$PM" restore "$B" --list >"$T/biglist" && [ "$(grep -c ckpt "$T/biglist")" = 1 ]
+ok $? "restore --list ignores the leftover: $(grep -c ckpt "$T/biglist") checkpoint"
+restore_vm "$B" bigr
+[ $? = 0 ] && [ "$(digest "$T/bigr.json")" = "$(reference memstress $BIG)" ]
+ok $? "the checkpoint before the kill restores and finishes right: $(digest "$T/bigr.json") $(tail -n 1 "$T/bigr.err" | head -c 200)"
+
+# 7. Refusals.
+start_vm "$PML_MIGRATE_RUNDIR" off memstress off $ARGS
+P=$VPID
+timeout 20 "$PM" checkpoint off "$T/off" >/dev/null 2>"$T/off.err"
+rc=$?
+[ $rc = 1 ] && grep -q "without a dirty log" "$T/off.err"
+ok $? "a VM without a dirty log is refused: exit $rc, $(cat "$T/off.err")"
+kill $P
+wait $P 2>/dev/null
+timeout 20 "$PM" checkpoint nosuchvm "$T/x" >/dev/null 2>&1
+rc1=$?
+timeout 20 "$PM" checkpoint cv "$T/x" --every 0 >/dev/null 2>&1
+rc2=$?
+"$PM" restore "$T/x" >/dev/null 2>"$T/empty.err"
+rc3=$?
+[ $rc1 = 1 ] && [ $rc2 = 2 ] && [ $rc3 = 1 ] && grep -q "no checkpoint files" "$T/empty.err"
+ok $? "no such VM: exit $rc1; --every 0: exit $rc2; restore of an empty directory: exit $rc3, $(cat "$T/empty.err")"
