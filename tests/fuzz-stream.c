@@ -52,6 +52,16 @@ static int on_record(void *opaque, const struct stream_record *rec)
 		stream_parse_ack(rec, &a);
 		break;
 	}
+	case STREAM_CHECKPOINT: {
+		struct stream_checkpoint c;
+		stream_parse_checkpoint(rec, &c);
+		break;
+	}
+	case STREAM_SEAL: {
+		struct stream_seal s;
+		stream_parse_seal(rec, &s);
+		break;
+	}
 	case STREAM_VERIFY: {
 		uint64_t first;
 		uint32_t count;

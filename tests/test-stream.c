@@ -250,7 +250,7 @@ int main(int argc, char **argv)
 	}
 	if (argc == 3 && !strcmp(argv[1], "--hostile"))
 		return write_hostile(argv[2]);
-	tap_plan(28);
+	tap_plan(31);
 	build_valid(&b);
 	int all = 1;
 	for (size_t chunk = 1; chunk <= b.len; chunk = chunk * 3 + 1) {
@@ -396,6 +396,33 @@ int main(int argc, char **argv)
 		rb.p[8] = 16;
 		tap_ok(stream_parse_ack(&r5, &ar) == -EPROTO, "ACK for connection 16 refused");
 		stream_buf_free(&rb);
+	}
+	/* CHECKPOINT and SEAL (on disk only: docs/checkpoint.md) */
+	{
+		struct stream_buf cb = { 0 };
+		struct stream_checkpoint cw = { .seq = 3, .parent_seq = 2, .id = 0x1234, .parent_id = 0x99,
+						.start_ns = 1ull << 60 }, cr;
+		stream_put_checkpoint(&cb, &cw);
+		struct stream_record r6 = { .type = STREAM_CHECKPOINT, .len = (uint32_t)cb.len - 8, .payload = cb.p + 8 };
+		tap_ok(stream_parse_checkpoint(&r6, &cr) == 0 && cr.seq == 3 && cr.parent_seq == 2 && cr.id == 0x1234 &&
+			       cr.parent_id == 0x99 && cr.start_ns == 1ull << 60,
+		       "CHECKPOINT round-trips");
+		uint32_t four = 4;
+		memcpy(cb.p + 8 + 4, &four, 4); /* the parent after the child */
+		int e1 = stream_parse_checkpoint(&r6, &cr);
+		memset(cb.p + 8 + 16, 0, 8); /* a full image naming a parent */
+		int e2 = stream_parse_checkpoint(&r6, &cr);
+		tap_ok(e1 == -EPROTO && e2 == -EPROTO, "CHECKPOINT with a parent numbered after it, or a full image "
+						       "with a parent number, refused");
+		stream_buf_free(&cb);
+		struct stream_seal sw = { .records = 7, .bytes = 4096, .paused_ns = 5, .pause_ns = 6 }, sr;
+		memset(sw.sha256, 0xab, sizeof(sw.sha256));
+		stream_put_seal(&cb, &sw);
+		struct stream_record r7 = { .type = STREAM_SEAL, .len = (uint32_t)cb.len - 8, .payload = cb.p + 8 };
+		tap_ok(cb.len == STREAM_SEAL_RECORD && stream_parse_seal(&r7, &sr) == 0 && sr.records == 7 &&
+			       sr.bytes == 4096 && sr.pause_ns == 6 && !memcmp(sr.sha256, sw.sha256, 32),
+		       "SEAL round-trips, %zu bytes", cb.len);
+		stream_buf_free(&cb);
 	}
 	/* Handing the reader's buffer over (the destination's decoders get
 	 * records without a copy) and back (a recycled buffer is used). */
