@@ -67,6 +67,29 @@ int agent_gate_ask(int fd, char *why, size_t len)
 	return -EBUSY;
 }
 
+int agent_gate_query(int fd, unsigned *sessions, unsigned *max_sessions, char *why, size_t len)
+{
+	char c = 'Q';
+	uint32_t v[2];
+	if (fd < 0) {
+		*sessions = 0;
+		*max_sessions = 1;
+		return 0;
+	}
+	if (write(fd, &c, 1) != 1) {
+		snprintf(why, len, "the destination agent went away");
+		return -EPIPE;
+	}
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	if (poll(&p, 1, 5000) != 1 || read(fd, v, sizeof(v)) != sizeof(v)) {
+		snprintf(why, len, "the destination agent did not answer");
+		return -EIO;
+	}
+	*sessions = v[0];
+	*max_sessions = v[1];
+	return 0;
+}
+
 /* ---- agent ---- */
 
 struct agent_pend;
@@ -237,6 +260,18 @@ static void agent__ctl_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	if (n <= 0) {
 		if (n < 0)
 			uv_read_stop(s);
+		return;
+	}
+	if (b->base[0] == 'Q') { /* a capacity query: counts, no slot */
+		uv_write_t *w = malloc(sizeof(*w) + 8);
+		if (!w)
+			return;
+		uint32_t *v = (uint32_t *)(w + 1);
+		v[0] = a->live;
+		v[1] = a->o.max_sessions;
+		uv_buf_t qb = uv_buf_init((char *)v, 8);
+		if (uv_write(w, s, &qb, 1, agent__ctl_written) < 0)
+			free(w);
 		return;
 	}
 	if (c->authed || b->base[0] != 'A')

@@ -47,5 +47,9 @@ int agent_run(struct recv_opts *o);
  * is authenticated. Returns 0 (granted), -EBUSY (--max-sessions reached)
  * or -errno, with why filled on refusal. fd < 0 (no agent): granted. */
 int agent_gate_ask(int fd, char *why, size_t len);
+/* Session side: the agent's session count and --max-sessions (a capacity
+ * query; takes no slot). Returns 0 or -errno with why filled. fd < 0 (no
+ * agent): 0 of 1. */
+int agent_gate_query(int fd, unsigned *sessions, unsigned *max_sessions, char *why, size_t len);
 
 #endif

@@ -12,6 +12,7 @@ int cmd_ctl(int argc, char **argv);
 int cmd_estimate(int argc, char **argv);
 int cmd_checkpoint(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
+int cmd_evacuate(int argc, char **argv);
 int cmd_certs(int argc, char **argv);
 int cmd_send(int argc, char **argv);
 int cmd_recv(int argc, char **argv);

@@ -24,6 +24,7 @@ static const struct {
 	{ "estimate", cmd_estimate, "measure a running VM's working set and dirty rate, without migrating" },
 	{ "checkpoint", cmd_checkpoint, "write full and incremental checkpoints of a running VM to a directory" },
 	{ "restore", cmd_restore, "boot a VM from a checkpoint directory and host it" },
+	{ "evacuate", cmd_evacuate, "drain this host: migrate every VM to the given agents" },
 };
 
 static void usage(FILE *f)

@@ -83,6 +83,7 @@ struct session {
 	struct migrate_dst *d;
 	struct xport_tls *tls;
 	int failed;
+	int queried; /* a capacity query, answered: not a failed migration */
 	int agent_fd;
 };
 
@@ -143,16 +144,57 @@ static void session__running(void *opaque, const char *stats)
 	s->d = NULL;
 }
 
+/* The host's memory, from /proc/meminfo (kB). */
+static int session__meminfo(uint64_t *total, uint64_t *avail)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	char line[256];
+	int got = 0;
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f) && got != 3) {
+		unsigned long long kb;
+		if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
+			*total = kb << 10, got |= 1;
+		else if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+			*avail = kb << 10, got |= 2;
+	}
+	fclose(f);
+	return got == 3 ? 0 : -EIO;
+}
+
+static int session__capacity(void *opaque, struct stream_capacity *c, char *why, size_t len)
+{
+	struct session *s = opaque;
+	unsigned live, max;
+	int e = agent_gate_query(s->agent_fd, &live, &max, why, len);
+	if (e < 0)
+		return e;
+	if (session__meminfo(&c->mem_total, &c->mem_available) < 0) {
+		snprintf(why, len, "the destination cannot read its memory figures");
+		return -EIO;
+	}
+	if (c->mem_available > c->mem_total)
+		c->mem_available = c->mem_total;
+	c->sessions = live < max ? live : max;
+	c->max_sessions = max;
+	c->hv = !strcmp(s->hv, "xen") ? STREAM_HV_XEN : STREAM_HV_KVM;
+	s->queried = 1;
+	recv_log("capacity query answered: %u of %u sessions, %llu MiB available", c->sessions, max,
+		 (unsigned long long)(c->mem_available >> 20));
+	return 0;
+}
+
 static void session__failed(void *opaque, const char *why)
 {
 	struct session *s = opaque;
-	recv_log("migration of '%s' failed: %s", s->r.name[0] ? s->r.name : "(unnamed)", why);
+	if (!s->queried)
+		recv_log("migration of '%s' failed: %s", s->r.name[0] ? s->r.name : "(unnamed)", why);
 	s->failed = 1;
 	migrate_dst_free(s->d);
 	s->d = NULL;
-	if (s->r.con != stdout) {
+	if (s->r.con && s->r.con != stdout && !s->queried)
 		fprintf(s->r.con, "migration failed: %s\n", why);
-	}
 	uv_stop(&s->r.loop);
 }
 
@@ -161,6 +203,7 @@ static const struct migrate_dst_ops session_ops = {
 	.create_vm = session__create_vm,
 	.running = session__running,
 	.failed = session__failed,
+	.capacity = session__capacity,
 };
 
 static int recv_session(const struct recv_opts *o)

@@ -15,4 +15,11 @@ int cli_parse_size(const char *s, uint64_t *out);
 /* Decimal unsigned in [lo, hi]. Returns 0 or -EINVAL / -ERANGE. */
 int cli_parse_uint(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
 
+/* Calls fn for each VM on this host: every control socket in the run
+ * directory that answers "status" within 2 s, with the VM's name and its
+ * status line (JSON). Sockets nobody answers on (a VM that died) are
+ * skipped. Returns 0 (also with no run directory yet) or -errno with a
+ * message printed (prefix: the command). */
+int cli_each_vm(const char *prefix, void (*fn)(void *opaque, const char *name, const char *status), void *opaque);
+
 #endif

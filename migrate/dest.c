@@ -55,6 +55,30 @@ void dst__fail(struct migrate_dst *d, int err, const char *fmt, ...)
 
 /* ---- the records each phase takes ---- */
 
+/* A capacity query (HELLO with STREAM_CAP_QUERY): answered with
+ * CAPACITY, and the session ends; nothing is claimed or created. */
+static int dst__answer_query(struct migrate_dst *d)
+{
+	struct stream_capacity c = { 0 };
+	char why[256] = "this destination answers no capacity query";
+	int e = d->ops->capacity ? d->ops->capacity(d->opaque, &c, why, sizeof(why)) : -EOPNOTSUPP;
+	if (e < 0) {
+		dst__fail(d, e, "%s", why);
+		return e;
+	}
+	struct stream_buf b = { 0 };
+	struct xport_conn *x0 = dst__x0(d);
+	if (x0 && stream_put_capacity(&b, &c) == 0)
+		xport_write(x0, b.p, b.len);
+	stream_buf_free(&b);
+	d->phase = DST_FAILED;
+	if (x0)
+		xport_close(x0, 0, "capacity query answered"); /* graceful: CAPACITY goes out first */
+	uv_timer_stop(&d->idle_timer);
+	d->ops->failed(d->opaque, "capacity query answered");
+	return -ECANCELED;
+}
+
 /* HELLO: the VM's name (claimed on this host) and whether the source
  * wants resume. */
 static int dst__take_hello(struct dst_stream *s, const struct stream_record *rec)
@@ -70,6 +94,8 @@ static int dst__take_hello(struct dst_stream *s, const struct stream_record *rec
 						 : "malformed HELLO record (magic or lengths)");
 		return e;
 	}
+	if (h.caps & STREAM_CAP_QUERY)
+		return dst__answer_query(d);
 	if (!h.name[0]) {
 		dst__fail(d, -EINVAL, "HELLO carries no VM name");
 		return -EINVAL;

@@ -32,6 +32,12 @@ struct migrate_dst_ops {
 	/* The migration ended without the guest running here (why: a clear
 	 * reason, also sent to the source as ERROR when the link is up). */
 	void (*failed)(void *opaque, const char *why);
+	/* Optional: a HELLO with STREAM_CAP_QUERY (not a migration) asks
+	 * what this destination can take. 0 with *c filled (sent as CAPACITY,
+	 * then the session ends through failed(), why "capacity query
+	 * answered"), or -errno with why filled (sent as ERROR). NULL: such
+	 * a HELLO is refused. */
+	int (*capacity)(void *opaque, struct stream_capacity *c, char *why, size_t len);
 };
 
 struct migrate_dst;

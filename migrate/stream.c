@@ -17,7 +17,7 @@ static uint64_t ld64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v;
 const char *stream_type_name(unsigned t)
 {
 	static const char *const n[] = { "?", "HELLO", "SHAPE", "PAGES", "VCPU", "ROUND_END", "STATE_DONE",
-					 "READY", "COMMIT", "RUNNING", "ERROR", "VERIFY", "JOIN", "RESUME", "ACK", "CHECKPOINT", "SEAL" };
+					 "READY", "COMMIT", "RUNNING", "ERROR", "VERIFY", "JOIN", "RESUME", "ACK", "CHECKPOINT", "SEAL", "CAPACITY" };
 	return t < STREAM_TYPE_MAX ? n[t] : "?";
 }
 
@@ -40,6 +40,7 @@ static uint32_t max_len(unsigned t)
 	case STREAM_ACK: return 16;
 	case STREAM_CHECKPOINT: return 40;
 	case STREAM_SEAL: return STREAM_SEAL_RECORD - STREAM_HDR_SIZE;
+	case STREAM_CAPACITY: return 32;
 	default: return 0;
 	}
 }
@@ -652,5 +653,35 @@ int stream_put_seal(struct stream_buf *b, const struct stream_seal *s)
 	put64(b, s->paused_ns);
 	put64(b, s->pause_ns);
 	put(b, s->sha256, STREAM_SHA256_LEN);
+	return 0;
+}
+
+int stream_parse_capacity(const struct stream_record *rec, struct stream_capacity *out)
+{
+	static const uint8_t zero[7];
+	if (rec->type != STREAM_CAPACITY || rec->len != 32 || memcmp(rec->payload + 25, zero, 7))
+		return -EPROTO;
+	out->mem_total = ld64(rec->payload);
+	out->mem_available = ld64(rec->payload + 8);
+	out->sessions = ld32(rec->payload + 16);
+	out->max_sessions = ld32(rec->payload + 20);
+	out->hv = rec->payload[24];
+	if (out->sessions > out->max_sessions || out->hv > STREAM_HV_XEN || out->mem_available > out->mem_total)
+		return -EPROTO;
+	return 0;
+}
+
+int stream_put_capacity(struct stream_buf *b, const struct stream_capacity *c)
+{
+	static const uint8_t zero[7];
+	int e = header(b, STREAM_CAPACITY, 32);
+	if (e)
+		return e;
+	put64(b, c->mem_total);
+	put64(b, c->mem_available);
+	put32(b, c->sessions);
+	put32(b, c->max_sessions);
+	put(b, &c->hv, 1);
+	put(b, zero, 7);
 	return 0;
 }

@@ -44,6 +44,7 @@ enum stream_type {
 	STREAM_ACK = 14,
 	STREAM_CHECKPOINT = 15, /* on disk only (docs/checkpoint.md): a file's first record */
 	STREAM_SEAL = 16,       /* on disk only: a file's last record */
+	STREAM_CAPACITY = 17,   /* an agent's answer to a HELLO with STREAM_CAP_QUERY */
 	STREAM_TYPE_MAX
 };
 
@@ -86,6 +87,16 @@ struct stream_join {
 
 /* HELLO capabilities. */
 #define STREAM_CAP_RESUME (1ull << 0) /* a lost connection before READY may be resumed */
+#define STREAM_CAP_QUERY (1ull << 1)  /* not a migration: asks the agent's capacity (CAPACITY) */
+
+/* What an agent can take: its host's memory and its session slots. */
+struct stream_capacity {
+	uint64_t mem_total;     /* bytes of RAM on the agent's host */
+	uint64_t mem_available; /* bytes available to new VMs (the kernel's MemAvailable) */
+	uint32_t sessions;      /* migrations and VMs it hosts now (its --max-sessions count) */
+	uint32_t max_sessions;
+	uint8_t hv;             /* enum stream_hv: what it receives into */
+};
 
 /* A re-connection of a migration whose link was lost (source to the
  * destination's session port): the token of its JOIN, which connection it
@@ -204,6 +215,8 @@ int stream_parse_checkpoint(const struct stream_record *rec, struct stream_check
 /* SEAL: the fixed-size trailer (STREAM_SEAL_RECORD bytes with its header). */
 #define STREAM_SEAL_RECORD (STREAM_HDR_SIZE + 64)
 int stream_parse_seal(const struct stream_record *rec, struct stream_seal *out);
+/* CAPACITY: sessions <= max_sessions, hv known, mem_available <= mem_total. */
+int stream_parse_capacity(const struct stream_record *rec, struct stream_capacity *out);
 /* text: NUL-terminated, control characters replaced by '?'. */
 int stream_parse_error(const struct stream_record *rec, uint32_t *code, char *text, size_t textsz);
 
@@ -236,6 +249,7 @@ int stream_put_ack(struct stream_buf *b, const struct stream_ack *a);
 int stream_put_error(struct stream_buf *b, uint32_t code, const char *text);
 int stream_put_checkpoint(struct stream_buf *b, const struct stream_checkpoint *c);
 int stream_put_seal(struct stream_buf *b, const struct stream_seal *s);
+int stream_put_capacity(struct stream_buf *b, const struct stream_capacity *c);
 
 const char *stream_type_name(unsigned type);
 

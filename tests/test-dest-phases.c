@@ -86,7 +86,7 @@ static void t__failed(void *o, const char *w)
 	failed = 1;
 	snprintf(why, sizeof(why), "%s", w);
 }
-static const struct migrate_dst_ops ops = { t__claim, t__create_vm, t__running, t__failed };
+static const struct migrate_dst_ops ops = { .claim = t__claim, .create_vm = t__create_vm, .running = t__running, .failed = t__failed };
 
 /* One valid record of type t. state_done: the pages it announces. */
 static int put(struct stream_buf *b, enum stream_type t, uint64_t state_done)
