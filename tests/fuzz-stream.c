@@ -62,6 +62,11 @@ static int on_record(void *opaque, const struct stream_record *rec)
 		stream_parse_seal(rec, &s);
 		break;
 	}
+	case STREAM_CAPACITY: {
+		struct stream_capacity c;
+		stream_parse_capacity(rec, &c);
+		break;
+	}
 	case STREAM_VERIFY: {
 		uint64_t first;
 		uint32_t count;

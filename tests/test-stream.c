@@ -250,7 +250,7 @@ int main(int argc, char **argv)
 	}
 	if (argc == 3 && !strcmp(argv[1], "--hostile"))
 		return write_hostile(argv[2]);
-	tap_plan(31);
+	tap_plan(32);
 	build_valid(&b);
 	int all = 1;
 	for (size_t chunk = 1; chunk <= b.len; chunk = chunk * 3 + 1) {
@@ -422,6 +422,17 @@ int main(int argc, char **argv)
 		tap_ok(cb.len == STREAM_SEAL_RECORD && stream_parse_seal(&r7, &sr) == 0 && sr.records == 7 &&
 			       sr.bytes == 4096 && sr.pause_ns == 6 && !memcmp(sr.sha256, sw.sha256, 32),
 		       "SEAL round-trips, %zu bytes", cb.len);
+		stream_buf_free(&cb);
+		struct stream_capacity kw = { .mem_total = 8ull << 30, .mem_available = 5ull << 30, .sessions = 2,
+					      .max_sessions = 16, .hv = STREAM_HV_KVM }, kr;
+		stream_put_capacity(&cb, &kw);
+		struct stream_record r8 = { .type = STREAM_CAPACITY, .len = (uint32_t)cb.len - 8, .payload = cb.p + 8 };
+		int ok1 = stream_parse_capacity(&r8, &kr) == 0 && kr.mem_total == kw.mem_total &&
+			  kr.mem_available == kw.mem_available && kr.sessions == 2 && kr.max_sessions == 16 && kr.hv == 0;
+		uint32_t many = 17;
+		memcpy(cb.p + 8 + 16, &many, 4); /* more sessions than slots */
+		tap_ok(ok1 && stream_parse_capacity(&r8, &kr) == -EPROTO,
+		       "CAPACITY round-trips; more sessions than its maximum refused");
 		stream_buf_free(&cb);
 	}
 	/* Handing the reader's buffer over (the destination's decoders get
