@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <uv.h>
 #include "cli/agent.h"
+#include "cli/metrics.h"
 #include "cli/util.h"
 #include "migrate/stream.h"
 #include "transport/xport.h"
@@ -107,6 +108,7 @@ struct agent {
 	struct agent_child *ch, *ct;  /* session processes, oldest first */
 	uint64_t dropped_deadline, dropped_evicted, dropped_bad; /* logged at most once a second */
 	uint64_t last_drop_log;
+	struct metrics m;
 };
 
 struct agent_pend {
@@ -125,6 +127,8 @@ struct agent_child {
 	uv_pipe_t ctl;
 	int authed, exited, handles;
 	uint64_t t;
+	char in[256];  /* what the session said, not yet taken */
+	size_t inlen;
 };
 
 static uint64_t agent__now(void)
@@ -219,6 +223,9 @@ static void agent__child_closed(uv_handle_t *h)
 		free(c);
 }
 
+static void agent__ctl_drain(struct agent_child *c);
+static void agent__metrics(struct agent *a);
+
 static void agent__child_exit(uv_process_t *p, int64_t status, int sig)
 {
 	struct agent_child *c = p->data;
@@ -229,6 +236,8 @@ static void agent__child_exit(uv_process_t *p, int64_t status, int sig)
 		a->handshaking--;
 	LIST_REMOVE(a->ch, a->ct, c);
 	c->exited = 1;
+	agent__ctl_drain(c);
+	agent__metrics(a);
 	if (sig)
 		recv_log("session %d killed by signal %d%s", p->pid, sig, c->authed ? "" : " (before authenticating)");
 	else
@@ -240,10 +249,9 @@ static void agent__child_exit(uv_process_t *p, int64_t status, int sig)
 
 static void agent__ctl_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
 {
-	static char buf[16];
-	(void)h;
+	struct agent_child *c = h->data;
 	(void)sz;
-	*b = uv_buf_init(buf, sizeof(buf));
+	*b = uv_buf_init(c->in + c->inlen, (unsigned)(sizeof(c->in) - c->inlen));
 }
 
 static void agent__ctl_written(uv_write_t *w, int status)
@@ -252,47 +260,99 @@ static void agent__ctl_written(uv_write_t *w, int status)
 	free(w);
 }
 
-/* A session authenticated its peer and asks for a slot. */
+static void agent__ctl_answer(uv_stream_t *s, const void *p, size_t n)
+{
+	uv_write_t *w = malloc(sizeof(*w) + n);
+	if (!w)
+		return;
+	memcpy(w + 1, p, n);
+	uv_buf_t ob = uv_buf_init((char *)(w + 1), (unsigned)n);
+	if (uv_write(w, s, &ob, 1, agent__ctl_written) < 0)
+		free(w);
+}
+
+/* The metrics file, rewritten whenever a figure changes. */
+static void agent__metrics(struct agent *a)
+{
+	int e;
+	if (a->o.metrics_file[0] &&
+	    (e = metrics_write(&a->m, a->o.metrics_file, a->live, a->o.max_sessions, a->handshaking)) < 0)
+		recv_log("cannot write --metrics-file %s: %s", a->o.metrics_file, strerror(-e));
+}
+
+/* What a session says on its socketpair: 'A' asks for a slot once its
+ * peer is authenticated, 'Q' asks the counts for a capacity query, and
+ * "M ...\n" lines report outcomes for the metrics (cli/metrics.h). */
+static void agent__ctl_input(struct agent_child *c, uv_stream_t *s)
+{
+	struct agent *a = c->a;
+	size_t i = 0;
+	while (i < c->inlen) {
+		char k = c->in[i];
+		if (k == 'M') {
+			char *nl = memchr(c->in + i, '\n', c->inlen - i);
+			if (!nl)
+				break; /* the rest of the line is on its way */
+			*nl = 0;
+			if (metrics_take(&a->m, c->in + i) == 0)
+				agent__metrics(a);
+			i = (size_t)(nl - c->in) + 1;
+			continue;
+		}
+		i++;
+		if (!s)
+			continue; /* draining a session that exited: only its reports count */
+		if (k == 'Q') {
+			uint32_t v[2] = { a->live, a->o.max_sessions };
+			agent__ctl_answer(s, v, sizeof(v));
+		} else if (k == 'A' && !c->authed) {
+			char answer = 'N';
+			if (a->live < a->o.max_sessions) {
+				c->authed = 1;
+				a->handshaking--;
+				a->live++;
+				answer = 'Y';
+				agent__metrics(a);
+			} else {
+				recv_log("refusing session %d: %u sessions already running (--max-sessions)", c->proc.pid,
+					 a->live);
+			}
+			agent__ctl_answer(s, &answer, 1);
+		}
+	}
+	memmove(c->in, c->in + i, c->inlen - i);
+	c->inlen -= i;
+	if (c->inlen == sizeof(c->in))
+		c->inlen = 0; /* a line longer than any report: dropped */
+}
+
 static void agent__ctl_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
 	struct agent_child *c = s->data;
-	struct agent *a = c->a;
+	(void)b;
 	if (n <= 0) {
 		if (n < 0)
 			uv_read_stop(s);
 		return;
 	}
-	if (b->base[0] == 'Q') { /* a capacity query: counts, no slot */
-		uv_write_t *w = malloc(sizeof(*w) + 8);
-		if (!w)
-			return;
-		uint32_t *v = (uint32_t *)(w + 1);
-		v[0] = a->live;
-		v[1] = a->o.max_sessions;
-		uv_buf_t qb = uv_buf_init((char *)v, 8);
-		if (uv_write(w, s, &qb, 1, agent__ctl_written) < 0)
-			free(w);
+	c->inlen += (size_t)n;
+	agent__ctl_input(c, s);
+}
+
+/* A session that exited may have reported just before: read what is
+ * left on its socketpair before closing it. */
+static void agent__ctl_drain(struct agent_child *c)
+{
+	uv_os_fd_t fd;
+	if (uv_fileno((uv_handle_t *)&c->ctl, &fd) < 0)
 		return;
+	for (;;) {
+		ssize_t k = recv(fd, c->in + c->inlen, sizeof(c->in) - c->inlen, MSG_DONTWAIT);
+		if (k <= 0)
+			break;
+		c->inlen += (size_t)k;
+		agent__ctl_input(c, NULL);
 	}
-	if (c->authed || b->base[0] != 'A')
-		return;
-	char answer = 'N';
-	if (a->live < a->o.max_sessions) {
-		c->authed = 1;
-		a->handshaking--;
-		a->live++;
-		answer = 'Y';
-	} else {
-		recv_log("refusing session %d: %u sessions already running (--max-sessions)", c->proc.pid, a->live);
-	}
-	uv_write_t *w = malloc(sizeof(*w) + 1);
-	if (!w)
-		return;
-	char *p = (char *)(w + 1);
-	*p = answer;
-	uv_buf_t ob = uv_buf_init(p, 1);
-	if (uv_write(w, s, &ob, 1, agent__ctl_written) < 0)
-		free(w);
 }
 
 /* Makes room in the handshake stage: the oldest process still
@@ -525,6 +585,14 @@ int agent_run(struct recv_opts *o)
 						      : ((struct sockaddr_in6 *)&ss)->sin6_port);
 	if (o->port_file[0] && (e = rundir_write_atomic(AT_FDCWD, o->port_file, agent__write_port, &port)) < 0) {
 		util_err("recv: --port-file %s: %s", o->port_file, strerror(-e));
+		goto out;
+	}
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	a.m.start_time_s = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+	if (o->metrics_file[0] &&
+	    (e = metrics_write(&a.m, o->metrics_file, 0, o->max_sessions, 0)) < 0) {
+		util_err("recv: --metrics-file %s: %s", o->metrics_file, strerror(-e));
 		goto out;
 	}
 	/* The session gets the same settings plus the connection as fd 3 and

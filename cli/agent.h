@@ -29,6 +29,7 @@ struct recv_opts {
 	char listen[300];
 	char certs[256], node[65], allow[1024];
 	char port_file[256];
+	char metrics_file[256]; /* Prometheus text format, rewritten on every change ("" none) */
 	int insecure;
 	char hv[8];     /* the backend incoming VMs run on: "kvm" or "xen" */
 	int session_fd; /* >= 0: this process is a session (internal) */

@@ -22,6 +22,7 @@
 #include <uv.h>
 #include "cli/agent.h"
 #include "cli/commands.h"
+#include "cli/metrics.h"
 #include "cli/util.h"
 #include "migrate/dest.h"
 #include "transport/xport.h"
@@ -49,6 +50,10 @@ static void recv_usage(FILE *f)
 		"  --run-dir DIR        where VMs' control sockets, logs and reports go\n"
 		"                       (default: $PML_MIGRATE_RUNDIR, see README)\n"
 		"  --port-file FILE     write the listening port to FILE once listening\n"
+		"  --metrics-file FILE  keep FILE (mode 0644) up to date with the agent's figures in\n"
+		"                       the Prometheus text format: migrations in and out by\n"
+		"                       result, bytes, downtime, sessions (for the node exporter's\n"
+		"                       textfile collector; names in the README)\n"
 		"  --max-sessions N     at most N incoming migrations and VMs they brought\n"
 		"                       (authenticated sessions; default 16)\n"
 		"  --max-handshakes N   at most N connections finishing their TLS handshake at\n"
@@ -134,10 +139,32 @@ static int session__create_vm(void *opaque, const struct stream_shape *sh, struc
 	return e;
 }
 
+/* One line to the agent for its metrics (cli/metrics.h); best effort. */
+static void session__report(struct session *s, const char *line)
+{
+	if (s->agent_fd >= 0 && write(s->agent_fd, line, strlen(line)) < 0)
+		recv_log("cannot report to the agent: %s", strerror(errno));
+}
+
+/* The VM hosted here migrated onward, or tried to. */
+static void session__mig_done(void *opaque, enum migrate_result res, const char *json)
+{
+	struct session *s = opaque;
+	char v[64], line[96];
+	uint64_t bytes = json_field(json, "bytes_on_wire", v, sizeof(v)) == 0 ? strtoull(v, NULL, 10) : 0;
+	double dt_ms = json_field(json, "downtime_ms", v, sizeof(v)) == 0 ? strtod(v, NULL) : 0;
+	metrics_line_out(line, sizeof(line), res == MIGRATE_OK ? "ok" : res == MIGRATE_INDETERMINATE ? "indeterminate" : "failed",
+			 bytes, (uint64_t)(dt_ms * 1000));
+	session__report(s, line);
+}
+
 static void session__running(void *opaque, const char *stats)
 {
 	struct session *s = opaque;
+	char v[64], line[96];
 	recv_log("'%s' is running here (%s)", s->r.name, stats);
+	metrics_line_in(line, sizeof(line), 1, json_field(stats, "wire_bytes", v, sizeof(v)) == 0 ? strtoull(v, NULL, 10) : 0);
+	session__report(s, line);
 	if (vmhost_went_live(&s->r) < 0)
 		hv_vm_stop(s->r.vm);
 	migrate_dst_free(s->d);
@@ -188,8 +215,14 @@ static int session__capacity(void *opaque, struct stream_capacity *c, char *why,
 static void session__failed(void *opaque, const char *why)
 {
 	struct session *s = opaque;
+	char line[96];
 	if (!s->queried)
 		recv_log("migration of '%s' failed: %s", s->r.name[0] ? s->r.name : "(unnamed)", why);
+	if (s->queried)
+		metrics_line_query(line, sizeof(line));
+	else
+		metrics_line_in(line, sizeof(line), 0, 0);
+	session__report(s, line);
 	s->failed = 1;
 	migrate_dst_free(s->d);
 	s->d = NULL;
@@ -221,6 +254,8 @@ static int recv_session(const struct recv_opts *o)
 	if (vmhost_init(&s.r, "") < 0)
 		return PMG_EXIT_FAIL;
 	s.r.incoming = 1;
+	s.r.on_mig_done = session__mig_done;
+	s.r.on_mig_done_opaque = &s;
 	s.agent_fd = o->agent_fd;
 	s.hv = o->hv;
 	struct xport_tls_config tc = { .server = 1, .insecure = o->insecure, .certs_dir = o->certs, .node = o->node,
@@ -267,6 +302,7 @@ int cmd_recv(int argc, char **argv)
 		{ "insecure", no_argument, 0, 'I' },
 		{ "run-dir", required_argument, 0, 'r' },
 		{ "port-file", required_argument, 0, 'p' },
+		{ "metrics-file", required_argument, 0, 'M' },
 		{ "max-sessions", required_argument, 0, 'm' },
 		{ "session-fd", required_argument, 0, 'S' },
 		{ "timeout", required_argument, 0, 'T' },
@@ -320,6 +356,13 @@ int cmd_recv(int argc, char **argv)
 			break;
 		case 'p':
 			snprintf(o.port_file, sizeof(o.port_file), "%s", optarg);
+			break;
+		case 'M':
+			if (strlen(optarg) >= sizeof(o.metrics_file) - 8) {
+				util_err("recv: --metrics-file: path too long");
+				return PMG_EXIT_USAGE;
+			}
+			snprintf(o.metrics_file, sizeof(o.metrics_file), "%s", optarg);
 			break;
 		case 'm':
 			if (cli_parse_uint(optarg, 1, 1024, &v) < 0) {

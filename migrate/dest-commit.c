@@ -254,6 +254,11 @@ int dst__take_commit(struct dst_stream *s, const struct stream_record *rec)
 	json_f64(&j, "start_ms", (double)(t_started - t_commit) / 1e6); /* COMMIT in to the guest running */
 	json_bool(&j, "verified", d->verify_len != 0);
 	json_u64(&j, "resumes", d->resumes);
+	uint64_t wire = 0;
+	for (unsigned i = 0; i < DST_MAX_STREAMS; i++)
+		if (d->st[i].x)
+			wire += xport_wire_in(d->st[i].x);
+	json_u64(&j, "wire_bytes", wire); /* what the connections open at COMMIT carried */
 	char *stats = json_end_str(&j);
 	d->ops->running(d->opaque, stats ? stats : "{}");
 	free(stats);

@@ -114,12 +114,24 @@ FILE *rundir_create(int dirfd, const char *name)
 
 int rundir_write_atomic(int dirfd, const char *name, void (*write)(FILE *f, void *opaque), void *opaque)
 {
+	return rundir_write_atomic_mode(dirfd, name, 0600, write, opaque);
+}
+
+int rundir_write_atomic_mode(int dirfd, const char *name, mode_t mode, void (*write)(FILE *f, void *opaque),
+			     void *opaque)
+{
 	char tmp[RUNDIR_MAX_PATH];
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= sizeof(tmp))
 		return -ENAMETOOLONG;
 	FILE *f = rundir_create(dirfd, tmp);
 	if (!f)
 		return -errno;
+	if (mode != 0600 && fchmod(fileno(f), mode) < 0) {
+		int e = -errno;
+		fclose(f);
+		unlinkat(dirfd, tmp, 0);
+		return e;
+	}
 	write(f, opaque);
 	int e = ferror(f) ? -EIO : 0;
 	if (fclose(f) != 0 && !e)

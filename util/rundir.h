@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/types.h>
 #include <sys/un.h>
 
 #define RUNDIR_MAX_PATH 4096
@@ -50,5 +51,9 @@ FILE *rundir_create(int dirfd, const char *name);
  * write() fill it, then renames it over name, so a reader never sees half
  * of it. dirfd may be AT_FDCWD (name is then a path). Returns 0 or -errno. */
 int rundir_write_atomic(int dirfd, const char *name, void (*write)(FILE *f, void *opaque), void *opaque);
+/* The same with the file's mode (e.g. 0644 for a file another user's
+ * service reads), set before it gets its name. */
+int rundir_write_atomic_mode(int dirfd, const char *name, mode_t mode, void (*write)(FILE *f, void *opaque),
+			     void *opaque);
 
 #endif

@@ -509,6 +509,8 @@ static void vmhost__mig_done(void *opaque, enum migrate_result res, const char *
 {
 	struct vmhost *r = opaque;
 	vmhost__mig_line(r, json);
+	if (r->on_mig_done)
+		r->on_mig_done(r->on_mig_done_opaque, res, json);
 	r->mig = NULL;
 	if (res == MIGRATE_OK) {
 		/* The guest lives on the destination now; this copy never runs again. */

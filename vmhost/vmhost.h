@@ -69,6 +69,10 @@ struct vmhost {
 	struct ctl_client *mig_client;
 	int migrated, indeterminate, stop_after_mig;
 	char mig_target[300];
+	/* Optional: told every outgoing migration's result line (JSON), on
+	 * the loop thread (the agent's sessions count them for metrics). */
+	void (*on_mig_done)(void *opaque, enum migrate_result res, const char *json);
+	void *on_mig_done_opaque;
 
 	uv_loop_t loop;
 	int loop_ok;
