@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "cli/commands.h"
 #include "cli/util.h"
 #include "compress/adapt.h"
+#include "migrate/query.h"
 #include "migrate/source.h"
 #include "migrate/stream.h"
 #include "precopy/predict.h"
@@ -29,8 +31,8 @@
 static void estimate_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: pml-migrate estimate NAME [--seconds S] [--link RATE] [--downtime MS]\n"
-		"                            [--max-time S] [--json]\n"
+		"usage: pml-migrate estimate NAME [--seconds S] [--link RATE | --to HOST:PORT]\n"
+		"                            [--downtime MS] [--max-time S] [--json]\n"
 		"\n"
 		"Measures what a live migration of the running VM NAME would face, without\n"
 		"migrating it: its dirty log is armed for S seconds (default 10), harvested\n"
@@ -48,7 +50,13 @@ static void estimate_usage(FILE *f)
 		"options:\n"
 		"  --seconds S     how long to measure, 0.1 to 3600 (default 10)\n"
 		"  --link RATE     the link to predict for, bytes per second with K/M/G\n"
-		"                  (default 125M: 1 Gbit/s)\n"
+		"                  (default 125000000: 1 Gbit/s)\n"
+		"  --to HOST:PORT  measure the link instead: after the guest is measured,\n"
+		"                  filler is sent to that agent over the migration's TLS for\n"
+		"                  --probe-seconds (default 2) and the agent reports how fast\n"
+		"                  it arrived; its round trip is used too. With --certs DIR,\n"
+		"                  --node NAME (default sender), --peer NAME (default HOST)\n"
+		"                  or --insecure, as for send\n"
 		"  --downtime MS   the downtime target, as send's (default: send's, 50)\n"
 		"  --max-time S    give up after S seconds, as send's (default: send's, 600)\n"
 		"  --json          one JSON object (fields in the README)\n"
@@ -101,6 +109,20 @@ static void estimate_print(const char *line)
 	}
 	printf("  hot set          %" PRIu64 " pages written in at least half of the 100 ms windows\n",
 	       num(line, "hot_pages"));
+	char share[32];
+	if (json_field(line, "vcpu0_dirty_share", share, sizeof(share)) == 0) {
+		printf("  by vCPU          ");
+		for (uint64_t i = 0; i < num(line, "vcpus"); i++) {
+			char k[48], k2[48];
+			snprintf(k, sizeof(k), "vcpu%" PRIu64 "_dirty_pages", i);
+			snprintf(k2, sizeof(k2), "vcpu%" PRIu64 "_dirty_share", i);
+			printf("%svCPU %" PRIu64 " %.0f %% (%" PRIu64 " pages)", i ? ", " : "", i, dbl(line, k2) * 100,
+			       num(line, k));
+		}
+		printf("\n");
+	} else {
+		printf("  by vCPU          not known: the bitmap log cannot tell vCPUs apart\n");
+	}
 	printf("  to move          %" PRIu64 " resident pages; a written page is %.0f bytes on the wire,"
 	       " one encoder %.0f pages/s (%" PRIu64 " sampled)\n",
 	       num(line, "resident_pages"), dbl(line, "wire_bytes_per_page"), dbl(line, "encode_pages_per_s"),
@@ -113,10 +135,10 @@ static void estimate_print(const char *line)
 
 /* The prediction from the VM host's answer: fills in and returns its
  * figures in out; 0, or -EINVAL when the answer lacks what it needs. */
-static int estimate_predict(const char *line, uint64_t link, unsigned downtime_ms, unsigned max_time_s,
+static int estimate_predict(const char *line, uint64_t link, uint64_t rtt_ns, unsigned downtime_ms, unsigned max_time_s,
 			    struct precopy_predict_out *out)
 {
-	struct precopy_predict_in in = { .link_Bps = link, .rtt_ns = PREDICT_RTT_NS,
+	struct precopy_predict_in in = { .link_Bps = link, .rtt_ns = rtt_ns,
 					 .vcpu_save_ns = PREDICT_VCPU_SAVE_NS * num(line, "vcpus"),
 					 .vcpu_bytes = PREDICT_VCPU_BYTES * num(line, "vcpus"),
 					 .downtime_limit_ns = (uint64_t)downtime_ms * 1000000ull,
@@ -158,11 +180,19 @@ int cmd_estimate(int argc, char **argv)
 		{ "link", required_argument, 0, 'l' },
 		{ "downtime", required_argument, 0, 'd' },
 		{ "max-time", required_argument, 0, 'm' },
+		{ "to", required_argument, 0, 't' },
+		{ "probe-seconds", required_argument, 0, 'P' },
+		{ "certs", required_argument, 0, 'c' },
+		{ "node", required_argument, 0, 'n' },
+		{ "peer", required_argument, 0, 'p' },
+		{ "insecure", no_argument, 0, 'I' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	double secs = 10;
-	int json = 0, c;
+	double secs = 10, probe_s = 2;
+	int json = 0, c, link_stated = 0, insecure = 0;
+	const char *to = NULL;
+	char certs[PATH_MAX] = "", node[65] = "sender", peer[65] = "";
 	uint64_t link = 125000000, v;
 	struct migrate_src_opts so;
 	migrate_src_opts_default(&so);
@@ -187,6 +217,41 @@ int cmd_estimate(int argc, char **argv)
 				util_err("estimate: --link '%s': expected bytes per second, e.g. 125M", optarg);
 				return PMG_EXIT_USAGE;
 			}
+			link_stated = 1;
+			break;
+		case 't': {
+			char host[256];
+			unsigned port;
+			if (xport_split_hostport(optarg, host, sizeof(host), &port) < 0 || !port) {
+				util_err("estimate: --to '%s': expected HOST:PORT", optarg);
+				return PMG_EXIT_USAGE;
+			}
+			to = optarg;
+			break;
+		}
+		case 'P':
+			probe_s = strtod(optarg, &end);
+			if (*end || end == optarg || !(probe_s >= 0.1 && probe_s <= 60)) {
+				util_err("estimate: --probe-seconds '%s': must be 0.1 to 60", optarg);
+				return PMG_EXIT_USAGE;
+			}
+			break;
+		case 'c':
+			if (!realpath(optarg, certs)) {
+				util_err("estimate: --certs '%s': %s", optarg, strerror(errno));
+				return PMG_EXIT_USAGE;
+			}
+			break;
+		case 'n':
+		case 'p':
+			if (!util_valid_name(optarg)) {
+				util_err("estimate: --%s '%s': not a valid certificate name", c == 'n' ? "node" : "peer", optarg);
+				return PMG_EXIT_USAGE;
+			}
+			snprintf(c == 'n' ? node : peer, sizeof(node), "%s", optarg);
+			break;
+		case 'I':
+			insecure = 1;
 			break;
 		case 'd':
 			if (cli_parse_uint(optarg, 1, 60000, &v) < 0) {
@@ -217,6 +282,14 @@ int cmd_estimate(int argc, char **argv)
 	const char *name = argv[optind];
 	if (!util_valid_name(name)) {
 		util_err("estimate: invalid VM name '%s'", name);
+		return PMG_EXIT_USAGE;
+	}
+	if (to && link_stated) {
+		util_err("estimate: --link states the link and --to measures it: give one");
+		return PMG_EXIT_USAGE;
+	}
+	if (to && !insecure && !certs[0]) {
+		util_err("estimate: --to needs --certs DIR (or --insecure for plaintext)");
 		return PMG_EXIT_USAGE;
 	}
 	int fd = util_ctl_connect("estimate", name);
@@ -251,13 +324,44 @@ int cmd_estimate(int argc, char **argv)
 		return PMG_EXIT_FAIL;
 	}
 	struct precopy_predict_out p;
-	int pe = estimate_predict(line, link, so.downtime_ms, so.max_time_s, &p);
+	/* The link: measured to the agent (after the guest was measured, so
+	 * the probe's traffic is not part of what the guest paid), stated,
+	 * or the default. */
+	uint64_t rtt_ns = PREDICT_RTT_NS;
+	unsigned rtt_us = 0;
+	if (to) {
+		char err[400], host[256];
+		unsigned port;
+		struct stream_capacity cap;
+		struct xport_tls *tls;
+		xport_split_hostport(to, host, sizeof(host), &port);
+		struct xport_tls_config tc = { .insecure = insecure, .certs_dir = certs, .node = node,
+					       .peer_name = peer[0] ? peer : host };
+		if (xport_tls_new(&tc, &tls, err, sizeof(err)) < 0) {
+			util_err("estimate: %s", err);
+			return PMG_EXIT_FAIL;
+		}
+		int e = migrate_query_probe(tls, to, probe_s, &cap, &link, &rtt_us, err, sizeof(err));
+		xport_tls_free(tls);
+		if (e < 0) {
+			util_err("estimate: measuring the link to %s: %s", to, err);
+			return PMG_EXIT_FAIL;
+		}
+		if (rtt_us)
+			rtt_ns = (uint64_t)rtt_us * 1000;
+	}
+	int pe = estimate_predict(line, link, rtt_ns, so.downtime_ms, so.max_time_s, &p);
 	if (json) {
 		/* The VM host's figures, then the prediction's. */
 		json_error_t jerr;
 		json_t *o = json_loads(line, 0, &jerr);
 		if (o && pe == 0) {
 			json_object_set_new(o, "link_bytes_per_s", json_integer((json_int_t)link));
+			json_object_set_new(o, "link_source", json_string(to ? "measured" : link_stated ? "stated" : "default"));
+			if (to) {
+				json_object_set_new(o, "link_measured_to", json_string(to));
+				json_object_set_new(o, "link_rtt_us", json_integer(rtt_us));
+			}
 			json_object_set_new(o, "downtime_target_ms", json_integer(so.downtime_ms));
 			json_object_set_new(o, "predicted_verdict",
 					    json_string(p.needs_throttle ? "needs-throttle" : precopy_verdict_name(p.verdict)));
@@ -274,6 +378,9 @@ int cmd_estimate(int argc, char **argv)
 		json_decref(o);
 	} else {
 		estimate_print(line);
+		if (to)
+			printf("  link             %.1f MB/s measured to %s over %.1f s, round trip %.3f ms\n", (double)link / 1e6,
+			       to, probe_s, rtt_us / 1000.0);
 		if (pe == 0 && p.needs_throttle)
 			printf("  prediction       over %.1f MB/s the guest outruns the link: after %u rounds %" PRIu64
 			       " pages are still dirty and the next round would not shrink; send's throttle would have to"

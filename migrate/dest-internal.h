@@ -50,6 +50,7 @@ enum dst_phase {
 	DST_READY,     /* READY sent: awaiting COMMIT */
 	DST_RUNNING,   /* COMMIT taken, guest started, RUNNING sent: the end */
 	DST_FAILED,    /* the end without a guest here */
+	DST_PROBE,     /* a capacity query answered; measuring the link (PROBE records) */
 };
 
 struct dst_job {
@@ -107,6 +108,7 @@ struct migrate_dst {
 	const struct migrate_dst_ops *ops;
 	void *opaque;
 	enum dst_phase phase;
+	uint64_t probe_t0, probe_bytes; /* DST_PROBE: the first PROBE's arrival, bytes after it */
 	char name[STREAM_MAX_NAME + 1];
 	struct stream_shape shape;
 	uint64_t nframes;

@@ -57,7 +57,9 @@ void dst__fail(struct migrate_dst *d, int err, const char *fmt, ...)
 
 /* A capacity query (HELLO with STREAM_CAP_QUERY): answered with
  * CAPACITY, and the session ends; nothing is claimed or created. */
-static int dst__answer_query(struct migrate_dst *d)
+static int dst__end_query(struct migrate_dst *d);
+
+static int dst__answer_query(struct migrate_dst *d, int probe)
 {
 	struct stream_capacity c = { 0 };
 	char why[256] = "this destination answers no capacity query";
@@ -71,12 +73,46 @@ static int dst__answer_query(struct migrate_dst *d)
 	if (x0 && stream_put_capacity(&b, &c) == 0)
 		xport_write(x0, b.p, b.len);
 	stream_buf_free(&b);
+	if (probe) { /* the link's speed next: PROBE records until an empty one */
+		d->phase = DST_PROBE;
+		d->progress_at = util_now_ns();
+		return 0;
+	}
+	return dst__end_query(d);
+}
+
+/* A query is over: the connection closes once the answer is out. */
+static int dst__end_query(struct migrate_dst *d)
+{
+	struct xport_conn *x0 = dst__x0(d);
 	d->phase = DST_FAILED;
 	if (x0)
 		xport_close(x0, 0, "capacity query answered"); /* graceful: CAPACITY goes out first */
 	uv_timer_stop(&d->idle_timer);
 	d->ops->failed(d->opaque, "capacity query answered");
 	return -ECANCELED;
+}
+
+/* PROBE: filler, counted from the first record's arrival; the empty one
+ * ends the probe with the measure (PROBE_DONE). */
+static int dst__take_probe(struct dst_stream *s, const struct stream_record *rec)
+{
+	struct migrate_dst *d = s->d;
+	uint64_t now = util_now_ns();
+	if (rec->len) {
+		if (!d->probe_t0)
+			d->probe_t0 = now;
+		else
+			d->probe_bytes += STREAM_HDR_SIZE + (uint64_t)rec->len;
+		return 0;
+	}
+	struct stream_probe_done pd = { .bytes = d->probe_bytes, .ns = d->probe_t0 ? now - d->probe_t0 : 0 };
+	struct stream_buf b = { 0 };
+	struct xport_conn *x0 = dst__x0(d);
+	if (x0 && stream_put_probe_done(&b, &pd) == 0)
+		xport_write(x0, b.p, b.len);
+	stream_buf_free(&b);
+	return dst__end_query(d);
 }
 
 /* HELLO: the VM's name (claimed on this host) and whether the source
@@ -95,7 +131,7 @@ static int dst__take_hello(struct dst_stream *s, const struct stream_record *rec
 		return e;
 	}
 	if (h.caps & STREAM_CAP_QUERY)
-		return dst__answer_query(d);
+		return dst__answer_query(d, !!(h.caps & STREAM_CAP_PROBE));
 	if (!h.name[0]) {
 		dst__fail(d, -EINVAL, "HELLO carries no VM name");
 		return -EINVAL;
@@ -193,6 +229,7 @@ static const struct dst_accept {
 	{ DST_APPLYING, STREAM_PAGES, LANES, dst__queue_pages },
 	{ DST_APPLYING, STREAM_ROUND_END, LANES, dst__round_end },
 	{ DST_READY, STREAM_COMMIT, LANE0, dst__take_commit },
+	{ DST_PROBE, STREAM_PROBE, LANE0, dst__take_probe },
 };
 
 /* Why a record was refused, for the source and the log. */
@@ -222,6 +259,9 @@ static void dst__refuse(struct dst_stream *s, const struct stream_record *rec)
 		break;
 	case DST_READY:
 		dst__fail(d, -EPROTO, "expected COMMIT, got %s", t);
+		break;
+	case DST_PROBE:
+		dst__fail(d, -EPROTO, "link probe: unexpected %s record", t);
 		break;
 	default:
 		break;
@@ -362,6 +402,10 @@ static void dst__deadlines(uv_timer_t *t)
 	case DST_READY:
 		if (now - d->t_ready > d->lim.idle_ms * ms)
 			dst__fail(d, -ETIMEDOUT, "no COMMIT within %u s of READY", d->lim.idle_ms / 1000);
+		break;
+	case DST_PROBE:
+		if (now - d->progress_at > d->lim.idle_ms * ms)
+			dst__fail(d, -ETIMEDOUT, "link probe: nothing received for %u s", d->lim.idle_ms / 1000);
 		break;
 	default:
 		break;

@@ -2,7 +2,9 @@
  * migrate/query.h - asking an agent what it can take (`evacuate`): a
  * connection over the same authenticated TLS a migration uses, carrying a
  * HELLO with STREAM_CAP_QUERY; the agent answers CAPACITY (or ERROR) and
- * closes. Nothing is claimed or started on the agent.
+ * closes. Nothing is claimed or started on the agent. With
+ * STREAM_CAP_PROBE too, the connection then carries filler for a while
+ * and the agent says how fast it arrived (`estimate --to`).
  *
  * Threads: any; the call runs a private libuv loop to completion.
  */
@@ -19,5 +21,13 @@
  * agent's ERROR text, a malformed answer, -ETIMEDOUT). */
 int migrate_query_capacity(struct xport_tls *tls, const char *hostport, unsigned timeout_ms,
 			   struct stream_capacity *out, char *err, size_t errlen);
+
+/* The same, then measures the link: PROBE records of filler for seconds
+ * (0.1..60), as fast as the connection takes them, then the agent's
+ * measure (PROBE_DONE): *rate_Bps, payload bytes per second as they
+ * arrived there, and *rtt_us, the kernel's smoothed round trip (0 if
+ * unknown). The whole call is bounded by seconds + 15 s. */
+int migrate_query_probe(struct xport_tls *tls, const char *hostport, double seconds, struct stream_capacity *cap,
+			uint64_t *rate_Bps, unsigned *rtt_us, char *err, size_t errlen);
 
 #endif

@@ -17,7 +17,7 @@ static uint64_t ld64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v;
 const char *stream_type_name(unsigned t)
 {
 	static const char *const n[] = { "?", "HELLO", "SHAPE", "PAGES", "VCPU", "ROUND_END", "STATE_DONE",
-					 "READY", "COMMIT", "RUNNING", "ERROR", "VERIFY", "JOIN", "RESUME", "ACK", "CHECKPOINT", "SEAL", "CAPACITY" };
+					 "READY", "COMMIT", "RUNNING", "ERROR", "VERIFY", "JOIN", "RESUME", "ACK", "CHECKPOINT", "SEAL", "CAPACITY", "PROBE", "PROBE_DONE" };
 	return t < STREAM_TYPE_MAX ? n[t] : "?";
 }
 
@@ -41,6 +41,8 @@ static uint32_t max_len(unsigned t)
 	case STREAM_CHECKPOINT: return 40;
 	case STREAM_SEAL: return STREAM_SEAL_RECORD - STREAM_HDR_SIZE;
 	case STREAM_CAPACITY: return 32;
+	case STREAM_PROBE: return STREAM_MAX_PROBE;
+	case STREAM_PROBE_DONE: return 16;
 	default: return 0;
 	}
 }
@@ -683,5 +685,34 @@ int stream_put_capacity(struct stream_buf *b, const struct stream_capacity *c)
 	put32(b, c->max_sessions);
 	put(b, &c->hv, 1);
 	put(b, zero, 7);
+	return 0;
+}
+
+int stream_put_probe(struct stream_buf *b, const void *filler, uint32_t n)
+{
+	int e = header(b, STREAM_PROBE, n);
+	if (e)
+		return e;
+	if (n)
+		put(b, filler, n);
+	return 0;
+}
+
+int stream_parse_probe_done(const struct stream_record *rec, struct stream_probe_done *out)
+{
+	if (rec->type != STREAM_PROBE_DONE || rec->len != 16)
+		return -EPROTO;
+	out->bytes = ld64(rec->payload);
+	out->ns = ld64(rec->payload + 8);
+	return 0;
+}
+
+int stream_put_probe_done(struct stream_buf *b, const struct stream_probe_done *p)
+{
+	int e = header(b, STREAM_PROBE_DONE, 16);
+	if (e)
+		return e;
+	put64(b, p->bytes);
+	put64(b, p->ns);
 	return 0;
 }

@@ -45,6 +45,8 @@ enum stream_type {
 	STREAM_CHECKPOINT = 15, /* on disk only (docs/checkpoint.md): a file's first record */
 	STREAM_SEAL = 16,       /* on disk only: a file's last record */
 	STREAM_CAPACITY = 17,   /* an agent's answer to a HELLO with STREAM_CAP_QUERY */
+	STREAM_PROBE = 18,      /* link probe filler (any bytes); an empty one ends the probe */
+	STREAM_PROBE_DONE = 19, /* the agent's measure of a link probe */
 	STREAM_TYPE_MAX
 };
 
@@ -88,6 +90,16 @@ struct stream_join {
 /* HELLO capabilities. */
 #define STREAM_CAP_RESUME (1ull << 0) /* a lost connection before READY may be resumed */
 #define STREAM_CAP_QUERY (1ull << 1)  /* not a migration: asks the agent's capacity (CAPACITY) */
+#define STREAM_CAP_PROBE (1ull << 2)  /* with QUERY: then measures the link (PROBE..., PROBE_DONE) */
+#define STREAM_MAX_PROBE (1u << 20)   /* filler bytes per PROBE record */
+
+/* What the agent measured of a link probe: the PROBE bytes (headers
+ * included) that arrived after the first PROBE record, and the time from
+ * that first record to the empty one that ended the probe. */
+struct stream_probe_done {
+	uint64_t bytes;
+	uint64_t ns;
+};
 
 /* What an agent can take: its host's memory and its session slots. */
 struct stream_capacity {
@@ -217,6 +229,7 @@ int stream_parse_checkpoint(const struct stream_record *rec, struct stream_check
 int stream_parse_seal(const struct stream_record *rec, struct stream_seal *out);
 /* CAPACITY: sessions <= max_sessions, hv known, mem_available <= mem_total. */
 int stream_parse_capacity(const struct stream_record *rec, struct stream_capacity *out);
+int stream_parse_probe_done(const struct stream_record *rec, struct stream_probe_done *out);
 /* text: NUL-terminated, control characters replaced by '?'. */
 int stream_parse_error(const struct stream_record *rec, uint32_t *code, char *text, size_t textsz);
 
@@ -250,6 +263,9 @@ int stream_put_error(struct stream_buf *b, uint32_t code, const char *text);
 int stream_put_checkpoint(struct stream_buf *b, const struct stream_checkpoint *c);
 int stream_put_seal(struct stream_buf *b, const struct stream_seal *s);
 int stream_put_capacity(struct stream_buf *b, const struct stream_capacity *c);
+/* PROBE with n filler bytes (0: the end of the probe). */
+int stream_put_probe(struct stream_buf *b, const void *filler, uint32_t n);
+int stream_put_probe_done(struct stream_buf *b, const struct stream_probe_done *p);
 
 const char *stream_type_name(unsigned type);
 

@@ -67,6 +67,11 @@ static int on_record(void *opaque, const struct stream_record *rec)
 		stream_parse_capacity(rec, &c);
 		break;
 	}
+	case STREAM_PROBE_DONE: {
+		struct stream_probe_done p;
+		stream_parse_probe_done(rec, &p);
+		break;
+	}
 	case STREAM_VERIFY: {
 		uint64_t first;
 		uint32_t count;

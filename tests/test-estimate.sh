@@ -11,7 +11,7 @@
 . "$(dirname "$0")/tap.sh"
 . "$(dirname "$0")/migrate-lib.sh"
 if [ ! -e /dev/kvm ]; then skip_all "/dev/kvm absent"; fi
-echo "1..18"
+echo "1..22"
 export PML_MIGRATE_RUNDIR="$T/host"
 mkdir -p "$PML_MIGRATE_RUNDIR"
 
@@ -59,6 +59,9 @@ wpp=$(jf "$T/e1.json" wire_bytes_per_page)
 [ "$v" = switchover ] && [ "${rounds:-0}" -ge 1 ] && [ "${res:-0}" -ge 4096 ] &&
 	awk -v t="$tot" -v d="$dt" -v b="$by" -v r="$res" -v w="$wpp" 'BEGIN { exit !(d > 0 && d <= 50 && t > d && b >= r * w && w > 100 && w < 4200) }'
 ok $? "predicted over 125 MB/s: $v after $rounds round(s), total $tot ms, downtime $dt ms, $by bytes ($res resident pages, $wpp bytes a page)"
+v0=$(jf "$T/e1.json" vcpu0_dirty_pages) s0=$(jf "$T/e1.json" vcpu0_dirty_share)
+[ "${v0:-0}" -gt 1000 ] && [ "$s0" = 1.0 -o "$s0" = 1 ]
+ok $? "the spread over vCPUs: its one vCPU wrote $v0 pages, share $s0"
 "$PM" ctl est1 stats >"$T/st.json"
 grep -q '"dirty_log_armed":false' "$T/st.json"
 ok $? "afterwards the log is disarmed again: $(head -c 120 "$T/st.json")"
@@ -70,6 +73,26 @@ timeout 60 "$PM" estimate est1 --seconds 0.5 --link 100K >"$T/e2.txt" 2>&1
 ok $? "without --json: a readable summary ($(grep -c . "$T/e2.txt") lines)"
 grep -q "outruns the link" "$T/e2.txt"
 ok $? "over 100 KB/s the guest outruns the link: $(grep prediction "$T/e2.txt" | head -c 200)"
+
+# The link measured to an agent instead of stated: filler over the
+# migration's TLS for 0.5 s, the agent's measure, the round trip.
+make_certs
+start_agent A "$T/agent"
+timeout 60 "$PM" estimate est1 --seconds 0.5 --to "127.0.0.1:$PORT" --certs "$C" --node sender --peer agent \
+	--probe-seconds 0.5 --json >"$T/e10.json" 2>"$T/e10.err"
+rc=$?
+l=$(jf "$T/e10.json" link_bytes_per_s) rt=$(jf "$T/e10.json" link_rtt_us)
+[ $rc = 0 ] && [ "$(jf "$T/e10.json" link_source)" = measured ] && [ "${l:-0}" -gt 20000000 ] && [ "${rt:-0}" -gt 0 ] &&
+	[ -n "$(jf "$T/e10.json" predicted_verdict)" ]
+ok $? "estimate --to an agent: exit $rc, link $l bytes/s measured, round trip $rt us $(head -c 200 "$T/e10.err")"
+grep -q "capacity query answered" "$T/A.log" && ! grep -q "failed" "$T/A.log"
+ok $? "the agent took it as a query, not a failed migration"
+timeout 20 "$PM" estimate est1 --to "127.0.0.1:$PORT" --link 1G --insecure >/dev/null 2>&1
+rc=$?
+timeout 20 "$PM" estimate est1 --seconds 0.2 --to 127.0.0.1:1 --insecure >"$T/e11.out" 2>&1
+rc2=$?
+[ $rc = 2 ] && [ $rc2 = 1 ] && grep -q "measuring the link to 127.0.0.1:1" "$T/e11.out"
+ok $? "--to with --link: exit $rc; an agent that is not there: exit $rc2, $(head -c 150 "$T/e11.out")"
 
 # A small set written over and over is hot: 64 pages at 2048 writes/s.
 start_vm "$PML_MIGRATE_RUNDIR" est2 memstress ring seed=4 ws=256K prefill=1 rate=8 ops=200000 content=text

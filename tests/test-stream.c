@@ -250,7 +250,7 @@ int main(int argc, char **argv)
 	}
 	if (argc == 3 && !strcmp(argv[1], "--hostile"))
 		return write_hostile(argv[2]);
-	tap_plan(32);
+	tap_plan(33);
 	build_valid(&b);
 	int all = 1;
 	for (size_t chunk = 1; chunk <= b.len; chunk = chunk * 3 + 1) {
@@ -433,6 +433,19 @@ int main(int argc, char **argv)
 		memcpy(cb.p + 8 + 16, &many, 4); /* more sessions than slots */
 		tap_ok(ok1 && stream_parse_capacity(&r8, &kr) == -EPROTO,
 		       "CAPACITY round-trips; more sessions than its maximum refused");
+		stream_buf_free(&cb);
+		struct stream_probe_done pw = { .bytes = 123456789, .ns = 987654321 }, pr;
+		stream_put_probe_done(&cb, &pw);
+		struct stream_record r9 = { .type = STREAM_PROBE_DONE, .len = (uint32_t)cb.len - 8, .payload = cb.p + 8 };
+		int ok2 = stream_parse_probe_done(&r9, &pr) == 0 && pr.bytes == pw.bytes && pr.ns == pw.ns;
+		stream_buf_free(&cb);
+		static uint8_t big[STREAM_MAX_PROBE + 1];
+		int e3 = stream_put_probe(&cb, big, STREAM_MAX_PROBE);
+		size_t l3 = cb.len;
+		stream_buf_free(&cb);
+		tap_ok(ok2 && e3 == 0 && l3 == STREAM_HDR_SIZE + STREAM_MAX_PROBE &&
+			       stream_put_probe(&cb, big, STREAM_MAX_PROBE + 1) == -E2BIG,
+		       "PROBE_DONE round-trips; a PROBE holds up to 1 MiB of filler, no more");
 		stream_buf_free(&cb);
 	}
 	/* Handing the reader's buffer over (the destination's decoders get

@@ -50,6 +50,8 @@ struct vmhost_estimate {
 	uint64_t resident;        /* pages backed on this host: what a first round sends */
 	double wire_per_page;     /* a sampled written page on the wire (LZ4 or raw, its entry header) */
 	double encode_pps;        /* the sample's encoding speed, one thread */
+	int have_vcpu;            /* the log tells vCPUs apart (ring) */
+	uint64_t vcpu0[HV_MAX_VCPUS], vcpu1[HV_MAX_VCPUS]; /* each vCPU's log entries at start and end */
 	int err;
 	char why[200];
 };
@@ -143,6 +145,12 @@ static void *est__thread(void *arg)
 		goto out;
 	}
 	e->t0 = util_now_ns();
+	/* Which vCPUs write: each one's log entries over the estimate (the
+	 * ring is per vCPU; a bitmap cannot tell them apart). */
+	e->have_vcpu = 1;
+	for (unsigned i = 0; i < r->cfg.vcpus; i++)
+		if (hv_dirty_vcpu_entries(r->vm, i, &e->vcpu0[i]) < 0)
+			e->have_vcpu = 0;
 	err = precopy_wss_new(hv_vm_config(r->vm)->mem_bytes >> HV_PAGE_SHIFT, vmhost_estimate_window_ns,
 			      VMHOST_ESTIMATE_NWIN, e->t0, &e->wss);
 	if (err < 0) {
@@ -169,6 +177,9 @@ static void *est__thread(void *arg)
 			e->sample[e->nsample++] = e->set.gfns[i];
 	}
 	e->t1 = util_now_ns();
+	for (unsigned i = 0; i < r->cfg.vcpus && e->have_vcpu; i++)
+		if (hv_dirty_vcpu_entries(r->vm, i, &e->vcpu1[i]) < 0)
+			e->have_vcpu = 0;
 	struct est_cpu c2 = est__cpu();
 	e->harvest_cpu_ns = c2.thr_all - c1.thr_all;
 	e->sys_during = est__ms_per_s(c1, c2, (double)(e->t1 - e->t0) / 1e9);
@@ -231,6 +242,22 @@ static char *est__answer(struct vmhost_estimate *e)
 		json_u64(&j, "hot_pages", precopy_wss_hot(e->wss, e->t1, 50));
 		json_u64(&j, "write_faults", st.frames);
 		json_u64(&j, "ring_full_exits", st.ring_full_exits);
+		/* The spread over vCPUs: each one's share of the pages written,
+		 * as its log entries (a page written by two vCPUs counts for
+		 * both). */
+		if (e->have_vcpu) {
+			uint64_t tot = 0;
+			for (unsigned i = 0; i < r->cfg.vcpus; i++)
+				tot += e->vcpu1[i] - e->vcpu0[i];
+			for (unsigned i = 0; i < r->cfg.vcpus; i++) {
+				char k[48];
+				uint64_t v = e->vcpu1[i] - e->vcpu0[i];
+				snprintf(k, sizeof(k), "vcpu%u_dirty_pages", i);
+				json_u64(&j, k, v);
+				snprintf(k, sizeof(k), "vcpu%u_dirty_share", i);
+				json_f64(&j, k, tot ? (double)v / (double)tot : 0);
+			}
+		}
 		json_f64(&j, "harvest_cpu_ms", (double)e->harvest_cpu_ns / 1e6);
 		json_f64(&j, "kernel_ms_per_s_before", e->sys_before);
 		json_f64(&j, "kernel_ms_per_s_during", e->sys_during);
