@@ -154,9 +154,11 @@ int ckpt_writer_commit(struct ckpt_writer *w, uint64_t paused_ns, uint64_t pause
 	return 0;
 }
 
-int ckpt_remove_leftovers(int dirfd)
+/* Calls fn for each entry of dirfd (its own stream: dirfd's offset is
+ * left alone). 0 or -errno. */
+static int ckpt__each_entry(int dirfd, int (*fn)(void *opaque, const char *name), void *opaque)
 {
-	int dfd = dup(dirfd), n = 0;
+	int dfd = dup(dirfd), e = 0;
 	if (dfd < 0)
 		return -errno;
 	DIR *d = fdopendir(dfd);
@@ -166,19 +168,35 @@ int ckpt_remove_leftovers(int dirfd)
 	}
 	rewinddir(d);
 	struct dirent *de;
-	while ((de = readdir(d))) {
-		uint32_t seq;
-		size_t l = strlen(de->d_name);
-		if (de->d_name[0] != '.' || l != 18 || strcmp(de->d_name + 14, ".tmp"))
-			continue;
-		char base[16];
-		memcpy(base, de->d_name + 1, 13);
-		base[13] = 0;
-		if (ckpt__parse_name(base, &seq) && unlinkat(dirfd, de->d_name, 0) == 0)
-			n++;
-	}
+	while (!e && (de = readdir(d)))
+		e = fn(opaque, de->d_name);
 	closedir(d);
-	return n;
+	return e;
+}
+
+struct ckpt_leftovers {
+	int dirfd, n;
+};
+
+static int ckpt__leftover(void *opaque, const char *name)
+{
+	struct ckpt_leftovers *l = opaque;
+	uint32_t seq;
+	char base[16];
+	if (name[0] != '.' || strlen(name) != 18 || strcmp(name + 14, ".tmp"))
+		return 0;
+	memcpy(base, name + 1, 13);
+	base[13] = 0;
+	if (ckpt__parse_name(base, &seq) && unlinkat(l->dirfd, name, 0) == 0)
+		l->n++;
+	return 0;
+}
+
+int ckpt_remove_leftovers(int dirfd)
+{
+	struct ckpt_leftovers l = { dirfd, 0 };
+	int e = ckpt__each_entry(dirfd, ckpt__leftover, &l);
+	return e < 0 ? e : l.n;
 }
 
 /* ---- reading ---- */
@@ -279,47 +297,46 @@ static int ckpt__cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+struct ckpt_listing {
+	struct ckpt_info *v;
+	size_t n, cap;
+};
+
+static int ckpt__listed(void *opaque, const char *name)
+{
+	struct ckpt_listing *l = opaque;
+	uint32_t seq;
+	if (!ckpt__parse_name(name, &seq))
+		return 0;
+	if (l->n == l->cap) {
+		size_t nc = l->cap ? l->cap * 2 : 16;
+		struct ckpt_info *nv = realloc(l->v, nc * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		l->v = nv;
+		l->cap = nc;
+	}
+	struct ckpt_info *c = &l->v[l->n++];
+	memset(c, 0, sizeof(*c));
+	memcpy(c->file, name, 14); /* "NNNNNNNN.ckpt" and its NUL, checked above */
+	c->seq = seq;
+	return 0;
+}
+
 int ckpt_list(int dirfd, struct ckpt_info **out, size_t *n)
 {
-	struct ckpt_info *v = NULL;
-	size_t cnt = 0, cap = 0;
-	int dfd = dup(dirfd);
-	if (dfd < 0)
-		return -errno;
-	DIR *d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return -errno;
+	struct ckpt_listing l = { 0 };
+	int e = ckpt__each_entry(dirfd, ckpt__listed, &l);
+	if (e < 0) {
+		free(l.v);
+		return e;
 	}
-	rewinddir(d);
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		uint32_t seq;
-		if (!ckpt__parse_name(de->d_name, &seq))
-			continue;
-		if (cnt == cap) {
-			size_t nc = cap ? cap * 2 : 16;
-			struct ckpt_info *nv = realloc(v, nc * sizeof(*v));
-			if (!nv) {
-				free(v);
-				closedir(d);
-				return -ENOMEM;
-			}
-			v = nv;
-			cap = nc;
-		}
-		memset(&v[cnt], 0, sizeof(v[cnt]));
-		memcpy(v[cnt].file, de->d_name, 14); /* "NNNNNNNN.ckpt" and its NUL, checked above */
-		v[cnt].seq = seq;
-		cnt++;
-	}
-	closedir(d);
-	if (cnt)
-		qsort(v, cnt, sizeof(*v), ckpt__cmp);
-	for (size_t i = 0; i < cnt; i++)
-		ckpt__info(dirfd, &v[i]);
-	*out = v;
-	*n = cnt;
+	if (l.n)
+		qsort(l.v, l.n, sizeof(*l.v), ckpt__cmp);
+	for (size_t i = 0; i < l.n; i++)
+		ckpt__info(dirfd, &l.v[i]);
+	*out = l.v;
+	*n = l.n;
 	return 0;
 }
 

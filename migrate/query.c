@@ -41,10 +41,8 @@ static void query__end(struct query *q, int err, const char *why)
 		uv_timer_stop(&q->pump);
 		q->pumping = 0;
 	}
-	if (q->x) {
-		q->rtt_us = xport_rtt_us(q->x);
+	if (q->x)
 		xport_close(q->x, 0, "query done");
-	}
 }
 
 /* Keeps the connection's queue full of filler until the probe's time is
@@ -88,6 +86,8 @@ static int query__record(void *opaque, const struct stream_record *rec)
 		if (stream_parse_capacity(rec, q->out) < 0) {
 			query__end(q, -EPROTO, "malformed CAPACITY answer");
 		} else if (q->probe && !q->pumping) {
+			/* The round trip before the filler queues up behind it. */
+			q->rtt_us = xport_rtt_us(q->x);
 			q->t_end = util_now_ns() + q->probe_ns;
 			q->pumping = 1;
 			uv_timer_start(&q->pump, query__pump, 0, 1);

@@ -111,7 +111,7 @@ timeout 20 "$PM" estimate est1 --seconds 1 >"$T/e5.out" 2>&1
 rc=$?
 timeout 20 "$PM" send est1 127.0.0.1:9 --insecure --json >"$T/est1.send" 2>&1
 src=$?
-[ $rc = 1 ] && grep -q "already running" "$T/e5.out" && [ $src != 0 ] && grep -q "an estimate of 'est1' is running" "$T/est1.send"
+[ $rc = 1 ] && grep -q "already running" "$T/e5.out" && [ $src != 0 ] && grep -q "an estimate of 'est1' is already running" "$T/est1.send"
 ok $? "while one runs: a second estimate is refused (exit $rc: $(head -c 100 "$T/e5.out")) and so is a migration (exit $src)"
 wait $EP
 grep -q '"ok":true' "$T/e4.json"

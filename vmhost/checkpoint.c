@@ -431,24 +431,8 @@ void vmhost_checkpoint_start(struct vmhost *r, struct ctl_client *c, char *args,
 		snprintf(err, sizeof(err), "a checkpoint of '%s' is being written", r->name);
 		goto refuse;
 	}
-	if (r->mig || r->est) {
-		snprintf(err, sizeof(err), "'%s' is %s: wait for it to end", r->name, r->mig ? "migrating" : "being estimated");
+	if (vmhost_log_user_check(r, "cannot checkpoint it live", 0, k != NULL, err, sizeof(err)) < 0)
 		goto refuse;
-	}
-	if (r->t_end || r->migrated || r->indeterminate || r->incoming) {
-		snprintf(err, sizeof(err), "'%s' is not running here", r->name);
-		goto refuse;
-	}
-	if (r->cfg.dirty_mode == HV_DIRTY_OFF) {
-		snprintf(err, sizeof(err), "'%s' runs without a dirty log (--dirty-log off): cannot checkpoint it live",
-			 r->name);
-		goto refuse;
-	}
-	if (r->dl) {
-		snprintf(err, sizeof(err), "'%s' keeps its dirty log armed at rest (run --harvest-ms): its harvester owns it",
-			 r->name);
-		goto refuse;
-	}
 	if (k && strcmp(k->dir, dir)) {
 		/* Another directory: another chain. */
 		if (k->dirfd >= 0)

@@ -318,34 +318,10 @@ void vmhost_estimate_start(struct vmhost *r, struct ctl_client *c, const char *a
 		snprintf(err, sizeof(err), "estimate: '%s' is not a duration in ms (1..%u)", args, VMHOST_ESTIMATE_MAX_MS);
 		goto refuse;
 	}
-	if (r->est) {
-		snprintf(err, sizeof(err), "an estimate of '%s' is already running", r->name);
+	if (vmhost_log_user_check(r, "nothing to measure with", 0, 0, err, sizeof(err)) < 0)
 		goto refuse;
-	}
-	if (r->mig) {
-		snprintf(err, sizeof(err), "'%s' is migrating: its migration reports what an estimate would", r->name);
-		goto refuse;
-	}
-	if (r->ckpt) {
-		snprintf(err, sizeof(err), "'%s' is being checkpointed: its dirty log is in use", r->name);
-		goto refuse;
-	}
-	if (r->t_end || r->migrated || r->indeterminate || r->incoming) {
-		snprintf(err, sizeof(err), "'%s' is not running here", r->name);
-		goto refuse;
-	}
 	if (r->paused) {
 		snprintf(err, sizeof(err), "'%s' is paused: a paused guest writes nothing", r->name);
-		goto refuse;
-	}
-	if (r->cfg.dirty_mode == HV_DIRTY_OFF) {
-		snprintf(err, sizeof(err), "'%s' runs without a dirty log (--dirty-log off): nothing to measure with",
-			 r->name);
-		goto refuse;
-	}
-	if (r->dl) {
-		snprintf(err, sizeof(err), "'%s' keeps its dirty log armed at rest (run --harvest-ms): its harvester owns it",
-			 r->name);
 		goto refuse;
 	}
 	struct vmhost_estimate *e = calloc(1, sizeof(*e));

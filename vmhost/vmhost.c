@@ -530,6 +530,27 @@ static const struct migrate_src_ops run_mig_ops = {
 	.done = vmhost__mig_done,
 };
 
+int vmhost_log_user_check(struct vmhost *r, const char *needs, int at_rest_ok, int ignore_ckpt, char *err, size_t len)
+{
+	if (r->mig)
+		snprintf(err, len, "a migration of '%s' is already in progress", r->name);
+	else if (r->est)
+		snprintf(err, len, "an estimate of '%s' is already running: wait for it, or stop it (close its connection)",
+			 r->name);
+	else if (r->ckpt && !ignore_ckpt)
+		snprintf(err, len, "'%s' is being checkpointed: stop 'pml-migrate checkpoint' first", r->name);
+	else if (r->t_end || r->migrated || r->indeterminate || r->incoming)
+		snprintf(err, len, "'%s' is not running here", r->name);
+	else if (r->cfg.dirty_mode == HV_DIRTY_OFF)
+		snprintf(err, len, "'%s' runs without a dirty log (--dirty-log off): %s", r->name, needs);
+	else if (r->dl && !at_rest_ok)
+		snprintf(err, len, "'%s' keeps its dirty log armed at rest (run --harvest-ms): its harvester owns it",
+			 r->name);
+	else
+		return 0;
+	return -EBUSY;
+}
+
 /* "migrate key=value ...": starts a migration; on success j->f is cleared
  * and the connection receives progress events and the result instead. */
 static void vmhost__migrate(struct ctl_client *c, char *args, struct json *j)
@@ -550,29 +571,10 @@ static void vmhost__migrate(struct ctl_client *c, char *args, struct json *j)
 		if (migrate_src_opt_set(&o, w, eq + 1, err, sizeof(err)) < 0)
 			goto refuse;
 	}
-	if (r->mig) {
-		snprintf(err, sizeof(err), "a migration of '%s' is already in progress", r->name);
+	if (vmhost_log_user_check(r, "cannot pre-copy", 1, 0, err, sizeof(err)) < 0)
 		goto refuse;
-	}
-	if (r->est) {
-		snprintf(err, sizeof(err), "an estimate of '%s' is running: wait for it, or stop it (close its connection)",
-			 r->name);
-		goto refuse;
-	}
-	if (r->ckpt) {
-		snprintf(err, sizeof(err), "'%s' is being checkpointed: stop 'pml-migrate checkpoint' first", r->name);
-		goto refuse;
-	}
-	if (r->t_end || r->migrated || r->indeterminate || r->incoming) {
-		snprintf(err, sizeof(err), "'%s' is not running here", r->name);
-		goto refuse;
-	}
 	if (r->paused) {
 		snprintf(err, sizeof(err), "'%s' is paused: resume it first", r->name);
-		goto refuse;
-	}
-	if (r->cfg.dirty_mode == HV_DIRTY_OFF) {
-		snprintf(err, sizeof(err), "'%s' runs without a dirty log (--dirty-log off): cannot pre-copy", r->name);
 		goto refuse;
 	}
 	if (!r->dl) {

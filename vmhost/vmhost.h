@@ -102,6 +102,13 @@ int vmhost_went_live(struct vmhost *r);
  * or "xen"), which must be the one that stream's vCPU state is for.
  * Returns 0 or -errno with a one-line reason in why. */
 int vmhost_create_incoming(struct vmhost *r, const char *hv, const struct stream_shape *sh, char *why, size_t len);
+/* Whether a new user of the dirty log may start now (a migration, an
+ * estimate, a checkpoint): none of those is running (a checkpoint
+ * session is ignored when ignore_ckpt is set: its own next checkpoint),
+ * the VM runs here, it has a dirty log (else "... (--dirty-log off):
+ * NEEDS"), and, unless at_rest_ok, no harvester keeps the log armed at
+ * rest. 0, or -EBUSY with the reason in err. Loop thread. */
+int vmhost_log_user_check(struct vmhost *r, const char *needs, int at_rest_ok, int ignore_ckpt, char *err, size_t len);
 /* Runs the loop until the VM stops, then prints the report. Returns the
  * process exit code. */
 int vmhost_run(struct vmhost *r);
