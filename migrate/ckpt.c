@@ -498,8 +498,11 @@ static int ckpt__rd_record(void *opaque, const struct stream_record *rec)
 		} else {
 			return ckpt__bad(rd, rec, "unexpected");
 		}
-		if (rd->each && (e = rd->each(rd->opaque, rec)) != 0)
+		if (rd->each && (e = rd->each(rd->opaque, rec)) != 0) {
+			if (!rd->err[0])
+				snprintf(rd->err, rd->errlen, "%s: %s", ci->file, e < 0 ? strerror(-e) : "stopped");
 			return e;
+		}
 		break;
 	case 4: {
 		struct stream_seal s;
@@ -531,6 +534,7 @@ int ckpt_read(int dirfd, const struct ckpt_info *ci, int (*each)(void *opaque, c
 	      void *opaque, uint64_t *pages, char *err, size_t errlen)
 {
 	struct ckpt_rd rd = { .ci = ci, .each = each, .opaque = opaque, .err = err, .errlen = errlen };
+	err[0] = 0;
 	struct stream_reader r;
 	struct stat st;
 	uint8_t *buf = NULL;
