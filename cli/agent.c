@@ -126,6 +126,7 @@ struct agent_child {
 	uv_process_t proc;
 	uv_pipe_t ctl;
 	int authed, exited, handles;
+	int query;     /* authenticated, answering a capacity query: neither handshaking nor a session */
 	uint64_t t;
 	char in[256];  /* what the session said, not yet taken */
 	size_t inlen;
@@ -232,7 +233,7 @@ static void agent__child_exit(uv_process_t *p, int64_t status, int sig)
 	struct agent *a = c->a;
 	if (c->authed)
 		a->live--;
-	else
+	else if (!c->query)
 		a->handshaking--;
 	LIST_REMOVE(a->ch, a->ct, c);
 	c->exited = 1;
@@ -303,6 +304,13 @@ static void agent__ctl_input(struct agent_child *c, uv_stream_t *s)
 		if (!s)
 			continue; /* draining a session that exited: only its reports count */
 		if (k == 'Q') {
+			/* Authenticated, and no migration: it leaves the
+			 * handshake stage (its deadline and evictions) without
+			 * taking a session slot; its own deadlines bound it. */
+			if (!c->authed && !c->query) {
+				c->query = 1;
+				a->handshaking--;
+			}
 			uint32_t v[2] = { a->live, a->o.max_sessions };
 			agent__ctl_answer(s, v, sizeof(v));
 		} else if (k == 'A' && !c->authed) {
@@ -362,7 +370,7 @@ static int agent__handshake_room(struct agent *a, uint64_t now)
 	if (a->handshaking < a->o.max_handshakes)
 		return 1;
 	for (struct agent_child *c = a->ch; c; c = c->next)
-		if (!c->authed && !c->exited && now - c->t > AGENT_EVICT_AFTER_NS) {
+		if (!c->authed && !c->query && !c->exited && now - c->t > AGENT_EVICT_AFTER_NS) {
 			uv_process_kill(&c->proc, SIGKILL);
 			a->dropped_evicted++;
 			return 0; /* its exit frees the slot */
@@ -452,7 +460,7 @@ static void agent__tick(uv_timer_t *t)
 	/* Backstop for a session process stuck before authenticating (it
 	 * enforces the same deadline itself). */
 	for (struct agent_child *c = a->ch; c; c = c->next)
-		if (!c->authed && !c->exited && now - c->t > hs + 2000000000ull) {
+		if (!c->authed && !c->query && !c->exited && now - c->t > hs + 2000000000ull) {
 			uv_process_kill(&c->proc, SIGKILL);
 			a->dropped_deadline++;
 		}

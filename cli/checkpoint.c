@@ -151,9 +151,10 @@ static int ckpt_prune(int dirfd, unsigned keep, int json)
 			return 0;
 		} else {
 			if (unlinkat(dirfd, old->file, 0) < 0) {
-				util_err("checkpoint: --keep: removing %s: %s", old->file, strerror(errno));
+				int en = errno;
+				util_err("checkpoint: --keep: removing %s: %s", old->file, strerror(en));
 				free(v);
-				return -errno;
+				return -en;
 			}
 			fsync(dirfd);
 			if (json)
@@ -264,6 +265,11 @@ int cmd_checkpoint(int argc, char **argv)
 		util_err("checkpoint: %s: %s", dirarg, strerror(errno));
 		return PMG_EXIT_FAIL;
 	}
+	/* The path travels on one control-socket line (under 2 KiB). */
+	if (strlen(dir) > 1500 || strchr(dir, '\n')) {
+		util_err("checkpoint: %s: a directory path must be under 1500 bytes, without a newline", dirarg);
+		return PMG_EXIT_USAGE;
+	}
 	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0) {
 		util_err("checkpoint: %s: %s", dir, strerror(errno));
@@ -272,8 +278,13 @@ int cmd_checkpoint(int argc, char **argv)
 	/* One writer per directory: numbering and --keep assume it. */
 	int lockfd = openat(dirfd, ".lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
-		util_err("checkpoint: %s is in use by another 'pml-migrate checkpoint'%s", dir,
-			 lockfd < 0 ? " (or its .lock cannot be opened)" : "");
+		int e = errno;
+		if (lockfd >= 0 && e == EWOULDBLOCK)
+			util_err("checkpoint: %s is in use by another 'pml-migrate checkpoint'", dir);
+		else
+			util_err("checkpoint: %s/.lock: %s", dir, strerror(e));
+		if (lockfd >= 0)
+			close(lockfd);
 		close(dirfd);
 		return PMG_EXIT_FAIL;
 	}

@@ -241,14 +241,23 @@ static int evac_spawn(struct evac *ev, struct evac_vm *v)
 		argv[n++] = ev->max_time;
 	}
 	argv[n] = NULL;
+	int e = 0;
 	v->out_fd = memfd_create("evacuate-send-out", MFD_CLOEXEC);
 	v->err_fd = memfd_create("evacuate-send-err", MFD_CLOEXEC);
 	if (v->out_fd < 0 || v->err_fd < 0)
-		return -errno;
+		e = -errno;
 	fflush(stdout);
-	pid_t pid = fork();
-	if (pid < 0)
-		return -errno;
+	pid_t pid = e ? -1 : fork();
+	if (pid < 0) {
+		if (!e)
+			e = -errno;
+		if (v->out_fd >= 0)
+			close(v->out_fd);
+		if (v->err_fd >= 0)
+			close(v->err_fd);
+		v->out_fd = v->err_fd = -1;
+		return e;
+	}
 	if (pid == 0) {
 		dup2(v->out_fd, 1);
 		dup2(v->err_fd, 2);
@@ -335,9 +344,14 @@ static void evac_reap(struct evac *ev, struct evac_vm *v, int status)
 		return;
 	}
 	/* Failed: the guest still runs here. The agent's slot and memory are
-	 * given back; an agent that no longer answers gets nothing more. */
+	 * given back; an agent that no longer answers gets nothing more. Its
+	 * new figures are not taken: they count the VMs moved or moving there,
+	 * which the planned figures count already. */
 	evac_take(a, v, -1);
-	evac_query(ev, a, 2000);
+	struct evac_agent probe = *a;
+	evac_query(ev, &probe, 2000);
+	a->up = probe.up;
+	snprintf(a->why, sizeof(a->why), "%s", probe.why);
 	if (!ev->json)
 		printf("  %s: migration to %s failed (%s)%s\n", v->name, a->addr, v->why,
 		       a->up ? "" : "; that agent no longer answers");

@@ -194,11 +194,15 @@ static int session__capacity(void *opaque, struct stream_capacity *c, char *why,
 {
 	struct session *s = opaque;
 	unsigned live, max;
+	s->queried = 1; /* answered or refused, it is a query: not a failed migration */
 	int e = agent_gate_query(s->agent_fd, &live, &max, why, len);
-	if (e < 0)
+	if (e < 0) {
+		recv_log("capacity query refused: %s", why);
 		return e;
+	}
 	if (session__meminfo(&c->mem_total, &c->mem_available) < 0) {
 		snprintf(why, len, "the destination cannot read its memory figures");
+		recv_log("capacity query refused: %s", why);
 		return -EIO;
 	}
 	if (c->mem_available > c->mem_total)
@@ -206,7 +210,6 @@ static int session__capacity(void *opaque, struct stream_capacity *c, char *why,
 	c->sessions = live < max ? live : max;
 	c->max_sessions = max;
 	c->hv = !strcmp(s->hv, "xen") ? STREAM_HV_XEN : STREAM_HV_KVM;
-	s->queried = 1;
 	recv_log("capacity query answered: %u of %u sessions, %llu MiB available", c->sessions, max,
 		 (unsigned long long)(c->mem_available >> 20));
 	return 0;

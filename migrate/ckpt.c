@@ -154,11 +154,12 @@ int ckpt_writer_commit(struct ckpt_writer *w, uint64_t paused_ns, uint64_t pause
 	return 0;
 }
 
-/* Calls fn for each entry of dirfd (its own stream: dirfd's offset is
- * left alone). 0 or -errno. */
+/* Calls fn for each entry of dirfd, through a descriptor of its own (a
+ * dup would share dirfd's offset with another thread's walk). 0 or
+ * -errno. */
 static int ckpt__each_entry(int dirfd, int (*fn)(void *opaque, const char *name), void *opaque)
 {
-	int dfd = dup(dirfd), e = 0;
+	int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), e = 0;
 	if (dfd < 0)
 		return -errno;
 	DIR *d = fdopendir(dfd);
@@ -607,6 +608,7 @@ out:
 
 struct ckpt_merge_st {
 	uint32_t *last;    /* per frame: the ordinal of its last copy (0: none) */
+	uint64_t nframes;
 	uint32_t ord;      /* ordinal of the entry being looked at */
 	int pass, from_inc;
 	struct stream_buf out;
@@ -621,6 +623,8 @@ static int ckpt__merge_page(void *opaque, uint64_t gfn, unsigned codec, const ui
 {
 	struct ckpt_merge_st *m = opaque;
 	uint32_t ord = ++m->ord;
+	if (gfn >= m->nframes)
+		return -ERANGE; /* both files share a shape (checked), each was read against it: never */
 	if (m->pass == 1) {
 		m->last[gfn] = ord;
 		return 0;
@@ -666,11 +670,14 @@ int ckpt_merge(int dirfd, const struct ckpt_info *full, const struct ckpt_info *
 {
 	struct ckpt_merge_st m = { 0 };
 	int e;
-	if (!full->ok || !inc->ok || full->hdr.parent_id || inc->hdr.parent_id != full->hdr.id) {
-		snprintf(err, errlen, "%s does not follow the full image %s", inc->file, full->file);
+	if (!full->ok || !inc->ok || full->hdr.parent_id || inc->hdr.parent_id != full->hdr.id ||
+	    inc->hdr.parent_seq != full->seq || !ckpt__same_shape(&full->shape, &inc->shape) ||
+	    strcmp(full->hello.name, inc->hello.name)) {
+		snprintf(err, errlen, "%s does not follow the full image %s (or holds another VM)", inc->file, full->file);
 		return -EINVAL;
 	}
 	uint64_t nframes = inc->shape.mem_bytes >> HV_PAGE_SHIFT;
+	m.nframes = nframes;
 	m.last = calloc(nframes, sizeof(*m.last));
 	if (!m.last) {
 		snprintf(err, errlen, "out of memory for %" PRIu64 " frames", nframes);

@@ -41,6 +41,9 @@
 /* The destination's side of the handshake (docs/stream.md), in order.
  * Each phase accepts only the records of its row in dest.c's table; a
  * resumed source takes APPLYING and READY back to RECEIVING. */
+/* A link probe lasts at most 60 s (migrate/query.h) plus room. */
+#define DST_PROBE_MAX_NS (75ull * 1000000000ull)
+
 enum dst_phase {
 	DST_HELLO,     /* connected: awaiting HELLO (name claimed on it) */
 	DST_SHAPE,     /* awaiting SHAPE (the VM is created on it) */
@@ -108,6 +111,7 @@ struct migrate_dst {
 	const struct migrate_dst_ops *ops;
 	void *opaque;
 	enum dst_phase phase;
+	uint64_t probe_start;           /* DST_PROBE: when it began (bounded by DST_PROBE_MAX_NS) */
 	uint64_t probe_t0, probe_bytes; /* DST_PROBE: the first PROBE's arrival, bytes after it */
 	char name[STREAM_MAX_NAME + 1];
 	struct stream_shape shape;

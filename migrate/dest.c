@@ -75,7 +75,7 @@ static int dst__answer_query(struct migrate_dst *d, int probe)
 	stream_buf_free(&b);
 	if (probe) { /* the link's speed next: PROBE records until an empty one */
 		d->phase = DST_PROBE;
-		d->progress_at = util_now_ns();
+		d->progress_at = d->probe_start = util_now_ns();
 		return 0;
 	}
 	return dst__end_query(d);
@@ -406,6 +406,8 @@ static void dst__deadlines(uv_timer_t *t)
 	case DST_PROBE:
 		if (now - d->progress_at > d->lim.idle_ms * ms)
 			dst__fail(d, -ETIMEDOUT, "link probe: nothing received for %u s", d->lim.idle_ms / 1000);
+		else if (now - d->probe_start > DST_PROBE_MAX_NS)
+			dst__fail(d, -ETIMEDOUT, "link probe: longer than %llu s", DST_PROBE_MAX_NS / 1000000000ull);
 		break;
 	default:
 		break;

@@ -24,8 +24,9 @@ int migrate_query_capacity(struct xport_tls *tls, const char *hostport, unsigned
 
 /* The same, then measures the link: PROBE records of filler for seconds
  * (0.1..60), as fast as the connection takes them, then the agent's
- * measure (PROBE_DONE): *rate_Bps, payload bytes per second as they
- * arrived there, and *rtt_us, the kernel's smoothed round trip before
+ * measure (PROBE_DONE): *rate_Bps, record bytes per second as they
+ * arrived there (the stream's own 8-byte headers included; TLS and TCP
+ * overhead not), and *rtt_us, the kernel's smoothed round trip before
  * the filler (under load it would measure the queue; 0 if unknown). The whole call is bounded by seconds + 15 s. */
 int migrate_query_probe(struct xport_tls *tls, const char *hostport, double seconds, struct stream_capacity *cap,
 			uint64_t *rate_Bps, unsigned *rtt_us, char *err, size_t errlen);

@@ -11,7 +11,7 @@
 . "$(dirname "$0")/tap.sh"
 . "$(dirname "$0")/migrate-lib.sh"
 if [ ! -e /dev/kvm ]; then skip_all "/dev/kvm absent"; fi
-echo "1..22"
+echo "1..23"
 export PML_MIGRATE_RUNDIR="$T/host"
 mkdir -p "$PML_MIGRATE_RUNDIR"
 
@@ -87,6 +87,14 @@ l=$(jf "$T/e10.json" link_bytes_per_s) rt=$(jf "$T/e10.json" link_rtt_us)
 ok $? "estimate --to an agent: exit $rc, link $l bytes/s measured, round trip $rt us $(head -c 200 "$T/e10.err")"
 grep -q "capacity query answered" "$T/A.log" && ! grep -q "failed" "$T/A.log"
 ok $? "the agent took it as a query, not a failed migration"
+# A probe longer than the agent's handshake deadline: a query is
+# authenticated, so that deadline (and its evictions) no longer apply.
+start_agent H "$T/agenth" --handshake-timeout 1
+timeout 60 "$PM" estimate est1 --seconds 0.2 --to "127.0.0.1:$PORT" --certs "$C" --node sender --peer agent \
+	--probe-seconds 4 --json >"$T/e12.json" 2>"$T/e12.err"
+rc=$?
+[ $rc = 0 ] && [ "$(jf "$T/e12.json" link_source)" = measured ]
+ok $? "a 4 s probe to an agent with --handshake-timeout 1: exit $rc $(head -c 200 "$T/e12.err")"
 timeout 20 "$PM" estimate est1 --to "127.0.0.1:$PORT" --link 1G --insecure >/dev/null 2>&1
 rc=$?
 timeout 20 "$PM" estimate est1 --seconds 0.2 --to 127.0.0.1:1 --insecure >"$T/e11.out" 2>&1

@@ -228,9 +228,9 @@ awk -v s="$stall" -v f="$fsend" 'BEGIN { exit !(s >= f * 1000) }'
 ok $? "guest-observed stall $stall us covers the paused time before the save ($fsend ms of final pages; downtime $dmin ms)"
 # The guest may already have finished over there (it has well under a
 # second left there on a fast run): then no domain is right too, or one
-# still being torn down, which xl lists as (null).
+# still being torn down, which xl lists under its name or as (null).
 r=$(xt mig-names-running)
-echo "$r" | grep -Eq '^Domain-0,mig, *$|^Domain-0,(\(null\),)? finished$'
+echo "$r" | grep -Eq '^Domain-0,mig, *$|^Domain-0,(\(null\),|mig,)? finished$'
 ok $? "after the move: exactly one domain 'mig' (or none, the guest finished there), no temporary names ($r)"
 echo "$(xt mig-names-after)" | grep -q '^Domain-0,$'
 ok $? "and none once the guest exited there ($(xt mig-names-after))"

@@ -30,6 +30,7 @@
 #define CK_DEFAULT_DOWNTIME_MS 50    /* as send's --downtime */
 #define CK_DEFAULT_PRECOPY_MS 10000  /* then pause for whatever is left */
 #define CK_MAX_ROUNDS 64
+#define CK_PAUSED_MAX_BYTES (64u << 20) /* what the paused part keeps in memory before writing it out */
 
 struct vmhost_ckpt {
 	struct vmhost *r;
@@ -47,6 +48,7 @@ struct vmhost_ckpt {
 	/* the checkpoint being written */
 	pthread_t thread;
 	int busy;
+	int ending;                    /* its client went: finish and free once the thread is done */
 	atomic_int stop;
 	uv_async_t done;
 	uint32_t seq;
@@ -59,6 +61,7 @@ struct vmhost_ckpt {
 	/* its outcome */
 	int err;
 	char why[300];
+	int committed;                 /* the file got its name */
 	int incremental;
 	uint32_t parent_seq;           /* 0: a full image */
 	uint64_t id, pages, zero_pages, bytes, expected_ns;
@@ -80,8 +83,10 @@ static int ck__flush(struct vmhost_ckpt *k)
 }
 
 /* Encodes frames gfns[0..n) into the buffer as PAGES records, writing the
- * buffer out whenever it fills, unless the guest is paused (then it all
- * stays in memory until the guest runs again). */
+ * buffer out whenever it fills. While the guest is paused it stays in
+ * memory until the guest runs again, up to CK_PAUSED_MAX_BYTES (a guest
+ * that outran the disk until --max-precopy): beyond that it is written
+ * during the pause, which then lasts longer but holds bounded memory. */
 static int ck__pages(struct vmhost_ckpt *k, const uint64_t *gfns, size_t n, int paused)
 {
 	uint64_t t0 = util_now_ns();
@@ -106,7 +111,7 @@ static int ck__pages(struct vmhost_ckpt *k, const uint64_t *gfns, size_t n, int 
 		}
 		if (!e)
 			e = stream_put_pages_end(&k->buf, mark);
-		if (!e && !paused && k->buf.len >= CK_FLUSH_BYTES)
+		if (!e && k->buf.len >= (paused ? CK_PAUSED_MAX_BYTES : CK_FLUSH_BYTES))
 			e = ck__flush(k);
 	}
 	k->pages += n;
@@ -262,8 +267,9 @@ static void *ck__thread(void *arg)
 	if (ck__switchover(k, &paused_at) < 0)
 		goto out;
 	uint64_t ts = util_now_ns();
-	if ((e = ck__flush(k)) < 0) {
-		ck__fail(k, e, "writing the checkpoint file");
+	/* Abandoned now (its client went): the file never gets its name. */
+	if (atomic_load(&k->stop) || (e = ck__flush(k)) < 0 || atomic_load(&k->stop)) {
+		ck__fail(k, atomic_load(&k->stop) ? -ECANCELED : e, "writing the checkpoint file");
 		goto out;
 	}
 	e = ckpt_writer_commit(k->w, paused_at, k->pause_ns, &k->bytes);
@@ -272,6 +278,7 @@ static void *ck__thread(void *arg)
 		ck__fail(k, e, "syncing the checkpoint file");
 		goto out;
 	}
+	k->committed = 1;
 	k->sync_ns = util_now_ns() - ts;
 	k->have_last = 1;
 	k->last_seq = k->seq;
@@ -331,7 +338,16 @@ static void ck__closed(uv_handle_t *h)
 	free(k);
 }
 
-/* Loop: the thread finished. Answer; the session stays. */
+/* Loop: the session is over. */
+static void ck__free_session(struct vmhost_ckpt *k)
+{
+	if (k->r->ckpt == k)
+		k->r->ckpt = NULL;
+	uv_close((uv_handle_t *)&k->done, ck__closed);
+}
+
+/* Loop: the thread finished. Answer; the session stays, unless its
+ * client went meanwhile. */
 static void ck__done(uv_async_t *a)
 {
 	struct vmhost_ckpt *k = a->data;
@@ -339,46 +355,58 @@ static void ck__done(uv_async_t *a)
 		return;
 	pthread_join(k->thread, NULL);
 	k->busy = 0;
+	if (k->ending) {
+		ck__free_session(k);
+		return;
+	}
 	char *ans = ck__answer(k);
 	if (ans && k->client)
 		vmhost_ctl_reply_line(k->client, ans);
 	free(ans);
 }
 
-/* Ends the session: stops a checkpoint being written (answering why when
- * the client is still there), disarms the log, frees. */
-static void ck__end(struct vmhost *r, const char *why)
+/* Ends the session. A checkpoint being written is stopped: with wait,
+ * here (its thread joined, the answer, why, sent to a client still
+ * there: or the success it reached first); without, the thread is told
+ * and ck__done() frees the session when it is out, so the loop never
+ * waits on a disk. Meanwhile the session stays in r->ckpt: nothing else
+ * arms the log until the thread has let go of it. */
+static void ck__end(struct vmhost *r, const char *why, int wait)
 {
 	struct vmhost_ckpt *k = r->ckpt;
 	if (!k)
 		return;
-	r->ckpt = NULL;
+	atomic_store(&k->stop, 1);
+	if (k->busy && !wait) {
+		k->ending = 1;
+		return;
+	}
 	if (k->busy) {
-		atomic_store(&k->stop, 1);
 		pthread_join(k->thread, NULL);
 		k->busy = 0;
 		if (why && k->client) {
-			if (!k->err)
+			if (!k->err && !k->committed) {
 				ck__fail(k, -ECANCELED, why);
-			snprintf(k->why, sizeof(k->why), "%s", why);
+				snprintf(k->why, sizeof(k->why), "%s", why);
+			}
 			char *ans = ck__answer(k);
 			if (ans)
 				vmhost_ctl_reply_line(k->client, ans);
 			free(ans);
 		}
 	}
-	uv_close((uv_handle_t *)&k->done, ck__closed);
+	ck__free_session(k);
 }
 
 void vmhost_checkpoint_detach(struct vmhost *r, struct ctl_client *c)
 {
 	if (r->ckpt && r->ckpt->client == c) {
 		r->ckpt->client = NULL;
-		ck__end(r, NULL);
+		ck__end(r, NULL, 0);
 	}
 }
 
-void vmhost_checkpoint_cancel(struct vmhost *r, const char *why) { ck__end(r, why); }
+void vmhost_checkpoint_cancel(struct vmhost *r, const char *why) { ck__end(r, why, 1); }
 
 void vmhost_checkpoint_start(struct vmhost *r, struct ctl_client *c, char *args, struct json *j)
 {
@@ -421,6 +449,10 @@ void vmhost_checkpoint_start(struct vmhost *r, struct ctl_client *c, char *args,
 	    precopy > 86400000ull) {
 		snprintf(err, sizeof(err), "checkpoint: seq 1..%u, incremental 0|1, downtime 1..60000 ms and "
 					   "max-precopy 1..86400000 ms", CKPT_MAX_SEQ);
+		goto refuse;
+	}
+	if (k && k->ending) {
+		snprintf(err, sizeof(err), "an abandoned checkpoint of '%s' is still stopping: try again in a moment", r->name);
 		goto refuse;
 	}
 	if (k && k->client != c) {
@@ -466,6 +498,7 @@ void vmhost_checkpoint_start(struct vmhost *r, struct ctl_client *c, char *args,
 	k->downtime_ms = (unsigned)downtime;
 	k->max_precopy_ms = precopy;
 	k->err = 0;
+	k->committed = 0;
 	k->why[0] = 0;
 	k->pages = k->zero_pages = k->bytes = k->rounds = 0;
 	k->pause_ns = k->precopy_ns = k->sync_ns = k->total_ns = 0;
