@@ -19,6 +19,8 @@
 #include "migrate/ckpt.h"
 
 static int dirfd_ = -1;
+static uint8_t *full_;  /* a valid full image: checkpoint 1 of every input */
+static size_t full_len_;
 
 static int fz__page(void *opaque, uint64_t gfn, unsigned codec, const uint8_t *data, uint32_t len)
 {
@@ -106,6 +108,24 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	const char *seed = getenv("PMG_FUZZ_SEED");
 	if (seed)
 		exit(fz__seeds(seed) ? 1 : 0);
+	/* The full image each input may claim to follow, from the writer. */
+	char fdir[] = "/tmp/fuzz-ckpt-full-XXXXXX";
+	if (!mkdtemp(fdir)) {
+		perror("fuzz-ckpt: temporary directory");
+		exit(1);
+	}
+	int ffd = open(fdir, O_RDONLY | O_DIRECTORY);
+	FILE *ff = NULL;
+	if (ffd < 0 || fz__seed(ffd, 1, 0) || !(ff = fdopen(openat(ffd, "00000001.ckpt", O_RDONLY), "r"))) {
+		fprintf(stderr, "fuzz-ckpt: cannot write the full image\n");
+		exit(1);
+	}
+	full_ = malloc(1 << 20);
+	full_len_ = fread(full_, 1, 1 << 20, ff);
+	fclose(ff);
+	unlinkat(ffd, "00000001.ckpt", 0);
+	close(ffd);
+	rmdir(fdir);
 	/* Where each input is written: the test's own directory. */
 	char tmpl[] = "/tmp/fuzz-ckpt-XXXXXX";
 	const char *d = getenv("PMG_FUZZ_DIR");
@@ -121,10 +141,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
+	/* The input alone as checkpoint 1: listed, chained, read. */
 	int fd = openat(dirfd_, "00000001.ckpt", O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0 || write(fd, data, size) != (ssize_t)size)
 		abort();
 	close(fd);
+	unlinkat(dirfd_, "00000002.ckpt", 0);
 	struct ckpt_info *v = NULL;
 	size_t n = 0, chain[CKPT_MAX_CHAIN], len = 0;
 	char err[600];
@@ -132,6 +154,21 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		for (size_t i = 0; i < len; i++)
 			if (ckpt_read(dirfd_, &v[chain[i]], fz__each, NULL, NULL, err, sizeof(err)) < 0)
 				break;
+	free(v);
+	/* The input as checkpoint 2 after the valid full image 1: its chain,
+	 * and the merge --keep makes of the two. */
+	fd = openat(dirfd_, "00000001.ckpt", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || write(fd, full_, full_len_) != (ssize_t)full_len_)
+		abort();
+	close(fd);
+	fd = openat(dirfd_, "00000002.ckpt", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || write(fd, data, size) != (ssize_t)size)
+		abort();
+	close(fd);
+	v = NULL;
+	n = 0;
+	if (ckpt_list(dirfd_, &v, &n) == 0 && n == 2 && ckpt_chain(v, n, 2, chain, &len, err, sizeof(err)) == 0)
+		ckpt_merge(dirfd_, &v[0], &v[1], err, sizeof(err));
 	free(v);
 	return 0;
 }
