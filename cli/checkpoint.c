@@ -350,14 +350,8 @@ int cmd_checkpoint(int argc, char **argv)
 			util_err("checkpoint: '%s' closed the connection without answering (did it stop?)", name);
 			goto out;
 		}
-		if (!strstr(line, "\"ok\":true")) {
-			char why[512] = "no reason given";
-			json_field(line, "error", why, sizeof(why));
-			if (json)
-				puts(line);
-			util_err("checkpoint: %s", why);
+		if (!cli_answer_ok("checkpoint", line, json))
 			goto out;
-		}
 		if (json) {
 			puts(line);
 			fflush(stdout);

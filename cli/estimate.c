@@ -315,14 +315,8 @@ int cmd_estimate(int argc, char **argv)
 		util_err("estimate: '%s' closed the connection without answering (did it stop?)", name);
 		return PMG_EXIT_FAIL;
 	}
-	if (!strstr(line, "\"ok\":true")) {
-		char why[512] = "no reason given";
-		json_field(line, "error", why, sizeof(why));
-		if (json)
-			puts(line);
-		util_err("estimate: %s", why);
+	if (!cli_answer_ok("estimate", line, json))
 		return PMG_EXIT_FAIL;
-	}
 	struct precopy_predict_out p;
 	/* The link: measured to the agent (after the guest was measured, so
 	 * the probe's traffic is not part of what the guest paid), stated,
@@ -330,19 +324,10 @@ int cmd_estimate(int argc, char **argv)
 	uint64_t rtt_ns = PREDICT_RTT_NS;
 	unsigned rtt_us = 0;
 	if (to) {
-		char err[400], host[256];
-		unsigned port;
+		char err[400];
 		struct stream_capacity cap;
-		struct xport_tls *tls;
-		xport_split_hostport(to, host, sizeof(host), &port);
-		struct xport_tls_config tc = { .insecure = insecure, .certs_dir = certs, .node = node,
-					       .peer_name = peer[0] ? peer : host };
-		if (xport_tls_new(&tc, &tls, err, sizeof(err)) < 0) {
-			util_err("estimate: %s", err);
-			return PMG_EXIT_FAIL;
-		}
-		int e = migrate_query_probe(tls, to, probe_s, &cap, &link, &rtt_us, err, sizeof(err));
-		xport_tls_free(tls);
+		struct migrate_query_auth auth = { insecure, certs, node, peer };
+		int e = migrate_query_probe(&auth, to, probe_s, &cap, &link, &rtt_us, err, sizeof(err));
 		if (e < 0) {
 			util_err("estimate: measuring the link to %s: %s", to, err);
 			return PMG_EXIT_FAIL;

@@ -149,22 +149,8 @@ static int evac_cmp_mem(const void *a, const void *b)
 
 static void evac_query(struct evac *ev, struct evac_agent *a, unsigned timeout_ms)
 {
-	char host[256], err[300];
-	unsigned port;
-	xport_split_hostport(a->addr, host, sizeof(host), &port);
-	struct xport_tls_config tc = { .insecure = ev->insecure, .certs_dir = ev->certs, .node = ev->node,
-				       .peer_name = ev->peer[0] ? ev->peer : host };
-	struct xport_tls *tls;
-	a->up = 0;
-	if (xport_tls_new(&tc, &tls, err, sizeof(err)) < 0) {
-		snprintf(a->why, sizeof(a->why), "%s", err);
-		return;
-	}
-	if (migrate_query_capacity(tls, a->addr, timeout_ms, &a->cap, err, sizeof(err)) == 0)
-		a->up = 1;
-	else
-		snprintf(a->why, sizeof(a->why), "%s", err);
-	xport_tls_free(tls);
+	struct migrate_query_auth auth = { ev->insecure, ev->certs, ev->node, ev->peer };
+	a->up = migrate_query_capacity(&auth, a->addr, timeout_ms, &a->cap, a->why, sizeof(a->why)) == 0;
 }
 
 static uint64_t evac_mem_left(const struct evac_agent *a)

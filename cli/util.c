@@ -95,3 +95,15 @@ int cli_each_vm(const char *prefix, void (*fn)(void *opaque, const char *name, c
 	closedir(d);
 	return 0;
 }
+
+int cli_answer_ok(const char *prefix, const char *line, int json)
+{
+	if (strstr(line, "\"ok\":true"))
+		return 1;
+	char why[512] = "no reason given";
+	json_field(line, "error", why, sizeof(why));
+	if (json)
+		puts(line);
+	util_err("%s: %s", prefix, why);
+	return 0;
+}

@@ -184,6 +184,29 @@ int hv_mem_present_range(struct hv_vm *vm, uint64_t gfn, uint64_t n, uint8_t *ve
 	return vm->be->present_range(vm, gfn, n, vec);
 }
 
+int hv_mem_present_each(struct hv_vm *vm, int (*fn)(void *opaque, const uint64_t *gfns, size_t n), void *opaque)
+{
+	static const uint64_t chunk = 65536;
+	uint64_t nframes = vm->cfg.mem_bytes >> HV_PAGE_SHIFT;
+	uint8_t *vec = malloc(chunk);
+	uint64_t *g = malloc(chunk * sizeof(*g));
+	int e = vec && g ? 0 : -ENOMEM;
+	for (uint64_t base = 0; base < nframes && !e; base += chunk) {
+		uint64_t cnt = nframes - base < chunk ? nframes - base : chunk;
+		size_t n = 0;
+		if (hv_mem_present_range(vm, base, cnt, vec) < 0)
+			memset(vec, 1, cnt);
+		for (uint64_t i = 0; i < cnt; i++)
+			if (vec[i])
+				g[n++] = base + i;
+		if (n)
+			e = fn(opaque, g, n);
+	}
+	free(vec);
+	free(g);
+	return e;
+}
+
 int hv_dirty_vcpu_entries(struct hv_vm *vm, unsigned idx, uint64_t *entries)
 {
 	if (idx >= vm->cfg.vcpus)

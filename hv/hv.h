@@ -132,6 +132,13 @@ int hv_mem_page_present(struct hv_vm *vm, uint64_t gfn);
  * mincore() per call, so a scan of a large sparse guest stays cheap. */
 int hv_mem_present_range(struct hv_vm *vm, uint64_t gfn, uint64_t n, uint8_t *vec);
 
+/* Calls fn with the frame numbers of every backed page of the VM's
+ * memory, ascending, in batches of at most 65536 (a range the backend
+ * cannot tell about counts as backed: read as zeros, it costs only
+ * bytes). A non-zero return of fn stops the walk and is returned.
+ * Returns 0, -ENOMEM, or fn's return. */
+int hv_mem_present_each(struct hv_vm *vm, int (*fn)(void *opaque, const uint64_t *gfns, size_t n), void *opaque);
+
 /* Loads a guest ELF image and prepares vCPUs to enter it (64-bit, CPL 3).
  * cmdline is passed to the guest. err/errlen receive a one-line reason on
  * failure (-EINVAL for a bad image, -ENOENT/-EIO for file errors). */

@@ -150,16 +150,17 @@ static const struct xport_callbacks query_cb = {
 	.on_close = query__close,
 };
 
-static int query__run(struct query *q, struct xport_tls *tls, const char *hostport, unsigned timeout_ms);
+static int query__run(struct query *q, const struct migrate_query_auth *auth, const char *hostport,
+		      unsigned timeout_ms);
 
-int migrate_query_capacity(struct xport_tls *tls, const char *hostport, unsigned timeout_ms,
+int migrate_query_capacity(const struct migrate_query_auth *auth, const char *hostport, unsigned timeout_ms,
 			   struct stream_capacity *out, char *err, size_t errlen)
 {
 	struct query q = { .out = out, .why = err, .whylen = errlen };
-	return query__run(&q, tls, hostport, timeout_ms);
+	return query__run(&q, auth, hostport, timeout_ms);
 }
 
-int migrate_query_probe(struct xport_tls *tls, const char *hostport, double seconds, struct stream_capacity *cap,
+int migrate_query_probe(const struct migrate_query_auth *auth, const char *hostport, double seconds, struct stream_capacity *cap,
 			uint64_t *rate_Bps, unsigned *rtt_us, char *err, size_t errlen)
 {
 	static uint8_t noise[STREAM_MAX_PROBE];
@@ -180,7 +181,7 @@ int migrate_query_probe(struct xport_tls *tls, const char *hostport, double seco
 	}
 	struct query q = { .out = cap, .why = err, .whylen = errlen, .probe = 1,
 			   .probe_ns = (uint64_t)(seconds * 1e9), .filler = &rec };
-	int e = query__run(&q, tls, hostport, (unsigned)(seconds * 1000) + 15000);
+	int e = query__run(&q, auth, hostport, (unsigned)(seconds * 1000) + 15000);
 	stream_buf_free(&rec);
 	if (e)
 		return e;
@@ -193,11 +194,25 @@ int migrate_query_probe(struct xport_tls *tls, const char *hostport, double seco
 	return 0;
 }
 
-static int query__run(struct query *qp, struct xport_tls *tls, const char *hostport, unsigned timeout_ms)
+static int query__run(struct query *qp, const struct migrate_query_auth *auth, const char *hostport,
+		      unsigned timeout_ms)
 {
 	uv_loop_t loop;
 	struct query q = *qp;
+	char host[256];
+	unsigned port;
+	struct xport_tls *tls;
+	if (xport_split_hostport(hostport, host, sizeof(host), &port) < 0) {
+		snprintf(q.why, q.whylen, "'%s' is not HOST:PORT", hostport);
+		return -EINVAL;
+	}
+	struct xport_tls_config tc = { .insecure = auth->insecure, .certs_dir = auth->certs_dir, .node = auth->node,
+				       .peer_name = auth->peer && auth->peer[0] ? auth->peer : host };
+	int e = xport_tls_new(&tc, &tls, q.why, q.whylen);
+	if (e < 0)
+		return e;
 	if (uv_loop_init(&loop) < 0) {
+		xport_tls_free(tls);
 		snprintf(q.why, q.whylen, "cannot create an event loop");
 		return -ENOMEM;
 	}
@@ -206,7 +221,7 @@ static int query__run(struct query *qp, struct xport_tls *tls, const char *hostp
 	uv_timer_init(&loop, &q.pump);
 	q.timer.data = q.pump.data = &q;
 	uv_timer_start(&q.timer, query__timeout, timeout_ms, 0);
-	int e = xport_connect(&loop, tls, hostport, &query_cb, &q, &q.x);
+	e = xport_connect(&loop, tls, hostport, &query_cb, &q, &q.x);
 	if (e < 0) {
 		snprintf(q.why, q.whylen, "cannot connect to %s: %s", hostport, strerror(-e));
 		q.x = NULL;
@@ -220,6 +235,7 @@ static int query__run(struct query *qp, struct xport_tls *tls, const char *hostp
 		xport_free(q.x);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);
+	xport_tls_free(tls);
 	stream_reader_free(&q.rd);
 	*qp = q;
 	return q.err;

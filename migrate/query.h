@@ -15,11 +15,20 @@
 #include "migrate/stream.h"
 #include "transport/xport.h"
 
-/* Queries the agent at hostport ("HOST:PORT") through tls (a client
- * configuration), waiting at most timeout_ms in all. Returns 0 with *out,
+/* Who we are to the agent, as for a migration: a certificate node in
+ * certs_dir, and the name the agent's certificate must carry (peer;
+ * NULL or "": the HOST of hostport), or plaintext with insecure. */
+struct migrate_query_auth {
+	int insecure;
+	const char *certs_dir, *node, *peer;
+};
+
+/* Queries the agent at hostport ("HOST:PORT") as auth says, waiting at
+ * most timeout_ms in all. Returns 0 with *out,
  * or -errno with a one-line reason in err (refused, unreachable, the
- * agent's ERROR text, a malformed answer, -ETIMEDOUT). */
-int migrate_query_capacity(struct xport_tls *tls, const char *hostport, unsigned timeout_ms,
+ * agent's ERROR text, a malformed answer, -ETIMEDOUT, the certificates
+ * not loading). */
+int migrate_query_capacity(const struct migrate_query_auth *auth, const char *hostport, unsigned timeout_ms,
 			   struct stream_capacity *out, char *err, size_t errlen);
 
 /* The same, then measures the link: PROBE records of filler for seconds
@@ -27,8 +36,9 @@ int migrate_query_capacity(struct xport_tls *tls, const char *hostport, unsigned
  * measure (PROBE_DONE): *rate_Bps, record bytes per second as they
  * arrived there (the stream's own 8-byte headers included; TLS and TCP
  * overhead not), and *rtt_us, the kernel's smoothed round trip before
- * the filler (under load it would measure the queue; 0 if unknown). The whole call is bounded by seconds + 15 s. */
-int migrate_query_probe(struct xport_tls *tls, const char *hostport, double seconds, struct stream_capacity *cap,
+ * the filler (under load it would measure the queue; 0 if unknown).
+ * The whole call is bounded by seconds + 15 s. */
+int migrate_query_probe(const struct migrate_query_auth *auth, const char *hostport, double seconds, struct stream_capacity *cap,
 			uint64_t *rate_Bps, unsigned *rtt_us, char *err, size_t errlen);
 
 #endif

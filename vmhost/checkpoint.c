@@ -120,28 +120,16 @@ static int ck__pages(struct vmhost_ckpt *k, const uint64_t *gfns, size_t n, int 
 	return e;
 }
 
+static int ck__resident_batch(void *opaque, const uint64_t *gfns, size_t n)
+{
+	return ck__pages(opaque, gfns, n, 0);
+}
+
 /* The first pass of a full image: every page backed on this host (the
  * rest reads as zeros, which is what a new VM holds). */
 static int ck__resident(struct vmhost_ckpt *k)
 {
-	static const uint64_t chunk = 65536;
-	uint64_t nframes = k->r->cfg.mem_bytes >> HV_PAGE_SHIFT;
-	uint8_t *vec = malloc(chunk);
-	uint64_t *g = malloc(chunk * sizeof(*g));
-	int e = vec && g ? 0 : -ENOMEM;
-	for (uint64_t base = 0; base < nframes && !e; base += chunk) {
-		uint64_t cnt = nframes - base < chunk ? nframes - base : chunk;
-		size_t n = 0;
-		if (hv_mem_present_range(k->r->vm, base, cnt, vec) < 0)
-			memset(vec, 1, cnt);
-		for (uint64_t i = 0; i < cnt; i++)
-			if (vec[i])
-				g[n++] = base + i;
-		e = ck__pages(k, g, n, 0);
-	}
-	free(vec);
-	free(g);
-	return e;
+	return hv_mem_present_each(k->r->vm, ck__resident_batch, k);
 }
 
 static int ck__fail(struct vmhost_ckpt *k, int e, const char *what)

@@ -87,19 +87,20 @@ static void est__sleep_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
+static int est__count(void *opaque, const uint64_t *gfns, size_t n)
+{
+	(void)gfns;
+	*(uint64_t *)opaque += n;
+	return 0;
+}
+
 /* Pages backed on this host (KVM: mincore over guest memory; a backend
  * without that counts all of memory). */
 static uint64_t est__resident(struct hv_vm *vm)
 {
-	uint64_t n = hv_vm_config(vm)->mem_bytes >> HV_PAGE_SHIFT, res = 0;
-	static uint8_t vec[65536];
-	for (uint64_t g = 0; g < n; g += sizeof(vec)) {
-		uint64_t k = n - g < sizeof(vec) ? n - g : sizeof(vec);
-		if (hv_mem_present_range(vm, g, k, vec) < 0)
-			return n;
-		for (uint64_t i = 0; i < k; i++)
-			res += vec[i] != 0;
-	}
+	uint64_t res = 0;
+	if (hv_mem_present_each(vm, est__count, &res) < 0)
+		return hv_vm_config(vm)->mem_bytes >> HV_PAGE_SHIFT;
 	return res;
 }
 
