@@ -369,6 +369,10 @@ void guest_entry(const struct hvm_start_info *si, uint64_t vcpu)
 			rt.vcpus = 1;
 		rt.seed = rt_arg_u64(&rt, "seed", 1);
 		rt.log_writes = (int)rt_arg_u64(&rt, "logwrites", 0);
+		/* fault=1: an invalid opcode with no IDT to take it, so a triple
+		 * fault, for testing how each VMM reports a crashed guest. */
+		if (rt_arg_u64(&rt, "fault", 0))
+			__asm__ volatile("ud2");
 		workload_init(&rt);
 		tl_win = rt_us_to_tsc(rt_arg_u64(&rt, "tl_ms", 0) * 1000);
 		tl_t0 = rdtsc();

@@ -152,7 +152,7 @@ static void xen__watch(struct xen_vm *x)
 	static const char *const reasons[] = { "poweroff", "reboot (a triple fault)", "suspend", "crash",
 					       "watchdog", "soft reset" };
 	xc_domaininfo_t info;
-	char why[160];
+	char why[256];
 
 	int n = xc_domain_getinfolist(x->xch, x->domid, 1, &info);
 	if (n == 1 && info.domain == x->domid && !(info.flags & (XEN_DOMINF_shutdown | XEN_DOMINF_dying)))
@@ -162,8 +162,16 @@ static void xen__watch(struct xen_vm *x)
 		snprintf(why, sizeof(why), "Xen domain %u was destroyed from outside", x->domid);
 	} else {
 		unsigned sr = (info.flags >> XEN_DOMINF_shutdownshift) & XEN_DOMINF_shutdownmask;
-		snprintf(why, sizeof(why), "Xen domain %u shut down: %s", x->domid,
-			 sr < sizeof(reasons) / sizeof(reasons[0]) ? reasons[sr] : "unknown reason");
+		int w = snprintf(why, sizeof(why), "Xen domain %u shut down: %s", x->domid,
+				 sr < sizeof(reasons) / sizeof(reasons[0]) ? reasons[sr] : "unknown reason");
+		/* The domain is kept (on_* = preserve): where the vCPU stood
+		 * says which guest code died, as the KVM backend reports. */
+		struct hvm_hw_cpu c;
+		if ((sr == SHUTDOWN_reboot || sr == SHUTDOWN_crash) && w > 0 && (size_t)w < sizeof(why) &&
+		    xc_domain_hvm_getcontext_partial(x->xch, x->domid, HVM_SAVE_CODE(CPU), 0, &c, sizeof(c)) == 0)
+			snprintf(why + w, sizeof(why) - (size_t)w, " (rip=0x%llx rsp=0x%llx rflags=0x%llx cs=0x%x cr2=0x%llx)",
+				 (unsigned long long)c.rip, (unsigned long long)c.rsp, (unsigned long long)c.rflags,
+				 c.cs_sel, (unsigned long long)c.cr2);
 	}
 	xen__end(x, HV_STOP_CRASH, -1, why);
 }

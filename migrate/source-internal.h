@@ -151,6 +151,8 @@ struct migrate_src {
 
 	/* timing */
 	uint64_t t_start, t_setup_done, t_hello_sent, rtt_ns, t_pause, t_running, t_state_sent, t_ready;
+	/* When the last vCPU state was captured (its TSC among it). */
+	uint64_t t_state_saved;
 	uint64_t final_pages, t_paused, t_commit;
 	int renamed_away; /* the hypervisor's name was set aside for COMMIT (Xen) */
 

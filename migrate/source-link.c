@@ -90,7 +90,7 @@ int msrc__rejoin(struct migrate_src *m)
 	int e;
 	if (m->t_pause) {
 		hv_vm_resume(m->vm);
-		m->t_pause = m->t_paused = 0;
+		m->t_pause = m->t_paused = m->t_state_saved = 0;
 		m->final_pages = 0;
 	}
 	pthread_mutex_lock(&m->lock);

@@ -236,6 +236,7 @@ void msrc__stats(struct migrate_src *m, struct migrate_stats *s)
 		.downtime_min_ms = m->t_commit ? (double)(m->t_commit - m->t_paused) / 1e6 : 0,
 		.expected_downtime_ms = (double)m->expected_downtime_ns / 1e6,
 		.final_send_ms = m->t_state_sent ? (double)(m->t_state_sent - m->t_pause) / 1e6 : 0,
+		.state_saved_ms = m->t_state_saved ? (double)(m->t_state_saved - m->t_pause) / 1e6 : 0,
 		.ready_wait_ms = m->t_ready ? (double)(m->t_ready - m->t_state_sent) / 1e6 : 0,
 		.commit_wait_ms = m->t_running ? (double)(m->t_running - m->t_ready) / 1e6 : 0,
 		.rtt_ms = (double)m->rtt_ns / 1e6,
@@ -532,6 +533,7 @@ static int msrc__switchover(struct migrate_src *m, struct precopy_dirty_set *set
 			msrc__fail(m, e, "saving vCPU %u: %s", i, strerror(-e));
 			return e;
 		}
+		m->t_state_saved = util_now_ns();
 		e = msrc__send0(m, &b, stream_put_vcpu(&b, i, blob, (uint32_t)len));
 		free(blob);
 		if (e < 0)

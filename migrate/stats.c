@@ -57,6 +57,7 @@ static const struct field {
 	FIELD("forced_switchover", forced_switchover, F_BOOL, R, NULL),
 	FIELD("final_pages", final_pages, F_U64, R, NULL),
 	FIELD("final_send_ms", final_send_ms, F_F64, R, NULL),
+	FIELD("state_saved_ms", state_saved_ms, F_F64, R, NULL),
 	FIELD("ready_wait_ms", ready_wait_ms, F_F64, R, NULL),
 	FIELD("commit_wait_ms", commit_wait_ms, F_F64, R, NULL),
 	FIELD("rtt_ms", rtt_ms, F_F64, R, NULL),

@@ -32,7 +32,7 @@ struct migrate_stats {
 	const char *reason;         /* link_lost: why */
 	const char *name, *target, *dirty_log;
 	double total_time_ms, setup_time_ms, downtime_ms, downtime_min_ms, expected_downtime_ms;
-	double final_send_ms, ready_wait_ms, commit_wait_ms, rtt_ms, link_down_ms, elapsed_ms;
+	double final_send_ms, state_saved_ms, ready_wait_ms, commit_wait_ms, rtt_ms, link_down_ms, elapsed_ms;
 	double throughput_mbps, compression_ratio, harvest_time_ms, throttle_time_ms;
 	uint64_t round;             /* the current (progress) or last (report: "rounds") round */
 	uint64_t remaining_pages, deferred_pages, final_pages;

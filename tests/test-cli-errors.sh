@@ -17,7 +17,7 @@ expect() {
 	fi
 }
 
-echo "1..19"
+echo "1..20"
 if [ ! -e /dev/kvm ]; then
 	echo "# /dev/kvm absent: image checks that need a VM are skipped"
 fi
@@ -55,6 +55,14 @@ fi
 "$PM" run --help >"$T/out" 2>&1
 grep -q -- "--dirty-log" "$T/out"
 ok $? "run --help documents its options (exit 0)"
+
+# A guest that crashes: the report says where its vCPU stood (its ud2).
+ud=$(objdump -d "$G/idle.elf" | awk '/\tud2/{sub(":", "", $1); print $1; exit}')
+if [ -e /dev/kvm ]; then
+	expect 1 "triple fault (rip=0x$ud .*cs=0x1b" "a guest that triple-faults (fault=1): the error says where" -- run "$G/idle.elf" -- fault=1
+else
+	ok 0 "# SKIP triple-fault report: /dev/kvm absent"
+fi
 
 # A reader that went away costs a failed write, never the process: the one
 # hosting a VM died of SIGPIPE (and its guest with it) when a destination

@@ -388,7 +388,19 @@ static void vmhost__on_stopped(uv_async_t *a)
 	if (r->mig) {
 		/* Finish the migration's bookkeeping first; done() stops the loop. */
 		r->stop_after_mig = 1;
-		migrate_src_cancel(r->mig, "the guest stopped during the migration");
+		/* Say how: a guest that crashed mid-migration is not one that
+		 * finished its work, and the operator reads only send's error. */
+		char why[256];
+		pthread_mutex_lock(&r->lock);
+		if (r->why == HV_STOP_CRASH)
+			snprintf(why, sizeof(why), "the guest stopped during the migration: it crashed (%s)", r->detail);
+		else if (r->why == HV_STOP_EXIT)
+			snprintf(why, sizeof(why), "the guest stopped during the migration: it exited with status %d",
+				 r->exit_code);
+		else
+			snprintf(why, sizeof(why), "the guest stopped during the migration");
+		pthread_mutex_unlock(&r->lock);
+		migrate_src_cancel(r->mig, why);
 		return;
 	}
 	uv_stop(a->loop);
