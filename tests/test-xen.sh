@@ -11,7 +11,7 @@ if ! grep -q 'HAVE_XEN 1' "${TOP_BUILDDIR:-.}/config.h" 2>/dev/null; then
 	skip_all "pml-migrate was built without the Xen libraries (configure --with-xen=no or no libxen-dev)"
 fi
 QEMU=$Q
-echo "1..38"
+echo "1..39"
 
 MS_ARGS="seed=7 ws=16M rate=0 ops=4096"
 MIG_ARGS="seed=9 ws=16M rate=4 ops=6000"     # about 6 s: paused mid-run, not in its report
@@ -60,6 +60,17 @@ names() {
 }
 waitfile() { for i in \$(seq 600); do [ -s "\$1" ] && return 0; sleep 0.2; done; return 1; }
 waitctl() { for i in \$(seq 100); do \$PM ctl "\$1" status >/dev/null 2>&1 && return 0; sleep 0.2; done; return 1; }
+# Bounded: a step that hangs fails its own checks and says what was
+# running, instead of eating the whole QEMU budget.
+SEND="timeout 150 \$PM send"
+bwait() {
+	for i in \$(seq \$((\$2 * 5))); do kill -0 \$1 2>/dev/null || break; sleep 0.2; done
+	if kill -0 \$1 2>/dev/null; then
+		R "hung \$3: pid \$1 still running after \$2 s: \$(ps -o pid,args | grep '[p]ml-migrate' | tr '\n' ' ' | cut -c1-400)"
+		kill -9 \$1
+	fi
+	wait \$1
+}
 mkdir -m 0700 /run/dstA /run/dstB
 \$PM recv --listen 127.0.0.1:0 --certs /certs --run-dir /run/dstA --port-file /tmp/portA 2>/tmp/agentA.log &
 \$PM recv --listen 127.0.0.1:0 --insecure --run-dir /run/dstB --port-file /tmp/portB 2>/tmp/agentB.log &
@@ -71,9 +82,9 @@ PA=\$(cat /tmp/portA) PB=\$(cat /tmp/portB)
 P=\$!
 waitctl mig; sleep 0.5
 R "mig-names-before \$(names)"
-\$PM send mig 127.0.0.1:\$PA --certs /certs --node sender --peer agent --verify --json >/tmp/mig.send 2>/tmp/mig.send.err
+\$SEND mig 127.0.0.1:\$PA --certs /certs --node sender --peer agent --verify --json >/tmp/mig.send 2>/tmp/mig.send.err
 R "mig-send rc=\$? \$(tail -1 /tmp/mig.send)"
-wait \$P; R "mig-src rc=\$? \$(cat /tmp/mig.src.json)"
+bwait \$P 90 mig; R "mig-src rc=\$? \$(cat /tmp/mig.src.json)"
 R "mig-names-running \$(names) \$([ -s /run/dstA/mig.result.json ] && echo finished)"
 waitfile /run/dstA/mig.result.json
 R "mig-dst \$(cat /run/dstA/mig.result.json)"
@@ -82,10 +93,10 @@ sleep 1; R "mig-names-after \$(names)"
 # 5. Onward: a VM that arrived leaves again (A's session -> agent B).
 \$PM run --hv xen --mem 64M --name on --json /guest/memstress.elf -- $ON_ARGS >/tmp/on.src.json 2>/tmp/on.src.err &
 waitctl on; sleep 0.3
-\$PM send on 127.0.0.1:\$PA --certs /certs --node sender --peer agent --json >/tmp/on.send1 2>&1
+\$SEND on 127.0.0.1:\$PA --certs /certs --node sender --peer agent --json >/tmp/on.send1 2>&1
 R "on-hop1 rc=\$? \$(tail -3 /tmp/on.send1 | tr '\n' ' ' | cut -c1-400)"
 PML_MIGRATE_RUNDIR=/run/dstA waitctl on
-PML_MIGRATE_RUNDIR=/run/dstA \$PM send on 127.0.0.1:\$PB --insecure --json >/tmp/on.send2 2>&1
+PML_MIGRATE_RUNDIR=/run/dstA \$SEND on 127.0.0.1:\$PB --insecure --json >/tmp/on.send2 2>&1
 R "on-hop2 rc=\$? \$(tail -1 /tmp/on.send2)"
 R "on-hop2-err \$(grep -v '^{' /tmp/on.send2 | tail -3 | tr '\n' ' ' | cut -c1-400)"
 R "on-src-err \$(tail -3 /tmp/on.src.err | tr '\n' ' ' | cut -c1-400)"
@@ -99,11 +110,11 @@ P=\$!
 waitctl cut
 relay --target \$PB --port-file /tmp/rport --at d2s:READY --action cut --max-seconds 60 >/tmp/relay.out 2>&1 &
 waitfile /tmp/rport
-\$PM send cut 127.0.0.1:\$(cat /tmp/rport) --insecure --no-resume --json >/tmp/cut.send 2>&1
+\$SEND cut 127.0.0.1:\$(cat /tmp/rport) --insecure --no-resume --json >/tmp/cut.send 2>&1
 R "cut-send rc=\$? \$(tail -1 /tmp/cut.send | cut -c1-200)"
 R "cut-relay \$(grep -m1 '^cut at' /tmp/relay.out)"
 sleep 1; R "cut-names-during \$(names)"
-wait \$P; R "cut-src rc=\$? \$(cat /tmp/cut.src.json)"
+bwait \$P 90 cut; R "cut-src rc=\$? \$(cat /tmp/cut.src.json)"
 
 # 7. attach: domains the toolstack made. A running one is refused and left
 #    alone; a paused one is hosted, then migrated. xl was seen to crash at
@@ -121,9 +132,9 @@ R "att-created \$(xl list att | awk 'NR==2{print \$5}')"
 P=\$!
 waitctl att; sleep 0.3
 R "att-status \$(\$PM ctl att status)"
-\$PM send att 127.0.0.1:\$PA --certs /certs --node sender --peer agent --json >/tmp/att.send 2>&1
+\$SEND att 127.0.0.1:\$PA --certs /certs --node sender --peer agent --json >/tmp/att.send 2>&1
 R "att-send rc=\$? \$(tail -1 /tmp/att.send | cut -c1-300)"
-wait \$P; R "att-src rc=\$? \$(cat /tmp/att.json)"
+bwait \$P 90 att; R "att-src rc=\$? \$(cat /tmp/att.json)"
 waitfile /run/dstA/att.result.json
 R "att-dst \$(cat /run/dstA/att.result.json)"
 
@@ -136,9 +147,9 @@ for k in 1 2 3; do
 	\$PM run --hv xen --mem 64M --name flat --json /guest/memstress.elf -- $FLAT_ARGS >/tmp/flat.src.json 2>/dev/null &
 	P=\$!
 	waitctl flat
-	\$PM send flat 127.0.0.1:\$PB --insecure --max-bandwidth 16M --downtime 300 --json >/tmp/flat.send 2>&1
+	\$SEND flat 127.0.0.1:\$PB --insecure --max-bandwidth 16M --downtime 300 --json >/tmp/flat.send 2>&1
 	rc=\$?
-	wait \$P
+	bwait \$P 90 flat
 	grep -q 'guest stopped during the migration' /tmp/flat.send || break
 done
 R "flat-send rc=\$rc \$(tail -1 /tmp/flat.send)"
@@ -284,6 +295,10 @@ a=$(xt agentA-failures)
 r=$?
 ok $r "agents: A no failed session, B one (the cut): $a"
 [ $r = 0 ] || printf '# agent A: %s\n# agent B: %s\n' "$(xt agentA-failed)" "$(xt agentB-failed)"
+
+h=$(sed -n 's/^XT hung //p' "$T/boot.log" | tr -d '\r' | tr '\n' ' ')
+[ -z "$h" ]
+ok $? "no step hung (sends bounded to 150 s, guests to 90 s after their send)${h:+: $h}"
 
 grep -q '^XT done' "$T/boot.log"
 ok $? "dom0 finished its script and QEMU stopped on its own"
