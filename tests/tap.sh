@@ -9,4 +9,6 @@ export PML_MIGRATE_RUNDIR="$T/run"
 n=0
 fail=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi; }
+# Where a guest image's fault=1 faults: its one ud2 (guest/rt.c).
+fault_rip() { objdump -d "$G/$1" | awk '/\tud2/{sub(":", "", $1); print $1; exit}'; }
 skip_all() { echo "1..0 # SKIP $1"; exit 0; }

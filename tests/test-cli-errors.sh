@@ -57,7 +57,7 @@ grep -q -- "--dirty-log" "$T/out"
 ok $? "run --help documents its options (exit 0)"
 
 # A guest that crashes: the report says where its vCPU stood (its ud2).
-ud=$(objdump -d "$G/idle.elf" | awk '/\tud2/{sub(":", "", $1); print $1; exit}')
+ud=$(fault_rip idle.elf)
 if [ -e /dev/kvm ]; then
 	expect 1 "triple fault (rip=0x$ud .*cs=0x1b" "a guest that triple-faults (fault=1): the error says where" -- run "$G/idle.elf" -- fault=1
 else

@@ -215,7 +215,7 @@ ok $? "xl destroy under a hosted VM: the host process says so and exits 1 ($d)"
 b=$(xt bad)
 echo "$b" | grep -q 'rc=1 .*no PVH entry note'
 ok $? "an image without a PVH entry: clear error, exit 1 ($b)"
-ud=$(objdump -d "$G/idle.elf" | awk '/\tud2/{sub(":", "", $1); print $1; exit}')
+ud=$(fault_rip idle.elf)
 echo "$(xt fault)" | grep -q "^rc=1 .*triple fault) (rip=0x$ud .*cs=0x1b"
 ok $? "a guest that triple-faults (fault=1): exit 1, the error says where (ud2 at 0x$ud): $(xt fault)"
 [ "$(xt domains)" = "Domain-0," ]
