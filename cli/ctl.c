@@ -10,18 +10,20 @@
 
 static void ctl_usage(FILE *f)
 {
-	fprintf(f, "usage: pml-migrate ctl NAME status|pause|resume|stats|stop|cancel\n"
+	fprintf(f, "usage: pml-migrate ctl NAME status|pause|resume|stats|finish|stop|cancel\n"
 		   "\n"
 		   "Sends one command to the VM NAME started by 'pml-migrate run --name NAME'\n"
 		   "(or received by an agent) and prints its one-line JSON answer.\n"
 		   "cancel aborts NAME's outgoing migration unless COMMIT was already sent; the\n"
-		   "guest keeps running here. Socket: RUNDIR/NAME.sock (see README).\n"
+		   "guest keeps running here. finish asks a guest started with until=finish to\n"
+		   "end its work and report (the VM is not migrated after that); stop ends the\n"
+		   "VM at once. Socket: RUNDIR/NAME.sock (see README).\n"
 		   "exit codes: 0 answered ok; 1 refused, no such VM or no answer; 2 usage error.\n");
 }
 
 int cmd_ctl(int argc, char **argv)
 {
-	static const char *const cmds[] = { "status", "pause", "resume", "stats", "stop", "cancel" };
+	static const char *const cmds[] = { "status", "pause", "resume", "stats", "finish", "stop", "cancel" };
 	char line[4096];
 	int fd, known = 0;
 
@@ -36,7 +38,7 @@ int cmd_ctl(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		known |= !strcmp(argv[2], cmds[i]);
 	if (!known) {
-		util_err("ctl: unknown command '%s' (status, pause, resume, stats, stop, cancel)", argv[2]);
+		util_err("ctl: unknown command '%s' (status, pause, resume, stats, finish, stop, cancel)", argv[2]);
 		return PMG_EXIT_USAGE;
 	}
 	if (!util_valid_name(argv[1])) {

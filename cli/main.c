@@ -20,7 +20,7 @@ static const struct {
 	{ "recv", cmd_recv, "run the receiving agent (a daemon; one process per incoming VM)" },
 	{ "list", cmd_list, "list the VMs on this host" },
 	{ "certs", cmd_certs, "create a throwaway CA and node certificates for mutual TLS" },
-	{ "ctl", cmd_ctl, "talk to a running VM's control socket (status, pause, resume, stats, stop)" },
+	{ "ctl", cmd_ctl, "talk to a running VM's control socket (status, pause, resume, stats, finish, stop, cancel)" },
 	{ "estimate", cmd_estimate, "measure a running VM's working set and dirty rate, without migrating" },
 	{ "checkpoint", cmd_checkpoint, "write full and incremental checkpoints of a running VM to a directory" },
 	{ "restore", cmd_restore, "boot a VM from a checkpoint directory and host it" },

@@ -30,6 +30,7 @@ enum pmg_hcall_nr {
 	PMG_HC_WRITES = 3, /* a0 = gpa of uint64_t gfn[a1]: frames written since last WRITES */
 	PMG_HC_VCPU_DONE = 4, /* this vCPU has nothing more to do */
 	PMG_HC_BARRIER = 5,   /* a0 = round: this vCPU finished a round's writes; returns when the host says go */
+	PMG_HC_POLL = 6,      /* ret = 1 once the host asked the guest to finish its work (ctl NAME finish), else 0 */
 };
 
 struct pmg_hcall {

@@ -1,6 +1,8 @@
 /*
  * idle: touches a little memory, then mostly waits.
  * Args: touch=SIZE (4M) ops=N (300) period_us=N (10000) seed=N
+ *       until=finish: run until the host asks the guest to finish (`ctl
+ *       NAME finish`), ops= then a cap (default none)
  */
 #include "rt.h"
 
@@ -14,7 +16,7 @@ void workload_init(struct rt_ctx *c)
 		npages = 1;
 	if (c->heap_start + npages * PAGE_SIZE > c->mem_end)
 		npages = (c->mem_end - c->heap_start) / PAGE_SIZE;
-	ops_total = rt_arg_u64(c, "ops", 300);
+	ops_total = rt_arg_u64(c, "ops", c->until_finish ? ~0ull : 300);
 	period_us = rt_arg_u64(c, "period_us", 10000);
 }
 
@@ -32,6 +34,10 @@ uint64_t workload_run(struct rt_ctx *c, unsigned vcpu, uint64_t *ops)
 	uint64_t next = rdtsc();
 	for (uint64_t i = 0; i < n; i++) {
 		rt_tick();
+		if (rt_finish_requested()) {
+			n = i;
+			break;
+		}
 		uint64_t p = per ? i % per : 0;
 		if (per) {
 			base[p * 512 + 1] += rng_next(&s);

@@ -13,6 +13,10 @@
  *       guest to keep dirtying for a set time whatever the throttling. The
  *       digest then depends on timing, so it only compares runs with ms=0.
  *       tl_ms=N: report the pages written per N ms window (see rt.h).
+ *       until=finish: write until the host asks the guest to finish
+ *       (`ctl NAME finish`), ops= then a cap (default none); the report's
+ *       ops=N, given back as ops=N with one vCPU, reproduces the digest. For
+ *       tests whose guest must outlive a migration whatever either's speed.
  * zipf draws page k with probability ~ 1/k (log-uniform per octave), so
  * a few pages are hot and most are cold.
  */
@@ -38,7 +42,7 @@ void workload_init(struct rt_ctx *c)
 	if (ws_pages < c->vcpus)
 		ws_pages = c->vcpus;
 	rate_mbps = rt_arg_u64(c, "rate", 64);
-	ops_total = rt_arg_u64(c, "ops", rate_mbps ? rate_mbps * 256 * 3 : 262144);
+	ops_total = rt_arg_u64(c, "ops", c->until_finish ? ~0ull : rate_mbps ? rate_mbps * 256 * 3 : 262144);
 	batch = rt_arg_u64(c, "batch", 16);
 	prefill = rt_arg_u64(c, "prefill", 0);
 	run_ms = c->tsc_khz ? rt_arg_u64(c, "ms", 0) : 0;
@@ -135,7 +139,7 @@ uint64_t workload_run(struct rt_ctx *c, unsigned vcpu, uint64_t *ops)
 			rt_tick();
 			rt_progress(i);
 			rt_writes_flush();
-			if (stop && rdtsc() >= stop) {
+			if ((stop && rdtsc() >= stop) || rt_finish_requested()) {
 				n = i;
 				break;
 			}

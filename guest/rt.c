@@ -335,6 +335,28 @@ void rt_writes_note(const void *page)
 		rt_writes_flush();
 }
 
+/* ---- until=finish ---- */
+static volatile uint64_t finish_seen;
+static uint64_t finish_next[PMG_MAX_VCPUS] __attribute__((aligned(64)));
+
+int rt_finish_requested(void)
+{
+	if (!rt.until_finish)
+		return 0;
+	if (finish_seen)
+		return 1;
+	unsigned v = this_vcpu();
+	uint64_t now = rdtsc();
+	if (now < finish_next[v])
+		return 0;
+	finish_next[v] = now + rt_us_to_tsc(10000);
+	/* Only 1 counts: an unserved port leaves ret at ~0. */
+	if (rt_hcall(PMG_HC_POLL, 0, 0, 0) != 1)
+		return 0;
+	finish_seen = 1;
+	return 1;
+}
+
 /* ---- entry and rendezvous ---- */
 static volatile uint64_t init_done;
 static volatile uint64_t vcpus_done;
@@ -369,6 +391,8 @@ void guest_entry(const struct hvm_start_info *si, uint64_t vcpu)
 			rt.vcpus = 1;
 		rt.seed = rt_arg_u64(&rt, "seed", 1);
 		rt.log_writes = (int)rt_arg_u64(&rt, "logwrites", 0);
+		char until[8];
+		rt.until_finish = !rt_arg_str(&rt, "until", until, sizeof(until)) && !memcmp(until, "finish", 7);
 		/* fault=1: an invalid opcode with no IDT to take it, so a triple
 		 * fault, for testing how each VMM reports a crashed guest. */
 		if (rt_arg_u64(&rt, "fault", 0))

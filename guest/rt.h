@@ -31,6 +31,7 @@ struct rt_ctx {
 	unsigned vcpus;
 	uint64_t seed;
 	int log_writes;       /* report written frames with PMG_HC_WRITES */
+	int until_finish;     /* until=finish: work until the host asks (rt_finish_requested) */
 };
 
 /* port I/O */
@@ -93,6 +94,15 @@ uint64_t rt_us_to_tsc(uint64_t us);
  * "PMG-OPS window_ms= stall_at_ms= windows= ops=a,b,..." line before the
  * PMG-REPORT line. stall_at_ms is where the largest stall ended. */
 void rt_progress(uint64_t ops);
+
+/* until=finish (any workload that supports it): whether the host asked
+ * the guest to finish its work (`pml-migrate ctl NAME finish`). Call it at
+ * a point where stopping leaves a result that ops=N reproduces (N = the
+ * ops done so far). Asks the host (PMG_HC_POLL, a port call) at most every
+ * 10 ms of TSC time per vCPU, so a workload can call it every iteration;
+ * once it returned 1 it stays 1. Always 0 without until=finish, and under
+ * a VMM that does not know the call (QEMU): such a guest never ends. */
+int rt_finish_requested(void);
 
 /* Writes-log for dirty-log tests: record a written frame; flushed to the
  * VMM by rt_writes_flush() (and automatically when the buffer fills). */

@@ -80,6 +80,9 @@ static int gio__hcall_do(struct hv_gio *g, uint32_t gpa)
 			hv->gops->barrier(hv->gops_opaque, g->idx, hc->a0);
 		hc->ret = 0;
 		return 0;
+	case PMG_HC_POLL:
+		hc->ret = (uint64_t)hv_vm_finish_requested(hv);
+		return 0;
 	default:
 		hc->ret = (uint64_t)-ENOSYS;
 		return 0;

@@ -160,6 +160,15 @@ int hv_vm_is_running(struct hv_vm *vm);
  * can never run again. A paused VM has not ended. */
 int hv_vm_has_ended(struct hv_vm *vm);
 
+/* Asks the guest to finish its work: from now on its PMG_HC_POLL calls
+ * return 1 (guest/abi.h; workloads started with until=finish end their
+ * loop at the next poll and report). The request lives in this process
+ * only: it does not travel with a migration, so a caller must not migrate
+ * the VM once it asked (vmhost refuses). Any thread; idempotent. */
+void hv_vm_request_finish(struct hv_vm *vm);
+/* Whether hv_vm_request_finish() was called. Any thread. */
+int hv_vm_finish_requested(struct hv_vm *vm);
+
 /* Dirty log. start: from now on, writes are logged. collect: calls emit
  * for every frame written since the previous collect (or start), possibly
  * more than once per frame, then re-arms write tracking for those frames

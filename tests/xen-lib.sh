@@ -9,6 +9,8 @@
 #                        *.key -> /certs, others -> /bin, with the shared
 #                        libraries they need) and
 #                        SCRIPT, run as /test.sh once the toolstack is up
+#   xen_versions         the versions of Xen, its tools and the dom0
+#                        kernel in the cache, on one line
 #   xen_boot INITRD TIMEOUT_S LOG
 #                        boots Xen + dom0 in QEMU; serial output -> LOG.
 #                        Returns when dom0 powers off (after /test.sh) or
@@ -36,6 +38,12 @@ xen_fetch() {
 		echo "# xen_fetch: apt-get download failed (Debian 12 archive reachable?)" >&2
 		return 1
 	}
+	# What the archive served: it moves on (a new kernel ABI, a Xen
+	# security release), so a run's log says which it used.
+	for d in "$XEN_CACHE"/debs/xen-hypervisor-*.deb "$XEN_CACHE"/debs/xen-utils-4*.deb \
+		"$XEN_CACHE"/debs/linux-image-*.deb; do
+		dpkg-deb -f "$d" Package Version | sed 's/^[A-Za-z]*: //' | paste -sd' ' -
+	done >"$XEN_CACHE/versions"
 	for d in "$XEN_CACHE"/debs/*.deb; do
 		case $d in
 		*/linux-image-*)
@@ -50,6 +58,14 @@ xen_fetch() {
 	# QEMU's -kernel loads the uncompressed multiboot image only.
 	gunzip -c "$XEN_CACHE"/root/boot/xen-4.17-amd64.gz >"$XEN_CACHE/xen" &&
 		cp "$XEN_CACHE"/root/boot/vmlinuz-* "$XEN_CACHE/vmlinuz" && touch "$XEN_CACHE/ready"
+}
+
+xen_versions() {
+	if [ -s "$XEN_CACHE/versions" ]; then
+		paste -sd, "$XEN_CACHE/versions" | sed 's/,/, /g'
+	else
+		echo "versions not recorded (a cache made before they were)"
+	fi
 }
 
 xen_initrd() {

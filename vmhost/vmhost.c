@@ -207,6 +207,20 @@ static void ctl__command(struct ctl_client *c, const char *cmd)
 			json_str(&j, "error", "no migration in progress");
 		else if (e < 0)
 			json_str(&j, "error", "COMMIT was already sent: the outcome is the destination's, it cannot be cancelled");
+	} else if (!strcmp(cmd, "finish")) {
+		/* The request is this process's state, not the guest's: a
+		 * migration running now or later would leave it behind. */
+		const char *why = r->incoming	   ? "the VM is still arriving"
+				  : r->migrated	   ? "the VM has migrated away"
+				  : r->indeterminate ? "migration outcome indeterminate: check the destination"
+				  : r->t_end	   ? "VM has stopped"
+				  : r->mig	   ? "a migration is in progress: ask again where the VM runs once it ended"
+						   : NULL;
+		if (!why)
+			hv_vm_request_finish(r->vm);
+		json_bool(&j, "ok", !why);
+		if (why)
+			json_str(&j, "error", why);
 	} else if (!strcmp(cmd, "stop") && !r->incoming) {
 		hv_vm_stop(r->vm);
 		json_bool(&j, "ok", 1);
@@ -258,7 +272,7 @@ static void ctl__command(struct ctl_client *c, const char *cmd)
 		pthread_mutex_unlock(&r->lock);
 	} else {
 		json_bool(&j, "ok", 0);
-		json_str(&j, "error", "unknown command (status, pause, resume, stats, stop, cancel, migrate, estimate, checkpoint)");
+		json_str(&j, "error", "unknown command (status, pause, resume, stats, finish, stop, cancel, migrate, estimate, checkpoint)");
 	}
 	json_end(&j);
 	fclose(f);
@@ -587,6 +601,12 @@ static void vmhost__migrate(struct ctl_client *c, char *args, struct json *j)
 		goto refuse;
 	if (r->paused) {
 		snprintf(err, sizeof(err), "'%s' is paused: resume it first", r->name);
+		goto refuse;
+	}
+	if (hv_vm_finish_requested(r->vm)) {
+		/* The request would stay here and the guest work on over there. */
+		snprintf(err, sizeof(err), "'%s' was asked to finish its work (ctl finish): it is not moved any more",
+			 r->name);
 		goto refuse;
 	}
 	if (!r->dl) {
