@@ -42,6 +42,8 @@ static void send_usage(FILE *f)
 		"  --no-resume            fail on a lost connection instead of reconnecting\n"
 		"  --link-timeout S       declare the link lost when the agent has sent nothing\n"
 		"                         for S seconds (default 10; it sends every second)\n"
+		"  --setup-timeout S      fail when the agent has not answered within S seconds\n"
+		"                         of starting: connect, TLS handshake, HELLO (default 15)\n"
 		"  --certs DIR            certificate directory (ca.pem, NODE.pem, NODE.key)\n"
 		"  --node NAME            our certificate's name in DIR (default: sender)\n"
 		"  --peer NAME            name the agent's certificate must carry (default: HOST)\n"
@@ -168,6 +170,7 @@ int cmd_send(int argc, char **argv)
 		{ "no-throttle", no_argument, 0, 'T' },
 		{ "no-resume", no_argument, 0, 'R' },
 		{ "link-timeout", required_argument, 0, 'L' },
+		{ "setup-timeout", required_argument, 0, 'S' },
 		{ "certs", required_argument, 0, 'c' },
 		{ "node", required_argument, 0, 'n' },
 		{ "peer", required_argument, 0, 'p' },
@@ -194,6 +197,7 @@ int cmd_send(int argc, char **argv)
 		case 'T': key = "throttle"; val = "0"; break;
 		case 'R': key = "resume"; val = "0"; break;
 		case 'L': key = "link_timeout"; break;
+		case 'S': key = "setup_timeout"; break;
 		case 'I': insecure = 1; break;
 		case 'j': json = 1; break;
 		case 'b':

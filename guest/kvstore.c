@@ -2,6 +2,8 @@
  * kvstore: an in-guest open-addressing hash table serving a deterministic
  * stream of GET/SET operations.
  * Args: data=SIZE (32M) ops=N (1500000) set_pct=N (30) rate=OPS_PER_S (0) seed=N
+ *       until=finish: serve until the host asks the guest to finish (`ctl
+ *       NAME finish`), ops= then a cap (default none)
  */
 #include "rt.h"
 
@@ -24,7 +26,7 @@ void workload_init(struct rt_ctx *c)
 	if (c->heap_start + data > c->mem_end)
 		data = c->mem_end - c->heap_start;
 	nslots = data / SLOT_SIZE;
-	ops_total = rt_arg_u64(c, "ops", 1500000);
+	ops_total = rt_arg_u64(c, "ops", c->until_finish ? ~0ull : 1500000);
 	set_pct = rt_arg_u64(c, "set_pct", 30);
 	rate = rt_arg_u64(c, "rate", 0);
 }
@@ -54,6 +56,8 @@ uint64_t workload_run(struct rt_ctx *c, unsigned vcpu, uint64_t *ops)
 	for (uint64_t i = 0; i < n; i++) {
 		if ((i & 255) == 0) {
 			rt_tick();
+			if (rt_finish_requested())
+				break;
 			rt_progress(i);
 			if (tsc_per_op)
 				rt_wait_until(t0 + i * tsc_per_op);

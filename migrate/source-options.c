@@ -19,6 +19,7 @@ void migrate_src_opts_default(struct migrate_src_opts *o)
 	o->throttle = 1;
 	o->resume = 1;
 	o->link_timeout_s = 10;
+	o->setup_timeout_s = 15;
 }
 
 static int opt__uint(const char *v, uint64_t lo, uint64_t hi, uint64_t *out)
@@ -107,6 +108,10 @@ int migrate_src_opt_set(struct migrate_src_opts *o, const char *key, const char 
 		want = "seconds, 1..3600";
 		if (!(e = opt__uint(val, 1, 3600, &v)))
 			o->link_timeout_s = (unsigned)v;
+	} else if (!strcmp(key, "setup_timeout")) {
+		want = "seconds, 1..3600";
+		if (!(e = opt__uint(val, 1, 3600, &v)))
+			o->setup_timeout_s = (unsigned)v;
 	} else if (!strcmp(key, "insecure")) {
 		want = "0 or 1";
 		e = opt__bool(val, &o->insecure);

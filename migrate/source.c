@@ -36,7 +36,6 @@
 #define HOT_ROUNDS 3           /* dirty in this many rounds: hold back to the end */
 #define HARVEST_EVERY_NS 5000000ull
 #define PROGRESS_EVERY_NS 200000000ull
-#define SETUP_TIMEOUT_MS 15000
 #define REPLY_TIMEOUT_MS 30000
 #define RUNNING_MIN_WAIT_MS 2000 /* after COMMIT, even past --max-time */
 
@@ -701,8 +700,8 @@ void msrc__start_engine(struct migrate_src *m)
 static void msrc__setup_timeout(uv_timer_t *t)
 {
 	struct migrate_src *m = t->data;
-	msrc__fail(m, -ETIMEDOUT, "no answer from %s within %d s (connect, TLS handshake, HELLO)", m->o.target,
-		   SETUP_TIMEOUT_MS / 1000);
+	msrc__fail(m, -ETIMEDOUT, "no answer from %s within %u s (connect, TLS handshake, HELLO; --setup-timeout)",
+		   m->o.target, m->o.setup_timeout_s);
 	if (!m->engine_started)
 		uv_async_send(&m->done_async);
 }
@@ -930,7 +929,7 @@ int migrate_src_start(uv_loop_t *loop, struct hv_vm *vm, struct precopy_dirtylog
 	m->setup_timer.data = m->deadline_timer.data = m->done_async.data = m->ev_async.data = m;
 	m->link_async.data = m->retry_timer.data = m->link_timer.data = m;
 	m->handles_open = 7;
-	uv_timer_start(&m->setup_timer, msrc__setup_timeout, SETUP_TIMEOUT_MS, 0);
+	uv_timer_start(&m->setup_timer, msrc__setup_timeout, (uint64_t)m->o.setup_timeout_s * 1000, 0);
 	uv_timer_start(&m->link_timer, msrc__link_check, 250, 250);
 	uv_timer_start(&m->deadline_timer, msrc__deadline, (uint64_t)o->max_time_s * 1000, 0);
 	*out = m;

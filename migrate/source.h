@@ -44,6 +44,7 @@ struct migrate_src_opts {
 	int throttle;              /* slow the vCPUs that dirty the most when not converging (default on) */
 	int resume;                /* reconnect and continue after a lost connection before READY (default on) */
 	unsigned link_timeout_s;   /* nothing from the destination for this long: the link is lost (default 10) */
+	unsigned setup_timeout_s;  /* connect, TLS handshake and HELLO answered within this (default 15) */
 	int insecure;              /* plaintext */
 	char certs[256];           /* certificate directory */
 	char node[65];             /* our certificate name */
@@ -53,8 +54,8 @@ struct migrate_src_opts {
 void migrate_src_opts_default(struct migrate_src_opts *o);
 /* Sets one option from its key=value form (the control-socket protocol,
  * also used to validate the CLI's flags). Keys: target downtime max_time
- * max_bandwidth streams compress verify throttle resume link_timeout insecure certs
- * node peer.
+ * max_bandwidth streams compress verify throttle resume link_timeout
+ * setup_timeout insecure certs node peer.
  * Returns 0 or -EINVAL with err/errlen set. */
 int migrate_src_opt_set(struct migrate_src_opts *o, const char *key, const char *val, char *err, size_t errlen);
 /* Checks cross-field rules (target set, certs unless insecure). */

@@ -70,6 +70,20 @@ reference() {
 		-- "$@" 2>/dev/null | sed -n 's/.*"digest":"\([0-9a-f]*\)".*/\1/p'
 }
 
+# Guests started with until=finish run until asked, so they outlive every
+# step a test takes whatever the machine's speed.
+# finish_vm RUNDIR NAME: asks NAME (running under RUNDIR) to finish.
+finish_vm() { PML_MIGRATE_RUNDIR="$1" "$PM" ctl "$2" finish >/dev/null 2>&1; }
+
+# reference_of IMAGE "GUEST-ARGS" REPORT-FILE: the digest of an unmigrated
+# run of exactly the ops REPORT-FILE says the guest did, at full speed
+# (pacing does not change a digest); empty without a report.
+reference_of() {
+	o=$(field "$3" ops)
+	[ -n "$o" ] || return 0
+	reference "$1" $(echo "$2" | sed 's/until=finish//; s/rate=[0-9]*/rate=0/; s/period_us=[0-9]*/period_us=0/') ops="$o"
+}
+
 # new_session TAG OLD: the pid of agent TAG's newest session other than OLD,
 # once the agent logs handing it a connection (empty after 5 s).
 new_session() {

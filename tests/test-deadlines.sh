@@ -11,7 +11,7 @@ if [ ! -e /dev/kvm ]; then
 	skip_all "/dev/kvm absent"
 fi
 TS=${TOP_BUILDDIR:-.}/tests/test-stream
-echo "1..14"
+echo "1..17"
 make_certs; ok $? "certificates"
 start_agent b "$T/hostB"
 PB=$PORT
@@ -118,4 +118,25 @@ for i in $(seq 100); do grep -q "failed:" "$T/t.log" && break; sleep 0.05; done
 wait $fl
 m=$(grep "failed:" "$T/t.log" | tail -n 1 | sed 's/.*failed: //')
 echo "$m" | grep -q "no authenticated HELLO within 2000 ms"; ok $? "a stalled TLS handshake is given up on: $m"
+
+# 5. The sender's own setup deadline (--setup-timeout): an agent that
+# accepts (the kernel does, into its backlog) but never answers.
+start_agent s "$T/hostS"
+pkill -STOP -P $APID # the agent itself, under timeout(1)
+start_vm "$T/hostA" st idle ring until=finish period_us=10000
+T0=$(date +%s%N)
+PML_MIGRATE_RUNDIR="$T/hostA" "$PM" send st "127.0.0.1:$PORT" --certs "$C" --node sender --peer agent --json \
+	--setup-timeout 2 >"$T/st.send" 2>"$T/st.send.err" &
+SPID=$!
+ended_within 60
+pkill -CONT -P $APID
+[ $RC = 1 ] && grep -q "no answer from 127.0.0.1:$PORT within 2 s (connect, TLS handshake, HELLO; --setup-timeout)" "$T/st.send"
+ok $? "--setup-timeout 2 with an agent that never answers: exit $RC after $MS ms ($(field "$T/st.send" error))"
+[ "$(state st)" = running ]; ok $? "the guest runs on at the source"
+PML_MIGRATE_RUNDIR="$T/hostA" "$PM" send st "127.0.0.1:$PORT" --insecure --setup-timeout 0 >"$T/st0" 2>&1
+rc=$?
+[ $rc = 2 ] && grep -q "setup_timeout '0': expected seconds, 1..3600" "$T/st0"
+ok $? "--setup-timeout 0 refused (exit $rc): $(cat "$T/st0")"
+finish_vm "$T/hostA" st
+wait $VPID
 exit $fail

@@ -30,12 +30,14 @@ mkdir -p "$T/hostA"
 RPID=$!
 for i in $(seq 100); do [ -s "$T/relay.port" ] && break; sleep 0.05; done
 PML_MIGRATE_RUNDIR="$T/hostA" timeout 60 "$PM" run "$G/memstress.elf" --mem 16M --name real \
-	-- ws=2M rate=8 ops=2048 content=text >/dev/null 2>&1 &
+	-- ws=2M rate=8 content=text until=finish >/dev/null 2>&1 &
 for i in $(seq 100); do [ -S "$T/hostA/real.sock" ] && break; sleep 0.05; done
 sleep 0.3
 PML_MIGRATE_RUNDIR="$T/hostA" timeout 60 "$PM" send real "127.0.0.1:$(cat "$T/relay.port")" --insecure --json \
 	>"$T/real.send" 2>&1
 rc=$?
+# It runs until asked, wherever the send left it.
+finish_vm "$T/hostB" real || finish_vm "$T/hostA" real
 wait $RPID
 [ $rc = 0 ] && [ -s "$T/corpus/real" ]
 ok $? "seeded with a real migration's stream ($(wc -c <"$T/corpus/real" 2>/dev/null) bytes, send exit $rc)"
