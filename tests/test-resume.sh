@@ -27,13 +27,12 @@ echo "1..35"
 make_certs; ok $? "certificates"
 start_agent b "$T/hostB"
 PB=$PORT
-# 48 MiB written before the migration starts, then 2 MB/s for 12 s: the
-# first pass takes ~4 s at 12 MB/s, so a cut lands inside it.
-MEM="ws=48M prefill=1 rate=2 ops=6144 content=random"
+# 48 MiB written before the migration starts, then 2 MB/s until asked to
+# finish (after the migration, wherever it runs): the first pass takes ~4 s
+# at 12 MB/s, so a cut lands inside it, and the guest outlives every
+# migration whatever the machine's speed.
+MEM="ws=48M prefill=1 rate=2 content=random until=finish"
 RATE=12M
-PML_MIGRATE_RUNDIR="$T/refrun" timeout 300 "$PM" run "$G/memstress.elf" --mem 512M --dirty-log off --json -- $MEM \
-	>"$T/ref.json" 2>/dev/null &
-REFPID=$!
 
 # after_pages NAME N: waits (<= 20 s) until NAME's progress reports N pages sent.
 after_pages() {
@@ -46,8 +45,16 @@ after_pages() {
 }
 # cut PORT: aborts every TCP socket of this namespace connected to PORT.
 cut() { ss -K dst 127.0.0.1 dport = :"$1" >/dev/null 2>&1; }
-# digest_at RUNDIR NAME: the guest's digest once it finished there.
-digest_at() { wait_result "$1" "$2" && field "$1/$2.result.json" digest; }
+# digest_ok RUNDIR NAME [REPORT]: asks NAME to finish under RUNDIR and
+# checks its digest (in REPORT, default its result there) against an
+# unmigrated run of the ops it did; GOT and REF for the message.
+digest_ok() {
+	f=${3:-$1/$2.result.json}
+	finish_vm "$1" "$2"
+	if [ -z "$3" ]; then wait_result "$1" "$2"; else wait $VPID; fi
+	GOT=$(field "$f" digest) REF=$(reference_of memstress "$MEM" "$f")
+	[ -n "$REF" ] && [ "$GOT" = "$REF" ]
+}
 # cut_mid NAME MODE [send options]: boots NAME, sends it at $RATE, cuts the
 # connection to agent B once 4000 pages went (one TAP line), waits for
 # send: its exit code in RC, the report's reconnects in REC.
@@ -71,10 +78,7 @@ rc=$?
 base_wire=$(field "$T/base.send" bytes_on_wire)
 [ $rc = 0 ] && [ "$(field "$T/base.send" reconnects)" = 0 ]
 ok $? "uncut migration: exit $rc, $base_wire bytes on the wire, no reconnects"
-wait $REFPID
-ref=$(field "$T/ref.json" digest)
-got=$(digest_at "$T/hostB" base)
-[ -n "$ref" ] && [ "$got" = "$ref" ]; ok $? "uncut: destination digest $got = unmigrated $ref"
+digest_ok "$T/hostB" base; ok $? "uncut: destination digest $GOT = unmigrated $REF"
 
 # 2. The source's socket aborted mid pre-copy (ring).
 cut_mid cutr ring
@@ -83,8 +87,7 @@ wire=$(field "$T/cutr.send" bytes_on_wire)
 ok $? "cutr: socket aborted mid pre-copy, migration completed (exit $RC, $REC reconnect(s), $(field "$T/cutr.send" pages_resent) pages resent, link down $(field "$T/cutr.send" link_down_ms) ms)"
 grep -q '"phase":"link_lost"' "$T/cutr.send" && grep -q '"phase":"resumed".*"reconnects":1' "$T/cutr.send"
 ok $? "cutr: the progress events report the lost link and the reconnect"
-got=$(digest_at "$T/hostB" cutr)
-[ "$got" = "$ref" ]; ok $? "cutr: destination digest $got = unmigrated $ref"
+digest_ok "$T/hostB" cutr; ok $? "cutr: destination digest $GOT = unmigrated $REF"
 awk -v w="$wire" -v b="$base_wire" 'BEGIN { exit !(w > 0 && b > 0 && w < 1.5 * b) }'
 ok $? "cutr: $wire bytes on the wire, $(awk -v w="$wire" -v b="$base_wire" 'BEGIN { printf "%.3f", w / b }')x the uncut run (< 1.5x)"
 grep -q "waiting up to .* for it to resume" "$T/b.log"; ok $? "cutr: the destination kept the session for the resume"
@@ -94,8 +97,7 @@ grep -q "waiting up to .* for it to resume" "$T/b.log"; ok $? "cutr: the destina
 cut_mid cutb bitmap --streams 2
 [ $RC = 0 ] && [ "${REC:-0}" -ge 1 ] && [ "$(field "$T/cutb.send" streams)" = 2 ]
 ok $? "cutb: bitmap, 2 streams, cut mid pre-copy: completed (exit $RC, $REC reconnect(s), $(field "$T/cutb.send" pages_resent) pages resent)"
-got=$(digest_at "$T/hostB" cutb)
-[ "$got" = "$ref" ]; ok $? "cutb: destination digest $got = unmigrated $ref"
+digest_ok "$T/hostB" cutb; ok $? "cutb: destination digest $GOT = unmigrated $REF"
 awk -v w="$(field "$T/cutb.send" bytes_on_wire)" -v b="$base_wire" 'BEGIN { exit !(w < 1.5 * b) }'
 ok $? "cutb: $(field "$T/cutb.send" bytes_on_wire) bytes on the wire (< 1.5x uncut)"
 
@@ -122,8 +124,7 @@ for c in "vcut s2d:VERIFY cut" "scut s2d:STATE_DONE cut-after" "dcut s2d:STATE_D
 	[ $RC = 0 ] && [ "${REC:-0}" -ge 1 ] && [ "$(field "$T/$1.send" verified_chunks)" -gt 0 ] &&
 		grep -q "^$3 at" "$T/$1.relay"
 	ok $? "$1: $3 at $2 during a --verify switchover: resumed, verified and migrated (exit $RC, $REC reconnect(s))"
-	got=$(digest_at "$T/hostP" "$1")
-	[ "$got" = "$ref" ]; ok $? "$1: destination digest $got = unmigrated $ref"
+	digest_ok "$T/hostP" "$1"; ok $? "$1: destination digest $GOT = unmigrated $REF"
 	wait $VPID
 	[ "$(field "$T/$1.src.json" result)" = migrated ]; ok $? "$1: the source process ended 'migrated'"
 done
@@ -134,8 +135,7 @@ cut_mid nore ring --no-resume
 [ $RC = 1 ]; ok $? "nore: --no-resume and the cut: exit $RC ($(field "$T/nore.send" error))"
 PML_MIGRATE_RUNDIR="$T/hostA" "$PM" ctl nore status | grep -q '"state":"running"'
 ok $? "nore: the guest still runs on the source"
-wait $VPID
-[ "$(field "$T/nore.src.json" digest)" = "$ref" ]; ok $? "nore: and finishes there with the unmigrated digest"
+digest_ok "$T/hostA" nore "$T/nore.src.json"; ok $? "nore: and finishes there with the unmigrated digest ($GOT = $REF)"
 
 # 5. A partition: the destination's end of a veth pair between two
 # namespaces goes down for 4 s.
@@ -178,8 +178,7 @@ rec=$(field "$T/part.send" reconnects)
 ok $? "part: link down 4 s mid pre-copy: completed (exit $rc, $rec reconnect(s), link down $(field "$T/part.send" link_down_ms) ms)"
 grep -q '"phase":"link_lost".*nothing from the destination' "$T/part.send"
 ok $? "part: the silence was noticed by --link-timeout ($(grep -o '"reason":"[^"]*"' "$T/part.send" | head -n 1))"
-got=$(digest_at "$T/hostD" part)
-[ "$got" = "$ref" ]; ok $? "part: destination digest $got = unmigrated $ref"
+digest_ok "$T/hostD" part; ok $? "part: destination digest $GOT = unmigrated $REF"
 awk -v w="$(field "$T/part.send" bytes_on_wire)" -v b="$base_wire" 'BEGIN { exit !(w < 1.5 * b) }'
 ok $? "part: $(field "$T/part.send" bytes_on_wire) bytes on the wire (< 1.5x uncut)"
 
@@ -201,6 +200,6 @@ rc=$?
 ok $? "gone: no route back: --max-time ends the reconnecting migration (exit $rc: $(field "$T/gone.send" error))"
 PML_MIGRATE_RUNDIR="$T/hostS" "$PM" ctl gone status | grep -q '"state":"running"'
 ok $? "gone: the VM process is alive and its guest runs at the source"
-wait $gpid
-[ "$(field "$T/gone.src.json" digest)" = "$ref" ]; ok $? "gone: and finishes there with the unmigrated digest"
+VPID=$gpid
+digest_ok "$T/hostS" gone "$T/gone.src.json"; ok $? "gone: and finishes there with the unmigrated digest ($GOT = $REF)"
 exit $fail
