@@ -299,12 +299,22 @@ ref() {
 	a=$(echo "$1" | sed 's/until=finish//; s/rate=[0-9]*/rate=0/')
 	field "$("$PM" run --json --mem 64M "$G/memstress.elf" -- $a ops=$o 2>/dev/null)" digest
 }
-# dst_ok REPORT ARGS: the guest finished there (asked to) with the digest
-# of an unmigrated run of its ops; sets REF.
+# dst_ok REPORT ARGS: the guest finished under Xen (asked to) with the
+# digest of an unmigrated run of its ops, its TSC never going backwards;
+# sets REF.
 dst_ok() {
 	REF=$(ref "$2" "$1")
-	[ "$(field "$1" exit_code)" = 0 ] && [ -n "$(field "$1" digest)" ] &&
-		{ [ ! -e /dev/kvm ] || [ "$(field "$1" digest)" = "$REF" ]; }
+	[ "$(field "$1" exit_code)" = 0 ] && [ "$(field "$1" hv)" = xen ] && [ -n "$(field "$1" digest)" ] &&
+		[ "$(field "$1" tsc_backwards)" = 0 ] && { [ ! -e /dev/kvm ] || [ "$(field "$1" digest)" = "$REF" ]; }
+}
+# finished NAME RUNDIR ARGS WHERE: NAME took 'ctl finish' in RUNDIR and its
+# report there passes dst_ok (one check, named WHERE).
+finished() {
+	local rep=$(xt $1-dst)
+	echo "$(xt $1-finish)" | grep -q "^at=$2 " && dst_ok "$rep" "$3"
+	local r=$?
+	ok $r "$4 when asked: exit $(field "$rep" exit_code), domain $(field "$rep" domid), $(field "$rep" ops) ops, digest $(field "$rep" digest) = unmigrated ${REF:-(no KVM here)}, stall $(field "$rep" max_stall_us) us"
+	[ $r = 0 ] || show $1-finish $1-dst $1-dst-console
 }
 mb=$(xt mig-names-before) ms=$(xt mig-send) msrc=$(xt mig-src) mdst=$(xt mig-dst)
 echo "$mb" | grep -q '^Domain-0,mig,$'
@@ -319,10 +329,7 @@ echo "$(xt mig-names-running)" | grep -q '^Domain-0,mig,$'
 ok $? "after the move: exactly one domain 'mig', no temporary names ($(xt mig-names-running))"
 echo "$(xt mig-finish)" | grep -q '^at=/run/dstA '
 ok $? "the guest runs on over there and takes 'ctl mig finish' there ($(xt mig-finish))"
-dst_ok "$mdst" "$MIG_ARGS" && [ "$(field "$mdst" hv)" = xen ]
-r=$?
-ok $r "the guest finished on the destination under Xen: exit $(field "$mdst" exit_code), domain $(field "$mdst" domid), $(field "$mdst" ops) ops, digest $(field "$mdst" digest) = unmigrated ${REF:-(no KVM here)}"
-[ $r = 0 ] || show mig-dst mig-dst-console
+finished mig /run/dstA "$MIG_ARGS" "the guest finished on the destination under Xen"
 [ "$(field "$mdst" tsc_backwards)" = 0 ]
 ok $? "guest TSC never went backwards across the move"
 dmin=$(field "$ms" downtime_min_ms) stall=$(field "$mdst" max_stall_us) saved=$(field "$ms" state_saved_ms)
@@ -339,11 +346,7 @@ ok $r "onward: the VM that arrived was migrated again ($(xt on-hop1 | cut -c1-5)
 [ $r = 0 ] || show on-hop1 on-hop2 on-hop2-err on-src-err on-hop1-console
 echo "$(xt on-names-running)" | grep -q '^Domain-0,on,$'
 ok $? "after two hops: one domain 'on' ($(xt on-names-running))"
-od=$(xt on-dst)
-echo "$(xt on-finish)" | grep -q '^at=/run/dstB ' && dst_ok "$od" "$ON_ARGS"
-r=$?
-ok $r "after two hops: finished at the second destination, exit $(field "$od" exit_code), $(field "$od" ops) ops, digest $(field "$od" digest) = ${REF:-(no KVM here)}"
-[ $r = 0 ] || show on-finish on-dst on-dst-console
+finished on /run/dstB "$ON_ARGS" "after two hops: finished at the second destination"
 
 cs=$(xt cut-send) csrc=$(xt cut-src)
 echo "$cs" | grep -q 'rc=1 .*"result":"failed"' && echo "$(xt cut-relay)" | grep -q 'cut at d2s READY'
@@ -369,20 +372,13 @@ echo "$(xt att-send)" | grep -q 'rc=0' && echo "$(xt att-src)" | grep -q 'rc=0 .
 r=$?
 ok $r "the attached domain migrated over TLS ($(xt att-send | cut -c1-5))"
 [ $r = 0 ] || show att-send att-src att-src-console
-ad=$(xt att-dst)
-echo "$(xt att-finish)" | grep -q '^at=/run/dstA ' && dst_ok "$ad" "$ATT_ARGS"
-r=$?
-ok $r "and finished over there when asked: exit $(field "$ad" exit_code), $(field "$ad" ops) ops, digest $(field "$ad" digest) = ${REF:-(no KVM here)}"
-[ $r = 0 ] || show att-finish att-dst att-dst-console
-fs=$(xt flat-send) fd=$(xt flat-dst)
+finished att /run/dstA "$ATT_ARGS" "the attached domain finished over there"
+fs=$(xt flat-send)
 echo "$fs" | grep -q 'rc=0 .*"result":"migrated"'
 r=$?
 ok $r "a guest writing flat out migrated (downtime $(field "$fs" downtime_ms) ms, $(field "$fs" final_pages) pages at switchover, throttle up to $(field "$fs" throttle_max_pct) %)"
 [ $r = 0 ] || show flat-send flat-send-err flat-src-console agentB-failed
-echo "$(xt flat-finish)" | grep -q '^at=/run/dstB ' && dst_ok "$fd" "$FLAT_ARGS" && [ "$(field "$fd" tsc_backwards)" = 0 ]
-r=$?
-ok $r "and finished over there when asked: $(field "$fd" result), $(field "$fd" ops) ops, digest $(field "$fd" digest) = ${REF:-(no KVM here)}, stall $(field "$fd" max_stall_us) us"
-[ $r = 0 ] || show flat-finish flat-dst flat-dst-console
+finished flat /run/dstB "$FLAT_ARGS" "the flat-out guest finished over there"
 [ "$(xt final-names)" = "Domain-0," ]
 ok $? "nothing left at the end: $(xt final-names)"
 a=$(xt agentA-failures)
