@@ -370,7 +370,7 @@ static int agent__handshake_room(struct agent *a, uint64_t now)
 	if (a->handshaking < a->o.max_handshakes)
 		return 1;
 	for (struct agent_child *c = a->ch; c; c = c->next)
-		if (!c->authed && !c->query && !c->exited && now - c->t > AGENT_EVICT_AFTER_NS) {
+		if (!c->authed && !c->query && !c->exited && util_age_ns(now, c->t) > AGENT_EVICT_AFTER_NS) {
 			uv_process_kill(&c->proc, SIGKILL);
 			a->dropped_evicted++;
 			return 0; /* its exit frees the slot */
@@ -452,7 +452,7 @@ static void agent__tick(uv_timer_t *t)
 	struct agent_pend *p = a->ph, *next;
 	for (; p; p = next) {
 		next = p->next;
-		if (now - p->t > hs)
+		if (util_age_ns(now, p->t) > hs)
 			agent__pend_drop(p, &a->dropped_deadline);
 		else if (!p->polling)
 			agent__pend_advance(a, p, now);
@@ -460,12 +460,12 @@ static void agent__tick(uv_timer_t *t)
 	/* Backstop for a session process stuck before authenticating (it
 	 * enforces the same deadline itself). */
 	for (struct agent_child *c = a->ch; c; c = c->next)
-		if (!c->authed && !c->query && !c->exited && now - c->t > hs + 2000000000ull) {
+		if (!c->authed && !c->query && !c->exited && util_age_ns(now, c->t) > hs + 2000000000ull) {
 			uv_process_kill(&c->proc, SIGKILL);
 			a->dropped_deadline++;
 		}
 	uint64_t n = a->dropped_deadline + a->dropped_evicted + a->dropped_bad;
-	if (n && now - a->last_drop_log > 1000000000ull) {
+	if (n && util_age_ns(now, a->last_drop_log) > 1000000000ull) {
 		recv_log("dropped %" PRIu64 " unauthenticated connection(s): %" PRIu64 " past the %u ms handshake deadline, "
 			 "%" PRIu64 " evicted for newer ones, %" PRIu64 " not speaking our protocol or closed",
 			 n, a->dropped_deadline, a->o.lim.handshake_ms, a->dropped_evicted, a->dropped_bad);

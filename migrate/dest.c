@@ -371,42 +371,42 @@ static void dst__deadlines(uv_timer_t *t)
 		d->progress_at = now;
 	}
 	for (unsigned i = 1; i < DST_MAX_STREAMS; i++)
-		if (d->st[i].x && !d->st[i].joined && now - d->st[i].t_accept > DST_JOIN_TIMEOUT_NS)
+		if (d->st[i].x && !d->st[i].joined && util_age_ns(now, d->st[i].t_accept) > DST_JOIN_TIMEOUT_NS)
 			dst__drop_candidate(&d->st[i]);
 	/* ACKs: what arrived since the last one, and a heartbeat the source
 	 * uses to notice a link that went silent. */
 	if (d->resume && d->phase >= DST_RECEIVING && d->phase <= DST_READY)
 		for (unsigned i = 0; i < d->nstreams; i++) {
 			struct dst_lane *l = &d->lanes[i];
-			if (l->conn && (l->records != l->acked || now - l->ack_at >= DST_HEARTBEAT_NS))
+			if (l->conn && (l->records != l->acked || util_age_ns(now, l->ack_at) >= DST_HEARTBEAT_NS))
 				dst__send_ack(l);
 		}
 	switch (d->phase) {
 	case DST_HELLO:
-		if (now - d->t_start > d->lim.handshake_ms * ms)
+		if (util_age_ns(now, d->t_start) > d->lim.handshake_ms * ms)
 			dst__fail(d, -ETIMEDOUT, "no authenticated HELLO within %u ms of connecting",
 				  d->lim.handshake_ms);
 		break;
 	case DST_SHAPE:
 	case DST_JOIN:
 	case DST_RECEIVING:
-		if (now - d->progress_at > d->lim.idle_ms * ms)
+		if (util_age_ns(now, d->progress_at) > d->lim.idle_ms * ms)
 			dst__fail(d, -ETIMEDOUT, "nothing received from the source for %u s", d->lim.idle_ms / 1000);
 		break;
 	case DST_APPLYING:
-		if (now - d->progress_at > d->lim.idle_ms * ms)
+		if (util_age_ns(now, d->progress_at) > d->lim.idle_ms * ms)
 			dst__fail(d, -ETIMEDOUT,
 				  "STATE_DONE announced %" PRIu64 " pages but only %" PRIu64 " arrived; none for %u s",
 				  d->total_pages, applied, d->lim.idle_ms / 1000);
 		break;
 	case DST_READY:
-		if (now - d->t_ready > d->lim.idle_ms * ms)
+		if (util_age_ns(now, d->t_ready) > d->lim.idle_ms * ms)
 			dst__fail(d, -ETIMEDOUT, "no COMMIT within %u s of READY", d->lim.idle_ms / 1000);
 		break;
 	case DST_PROBE:
-		if (now - d->progress_at > d->lim.idle_ms * ms)
+		if (util_age_ns(now, d->progress_at) > d->lim.idle_ms * ms)
 			dst__fail(d, -ETIMEDOUT, "link probe: nothing received for %u s", d->lim.idle_ms / 1000);
-		else if (now - d->probe_start > DST_PROBE_MAX_NS)
+		else if (util_age_ns(now, d->probe_start) > DST_PROBE_MAX_NS)
 			dst__fail(d, -ETIMEDOUT, "link probe: longer than %llu s", DST_PROBE_MAX_NS / 1000000000ull);
 		break;
 	default:

@@ -310,7 +310,7 @@ void msrc__link_check(uv_timer_t *t)
 		return;
 	for (unsigned i = 0; i < m->nstreams; i++) {
 		struct msrc_stream *s = &m->st[i];
-		if (s->x && !s->closed && now - s->last_rx > lim) {
+		if (s->x && !s->closed && util_age_ns(now, s->last_rx) > lim) {
 			char why[128];
 			snprintf(why, sizeof(why), "nothing from the destination on connection %u for %u s", i,
 				 m->o.link_timeout_s);

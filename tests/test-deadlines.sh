@@ -11,7 +11,7 @@ if [ ! -e /dev/kvm ]; then
 	skip_all "/dev/kvm absent"
 fi
 TS=${TOP_BUILDDIR:-.}/tests/test-stream
-echo "1..17"
+echo "1..19"
 make_certs; ok $? "certificates"
 start_agent b "$T/hostB"
 PB=$PORT
@@ -139,4 +139,23 @@ rc=$?
 ok $? "--setup-timeout 0 refused (exit $rc): $(cat "$T/st0")"
 finish_vm "$T/hostA" st
 wait $VPID
+
+# 6. A deadline is never judged against a time older than what it
+# measures (issue 21, defect 2): a session spawned by the agent's periodic
+# check (a ClientHello that came in two segments) once looked older than
+# the handshake deadline at once, and was killed.
+start_agent sp "$T/hostSP"
+python3 "$(dirname "$0")/split-relay.py" "$PORT" "$T/split.port" 0.5 >"$T/split.out" 2>&1 &
+SRP=$!
+for i in $(seq 100); do [ -s "$T/split.port" ] && break; sleep 0.05; done
+start_vm "$T/hostA" split idle ring until=finish period_us=10000
+send_vm "$T/hostA" split "$(cat "$T/split.port")"
+rc=$?
+[ $rc = 0 ] && [ "$(field "$T/split.send" result)" = migrated ]
+ok $? "a send whose ClientHello arrives in two segments 0.5 s apart migrates (exit $rc) $(field "$T/split.send" error)"
+! grep -q "past the .* handshake deadline" "$T/sp.log"
+ok $? "and the agent dropped nothing for its deadline: $(grep dropped "$T/sp.log" | tail -n 1 | sed 's/.*: dropped/dropped/')"
+finish_vm "$T/hostSP" split || finish_vm "$T/hostA" split
+wait $VPID
+kill $SRP 2>/dev/null
 exit $fail

@@ -24,6 +24,10 @@ void util_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t util_now_ns(void);
+/* How long before now t was, in ns: 0 when t is not before now (a now
+ * read before t was stamped is no age at all, never a wrapped-around
+ * eternity past every deadline). */
+static inline uint64_t util_age_ns(uint64_t now, uint64_t t) { return now > t ? now - t : 0; }
 
 /* Lowers the calling thread's scheduling priority (nice, per thread on
  * Linux) for a migration's worker threads, so that where a host has
