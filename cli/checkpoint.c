@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include "cli/commands.h"
 #include "cli/util.h"
+#include "util/rundir.h"
 #include "migrate/ckpt.h"
 
 static volatile sig_atomic_t ckpt_stop;
@@ -260,7 +261,7 @@ int cmd_checkpoint(int argc, char **argv)
 		util_err("checkpoint: cannot create %s: %s", dirarg, strerror(errno));
 		return PMG_EXIT_FAIL;
 	}
-	char dir[PATH_MAX];
+	char dir[PATH_MAX], why[PATH_MAX + 200];
 	if (!realpath(dirarg, dir)) {
 		util_err("checkpoint: %s: %s", dirarg, strerror(errno));
 		return PMG_EXIT_FAIL;
@@ -270,9 +271,11 @@ int cmd_checkpoint(int argc, char **argv)
 		util_err("checkpoint: %s: a directory path must be under 1500 bytes, without a newline", dirarg);
 		return PMG_EXIT_USAGE;
 	}
-	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* Trusted only when ours (the VM host checks again where it writes):
+	 * another user's files must never join our chain. */
+	int dirfd = rundir_open_private(dir, 0, "checkpoint directory", why, sizeof(why));
 	if (dirfd < 0) {
-		util_err("checkpoint: %s: %s", dir, strerror(errno));
+		util_err("checkpoint: %s", why);
 		return PMG_EXIT_FAIL;
 	}
 	/* One writer per directory: numbering and --keep assume it. */

@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include "cli/commands.h"
 #include "cli/util.h"
+#include "util/rundir.h"
 #include "migrate/ckpt.h"
 #include "migrate/dest.h"
 #include "vmhost/vmhost.h"
@@ -287,10 +288,16 @@ int cmd_restore(int argc, char **argv)
 		util_err("restore: --list and --check take no --name (and --list no --at)");
 		return PMG_EXIT_USAGE;
 	}
-	const char *dir = argv[optind];
-	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* A link to our directory is fine: what is checked is the directory
+	 * itself, on the descriptor every file is then read through. */
+	char dir[PATH_MAX], why[PATH_MAX + 200];
+	if (!realpath(argv[optind], dir)) {
+		util_err("restore: %s: %s", argv[optind], strerror(errno));
+		return PMG_EXIT_FAIL;
+	}
+	int dirfd = rundir_open_private(dir, 0, "checkpoint directory", why, sizeof(why));
 	if (dirfd < 0) {
-		util_err("restore: %s: %s", dir, strerror(errno));
+		util_err("restore: %s", why);
 		return PMG_EXIT_FAIL;
 	}
 	struct ckpt_info *v = NULL;

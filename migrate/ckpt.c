@@ -52,6 +52,26 @@ static int ckpt__write_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* Opens checkpoint file name in dirfd for reading, refusing anything but a
+ * regular file before it could block: a FIFO named like a checkpoint would
+ * hang an open or read for ever. Returns the descriptor (blocking again),
+ * -errno from open, or -EINVAL when it is not a regular file. */
+static int ckpt__open_regular(int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -EINVAL;
+	}
+	int fl = fcntl(fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	return fd;
+}
+
 /* ---- writing ---- */
 
 struct ckpt_writer {
@@ -77,7 +97,15 @@ int ckpt_writer_open(int dirfd, uint32_t seq, struct ckpt_writer **out)
 		free(w);
 		return -ENOMEM;
 	}
-	w->fd = openat(dirfd, w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	/* A fresh file, whatever sat under that name (a FIFO would block
+	 * the open; a link would be written through). */
+	if (unlinkat(dirfd, w->tmp, 0) < 0 && errno != ENOENT) {
+		int e = -errno;
+		EVP_MD_CTX_free(w->md);
+		free(w);
+		return e;
+	}
+	w->fd = openat(dirfd, w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (w->fd < 0) {
 		int e = -errno;
 		EVP_MD_CTX_free(w->md);
@@ -239,12 +267,16 @@ static void ckpt__info(int dirfd, struct ckpt_info *ci)
 	uint8_t head[CKPT_HEAD_MAX], tail[STREAM_SEAL_RECORD];
 	static const char *const what[] = { "CHECKPOINT", "HELLO", "SHAPE" };
 	struct stat st;
-	int fd = openat(dirfd, ci->file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0) {
-		snprintf(ci->why, sizeof(ci->why), "%s: cannot open: %s", ci->file, strerror(errno));
+	int fd = ckpt__open_regular(dirfd, ci->file);
+	if (fd == -EINVAL) {
+		snprintf(ci->why, sizeof(ci->why), "%s: not a regular file", ci->file);
 		return;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (fd < 0) {
+		snprintf(ci->why, sizeof(ci->why), "%s: cannot open: %s", ci->file, strerror(-fd));
+		return;
+	}
+	if (fstat(fd, &st) < 0) {
 		snprintf(ci->why, sizeof(ci->why), "%s: not a regular file", ci->file);
 		goto out;
 	}
@@ -540,11 +572,10 @@ int ckpt_read(int dirfd, const struct ckpt_info *ci, int (*each)(void *opaque, c
 	struct stat st;
 	uint8_t *buf = NULL;
 	int e;
-	int fd = openat(dirfd, ci->file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = ckpt__open_regular(dirfd, ci->file);
 	if (fd < 0) {
-		e = -errno;
-		snprintf(err, errlen, "%s: cannot open: %s", ci->file, strerror(errno));
-		return e;
+		snprintf(err, errlen, "%s: %s", ci->file, fd == -EINVAL ? "not a regular file" : strerror(-fd));
+		return fd == -EINVAL ? -EBADMSG : fd;
 	}
 	stream_reader_init(&r);
 	rd.md = EVP_MD_CTX_new();

@@ -29,54 +29,49 @@ int rundir_path(char *buf, size_t len)
 	return 0;
 }
 
-int rundir_open(int create, char *path, size_t pathlen, char *why, size_t whylen)
+/* The checks every directory of ours passes (see rundir_open_private):
+ * what names it in messages ("run directory"); oflag is O_PATH or
+ * O_RDONLY. */
+static int rundir__open_checked(const char *p, int create, int oflag, const char *what, const char *hint, char *why,
+				size_t whylen)
 {
-	char p[RUNDIR_MAX_PATH];
 	struct stat st;
 	int e;
 
-	if (rundir_path(p, sizeof(p)) < 0) {
-		snprintf(why, whylen, "run directory path too long");
-		return -ENAMETOOLONG;
-	}
-	if (path)
-		snprintf(path, pathlen, "%s", p);
 	if (create && mkdir(p, 0700) < 0 && errno != EEXIST) {
 		e = -errno;
-		snprintf(why, whylen, "cannot create run directory %s: %s", p, strerror(errno));
+		snprintf(why, whylen, "cannot create %s %s: %s", what, p, strerror(errno));
 		return e;
 	}
-	/* O_NOFOLLOW on the last component: a symlink planted where the run
+	/* O_NOFOLLOW on the last component: a symlink planted where the
 	 * directory should be is refused, not followed. */
-	int fd = open(p, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = open(p, oflag | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		e = -errno;
 		if (errno == ELOOP || errno == ENOTDIR) {
-			snprintf(why, whylen, "run directory %s is a symlink or not a directory: refusing it", p);
+			snprintf(why, whylen, "%s %s is a symlink or not a directory: refusing it", what, p);
 			return -ENOTDIR;
 		}
-		snprintf(why, whylen, "run directory %s: %s", p, strerror(errno));
+		snprintf(why, whylen, "%s %s: %s", what, p, strerror(errno));
 		return e;
 	}
 	/* Checked on the descriptor we keep, so nothing can be swapped in
 	 * between the check and the use. */
 	if (fstat(fd, &st) < 0) {
 		e = -errno;
-		snprintf(why, whylen, "run directory %s: %s", p, strerror(errno));
+		snprintf(why, whylen, "%s %s: %s", what, p, strerror(errno));
 		goto err_close;
 	}
 	if (st.st_uid != geteuid()) {
 		e = -EPERM;
-		snprintf(why, whylen,
-			 "run directory %s is owned by uid %u, not by us (uid %u): refusing it "
-			 "(remove it, or choose another with --run-dir or PML_MIGRATE_RUNDIR)",
-			 p, (unsigned)st.st_uid, (unsigned)geteuid());
+		snprintf(why, whylen, "%s %s is owned by uid %u, not by us (uid %u): refusing it (%s)", what, p,
+			 (unsigned)st.st_uid, (unsigned)geteuid(), hint);
 		goto err_close;
 	}
 	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
 		e = -EACCES;
-		snprintf(why, whylen, "run directory %s is writable by group or others (mode %03o): refusing it "
-				      "(chmod go-w it)", p, (unsigned)(st.st_mode & 0777));
+		snprintf(why, whylen, "%s %s is writable by group or others (mode %03o): refusing it (chmod go-w it)",
+			 what, p, (unsigned)(st.st_mode & 0777));
 		goto err_close;
 	}
 	return fd;
@@ -84,6 +79,25 @@ int rundir_open(int create, char *path, size_t pathlen, char *why, size_t whylen
 err_close:
 	close(fd);
 	return e;
+}
+
+int rundir_open(int create, char *path, size_t pathlen, char *why, size_t whylen)
+{
+	char p[RUNDIR_MAX_PATH];
+
+	if (rundir_path(p, sizeof(p)) < 0) {
+		snprintf(why, whylen, "run directory path too long");
+		return -ENAMETOOLONG;
+	}
+	if (path)
+		snprintf(path, pathlen, "%s", p);
+	return rundir__open_checked(p, create, O_PATH, "run directory",
+				    "remove it, or choose another with --run-dir or PML_MIGRATE_RUNDIR", why, whylen);
+}
+
+int rundir_open_private(const char *path, int create, const char *what, char *why, size_t whylen)
+{
+	return rundir__open_checked(path, create, O_RDONLY, what, "use a directory of your own", why, whylen);
 }
 
 int rundir_sock_addr(int dirfd, const char *name, struct sockaddr_un *a)

@@ -35,6 +35,16 @@ int rundir_path(char *buf, size_t len);
  * path (optional, pathlen bytes) receives the path for messages. */
 int rundir_open(int create, char *path, size_t pathlen, char *why, size_t whylen);
 
+/* Opens another directory that must be ours by the same rules (a real
+ * directory, owned by the effective user, not writable by group or
+ * others), such as a checkpoint directory: what reads and writes there
+ * must be what we wrote. path's last component must not be a symlink
+ * (resolve the path first where a link is allowed). create: mkdir it 0700
+ * first when absent. Returns an O_RDONLY directory descriptor to reach
+ * every file through (openat), or -errno with why filled, naming what
+ * ("checkpoint directory") and the path, as rundir_open does. */
+int rundir_open_private(const char *path, int create, const char *what, char *why, size_t whylen);
+
 /* The address of NAME's control socket inside dirfd. It goes through
  * /proc/self/fd/DIRFD/, so it always fits sun_path whatever the directory's
  * length, and it names the directory that was checked. Returns 0 or

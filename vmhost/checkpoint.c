@@ -23,6 +23,7 @@
 #include "migrate/source.h"
 #include "precopy/dirtylog.h"
 #include "precopy/policy.h"
+#include "util/rundir.h"
 #include "util/util.h"
 #include "vmhost/checkpoint.h"
 
@@ -398,7 +399,7 @@ void vmhost_checkpoint_cancel(struct vmhost *r, const char *why) { ck__end(r, wh
 
 void vmhost_checkpoint_start(struct vmhost *r, struct ctl_client *c, char *args, struct json *j)
 {
-	char err[300] = "";
+	char err[2048] = "";
 	uint64_t seq = 0, incr = 0, downtime = CK_DEFAULT_DOWNTIME_MS, precopy = CK_DEFAULT_PRECOPY_MS;
 	const char *dir = NULL;
 	struct vmhost_ckpt *k = r->ckpt;
@@ -474,11 +475,9 @@ void vmhost_checkpoint_start(struct vmhost *r, struct ctl_client *c, char *args,
 		r->ckpt = k;
 	}
 	if (k->dirfd < 0) {
-		k->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (k->dirfd < 0) {
-			snprintf(err, sizeof(err), "checkpoint: cannot open directory %s: %s", dir, strerror(errno));
+		k->dirfd = rundir_open_private(dir, 0, "checkpoint directory", err, sizeof(err));
+		if (k->dirfd < 0)
 			goto refuse;
-		}
 		snprintf(k->dir, sizeof(k->dir), "%s", dir);
 	}
 	k->seq = (uint32_t)seq;
