@@ -336,6 +336,15 @@ int cmd_restore(int argc, char **argv)
 		goto out_dir;
 	}
 
+	/* Our checkpoints carry a valid name; one that is not (a name read as
+	 * an option, a hidden one) was not written by us, and a VM under it
+	 * could not be listed, moved or addressed by ctl. */
+	if (!name && !util_valid_name(base->hello.name)) {
+		util_err("restore: %s names its VM '%s', not a valid VM name (1-64 of [A-Za-z0-9._-], not starting "
+			 "with '.' or '-'): give one with --name",
+			 base->file, base->hello.name);
+		goto out_dir;
+	}
 	struct restore s;
 	memset(&s, 0, sizeof(s));
 	s.name = name ? name : base->hello.name;

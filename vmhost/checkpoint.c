@@ -189,9 +189,14 @@ static void *ck__thread(void *arg)
 	/* Whatever happens below consumes the log: until this checkpoint is
 	 * on disk, the next one cannot be incremental on the last. */
 	k->have_last = 0;
-	if (!k->dl && (e = precopy_dirtylog_open(r->vm, &k->dl)) < 0) {
-		ck__fail(k, e, "starting the dirty log");
-		goto out;
+	if (!k->dl) {
+		struct precopy_dirtylog *dl;
+		if ((e = precopy_dirtylog_open(r->vm, &dl)) < 0) {
+			ck__fail(k, e, "starting the dirty log");
+			goto out;
+		}
+		/* ctl stats reads it from the loop thread. */
+		__atomic_store_n(&k->dl, dl, __ATOMIC_RELEASE);
 	}
 	do {
 		if (getrandom(&k->id, sizeof(k->id), 0) != sizeof(k->id)) {
@@ -500,4 +505,9 @@ void vmhost_checkpoint_start(struct vmhost *r, struct ctl_client *c, char *args,
 refuse:
 	json_bool(j, "ok", 0);
 	json_str(j, "error", err);
+}
+
+int vmhost_checkpoint_log_armed(struct vmhost *r)
+{
+	return r->ckpt && __atomic_load_n(&r->ckpt->dl, __ATOMIC_ACQUIRE) != NULL;
 }

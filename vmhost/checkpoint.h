@@ -39,5 +39,8 @@ void vmhost_checkpoint_detach(struct vmhost *r, struct ctl_client *c);
 /* Ends the checkpoint session (why: sent as the answer's error when a
  * checkpoint is being written). No-op when none. */
 void vmhost_checkpoint_cancel(struct vmhost *r, const char *why);
+/* Whether a checkpoint session holds the dirty log armed (from its first
+ * checkpoint until the session ends). Loop thread. */
+int vmhost_checkpoint_log_armed(struct vmhost *r);
 
 #endif

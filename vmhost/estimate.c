@@ -138,7 +138,10 @@ static void *est__thread(void *arg)
 	struct est_cpu c1 = est__cpu();
 	e->sys_before = est__ms_per_s(c0, c1, (double)(util_now_ns() - b0) / 1e9);
 
-	int err = precopy_dirtylog_open(r->vm, &e->dl);
+	struct precopy_dirtylog *dl = NULL;
+	int err = precopy_dirtylog_open(r->vm, &dl);
+	/* ctl stats reads it from the loop thread. */
+	__atomic_store_n(&e->dl, dl, __ATOMIC_RELEASE);
 	if (err < 0) {
 		e->err = err;
 		snprintf(e->why, sizeof(e->why), "starting the %s dirty log: %s", hv_dirty_mode_name(r->cfg.dirty_mode),
@@ -351,4 +354,9 @@ void vmhost_estimate_start(struct vmhost *r, struct ctl_client *c, const char *a
 refuse:
 	json_bool(j, "ok", 0);
 	json_str(j, "error", err);
+}
+
+int vmhost_estimate_log_armed(struct vmhost *r)
+{
+	return r->est && __atomic_load_n(&r->est->dl, __ATOMIC_ACQUIRE) != NULL;
 }

@@ -33,4 +33,7 @@ void vmhost_estimate_start(struct vmhost *r, struct ctl_client *c, const char *a
  * (why), and disarms the log. No-op when none runs. */
 void vmhost_estimate_cancel(struct vmhost *r, const char *why);
 
+/* Whether a running estimate holds the dirty log armed. Loop thread. */
+int vmhost_estimate_log_armed(struct vmhost *r);
+
 #endif

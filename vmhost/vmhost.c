@@ -258,7 +258,16 @@ static void ctl__command(struct ctl_client *c, const char *cmd)
 		json_bool(&j, "ok", 1);
 		json_str(&j, "dirty_log", hv_dirty_mode_name(r->cfg.dirty_mode));
 		pthread_mutex_lock(&r->lock);
-		json_bool(&j, "dirty_log_armed", r->dl != NULL);
+		/* Armed by whoever uses it: a migration (or the harvester at
+		 * rest) holds r->dl, a checkpoint session and an estimate their
+		 * own. */
+		const char *user = r->dl ? (r->mig ? "migration" : r->harvest_at_rest ? "harvester" : "migration")
+				   : vmhost_checkpoint_log_armed(r) ? "checkpoint"
+				   : vmhost_estimate_log_armed(r)   ? "estimate"
+								    : NULL;
+		json_bool(&j, "dirty_log_armed", user != NULL);
+		if (user)
+			json_str(&j, "dirty_log_user", user);
 		if (r->dl) {
 			struct precopy_dirtylog_stats st;
 			precopy_dirtylog_get_stats(r->dl, &st);
