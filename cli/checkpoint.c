@@ -108,54 +108,50 @@ static const struct ckpt_info *ckpt_child(const struct ckpt_info *v, size_t n, c
 
 /* --keep: while more than keep files are here, the oldest goes: merged
  * into the incremental that follows it, or removed when nothing follows
- * it. Returns 0 or -errno (message printed). */
+ * it. The directory is listed once and the list kept up to date (only a
+ * merged image is read again): listing it again for every file removed
+ * made a long backlog quadratic. Returns 0 or -errno (message printed). */
 static int ckpt_prune(int dirfd, unsigned keep, int json)
 {
-	for (;;) {
-		struct ckpt_info *v;
-		size_t n;
-		char err[400];
-		int e = ckpt_list(dirfd, &v, &n);
-		if (e < 0) {
-			util_err("checkpoint: listing the directory: %s", strerror(-e));
-			return e;
-		}
-		if (n <= keep) {
-			free(v);
-			return 0;
-		}
-		const struct ckpt_info *old = &v[0], *next = ckpt_child(v, n, old);
+	struct ckpt_info *v;
+	size_t n;
+	char err[400];
+	int e = ckpt_list(dirfd, &v, &n);
+	if (e < 0) {
+		util_err("checkpoint: listing the directory: %s", strerror(-e));
+		return e;
+	}
+	/* v[i..n) is what is left, oldest first. */
+	for (size_t i = 0; n - i > keep; i++) {
+		struct ckpt_info *old = &v[i];
+		struct ckpt_info *next = (struct ckpt_info *)ckpt_child(v + i + 1, n - i - 1, old);
 		uint64_t t0 = util_now_ns();
 		if (old->ok && !old->hdr.parent_id && next) {
 			e = ckpt_merge(dirfd, old, next, err, sizeof(err));
 			if (e < 0) {
 				util_err("checkpoint: --keep: %s", err);
-				free(v);
-				return e;
+				goto out;
 			}
-			struct stat st;
-			uint64_t bytes = fstatat(dirfd, next->file, &st, 0) == 0 ? (uint64_t)st.st_size : 0;
+			ckpt_info_reload(dirfd, next); /* a full image now */
 			double ms = (double)(util_now_ns() - t0) / 1e6;
 			if (json)
 				printf("{\"event\":\"merged\",\"from_seq\":%" PRIu32 ",\"into_seq\":%" PRIu32
 				       ",\"bytes\":%" PRIu64 ",\"ms\":%.3f}\n",
-				       old->seq, next->seq, bytes, ms);
+				       old->seq, next->seq, next->size, ms);
 			else
 				printf("  --keep %u: merged %s into %s, now a full image (%.1f MiB, %.0f ms)\n", keep,
-				       old->file, next->file, (double)bytes / 1048576.0, ms);
+				       old->file, next->file, (double)next->size / 1048576.0, ms);
 		} else if (next) {
 			/* An incremental image something still builds on: this
 			 * directory was not written by us alone. Leave it. */
 			util_err("checkpoint: --keep: %s cannot be merged (not a full image) and %s needs it: left as is",
 				 old->file, next->file);
-			free(v);
-			return 0;
+			break;
 		} else {
 			if (unlinkat(dirfd, old->file, 0) < 0) {
-				int en = errno;
-				util_err("checkpoint: --keep: removing %s: %s", old->file, strerror(en));
-				free(v);
-				return -en;
+				e = -errno;
+				util_err("checkpoint: --keep: removing %s: %s", old->file, strerror(-e));
+				goto out;
 			}
 			fsync(dirfd);
 			if (json)
@@ -164,8 +160,11 @@ static int ckpt_prune(int dirfd, unsigned keep, int json)
 				printf("  --keep %u: removed %s\n", keep, old->file);
 		}
 		fflush(stdout);
-		free(v);
 	}
+	e = 0;
+out:
+	free(v);
+	return e;
 }
 
 /* Sleeps until t_ns (monotonic) or a signal. */

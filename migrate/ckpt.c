@@ -356,6 +356,17 @@ static int ckpt__listed(void *opaque, const char *name)
 	return 0;
 }
 
+void ckpt_info_reload(int dirfd, struct ckpt_info *ci)
+{
+	char file[sizeof(ci->file)];
+	uint32_t seq = ci->seq;
+	memcpy(file, ci->file, sizeof(file));
+	memset(ci, 0, sizeof(*ci));
+	memcpy(ci->file, file, sizeof(file));
+	ci->seq = seq;
+	ckpt__info(dirfd, ci);
+}
+
 int ckpt_list(int dirfd, struct ckpt_info **out, size_t *n)
 {
 	struct ckpt_listing l = { 0 };

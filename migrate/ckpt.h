@@ -75,6 +75,9 @@ struct ckpt_info {
  * header read (a bad file is listed with ok = 0 and why). *out malloc'd
  * (free()), NULL when *n is 0. */
 int ckpt_list(int dirfd, struct ckpt_info **out, size_t *n);
+/* Reads ci's header again (ci->file and ci->seq kept), as ckpt_list does:
+ * for a file that changed, such as an image ckpt_merge made full. */
+void ckpt_info_reload(int dirfd, struct ckpt_info *ci);
 
 /* The files that restore checkpoint at (0: the newest listed): indexes
  * into v, the full image first, at most CKPT_MAX_CHAIN of them. Refuses

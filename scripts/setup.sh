@@ -19,7 +19,7 @@ done
 
 PKGS="build-essential autoconf automake libtool pkg-config libuv1-dev libssl-dev liblz4-dev libjansson-dev \
 linux-libc-dev libxen-dev qemu-system-x86 iproute2 clang libclang-rt-14-dev openssl jq python3-matplotlib cpio linux-perf \
-debhelper dpkg-dev systemd"
+debhelper dpkg-dev systemd strace"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

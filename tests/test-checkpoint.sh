@@ -10,7 +10,7 @@
 . "$(dirname "$0")/tap.sh"
 . "$(dirname "$0")/migrate-lib.sh"
 if [ ! -e /dev/kvm ]; then skip_all "/dev/kvm absent"; fi
-echo "1..43"
+echo "1..45"
 export PML_MIGRATE_RUNDIR="$T/host"
 mkdir -p "$PML_MIGRATE_RUNDIR"
 jf() { sed -n "s/.*\"$2\":\"\{0,1\}\([^\",}]*\).*/\1/p" "$1"; }
@@ -296,3 +296,33 @@ done
 restore_vm "$T/ev-e" evok
 [ $? = 0 ] && same "$T/evok.json" "$ARGS"
 ok $? "with --name it restores under that name: digest $(digest "$T/evok.json") = $REF"
+
+# --keep with a long backlog lists the directory once (issue 21, defect 8:
+# it listed it again for every file it removed, quadratic in the backlog).
+# 40 full images (one real image, renumbered, SEAL recomputed), then one
+# more checkpoint with --keep 2: 39 removed; the checkpoint files opened
+# are counted with strace (a count, not a time).
+relabel() { # SRC DIR N: N full images 00000001..N from SRC
+	python3 - "$1" "$2" "$3" <<'PY'
+import hashlib, struct, sys
+d = open(sys.argv[1], "rb").read()
+body, seal = bytearray(d[:-72]), d[-72:]
+for k in range(1, int(sys.argv[3]) + 1):
+	struct.pack_into("<IIQQ", body, 8, k, 0, 0x1000 + k, 0)  # CHECKPOINT: seq, parent_seq, id, parent_id
+	open("%s/%08d.ckpt" % (sys.argv[2], k), "wb").write(bytes(body) + seal[:-32] + hashlib.sha256(bytes(body)).digest())
+PY
+}
+start_vm "$PML_MIGRATE_RUNDIR" kp memstress ring seed=3 ws=1M until=finish
+P=$VPID
+timeout 60 "$PM" checkpoint kp "$T/kp0" >/dev/null 2>&1
+mkdir -m 0700 "$T/kp" && relabel "$T/kp0/00000001.ckpt" "$T/kp" 40
+strace -f -qq -e trace=openat -o "$T/kp.strace" timeout 60 "$PM" checkpoint kp "$T/kp" --keep 2 >"$T/kp.out" 2>&1
+rc=$?
+left=$(cd "$T/kp" && ls *.ckpt | tr '\n' ' ')
+[ $rc = 0 ] && [ "$left" = "00000040.ckpt 00000041.ckpt " ] && [ "$(grep -c 'removed 000000' "$T/kp.out")" = 39 ]
+ok $? "--keep 2 over 40 old images: exit $rc, left $left($(grep -c 'removed 000000' "$T/kp.out") removed)"
+opens=$(grep -c '[0-9]\.ckpt"' "$T/kp.strace")
+[ "$opens" -lt 160 ]
+ok $? "it opened checkpoint files $opens times (once per file per listing: linear is about 90, listing after each removal about 900)"
+finish_vm "$PML_MIGRATE_RUNDIR" kp
+wait $P
