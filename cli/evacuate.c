@@ -325,8 +325,15 @@ static void evac_reap(struct evac *ev, struct evac_vm *v, int status)
 		snprintf(v->why, sizeof(v->why), "%.299s", err[0] ? err : "send failed without a reason");
 	if (code == PMG_EXIT_INDETERMINATE) {
 		v->st = EV_INDETERMINATE; /* its slot there stays taken: it may run there */
+		/* It took COMMIT and then could not say the guest runs (a lost
+		 * RUNNING, or a guest that failed to start there): whatever it
+		 * is, the next VM sent there would most likely end the same way,
+		 * paused here and running nowhere. No more for it in this run. */
+		a->up = 0;
+		snprintf(a->why, sizeof(a->why), "took no more VMs after %s's migration there ended indeterminate",
+			 v->name);
 		if (!ev->json)
-			printf("  %s: INDETERMINATE on %s: %s\n", v->name, a->addr, v->why);
+			printf("  %s: INDETERMINATE on %s: %s; that agent gets no more VMs\n", v->name, a->addr, v->why);
 		return;
 	}
 	/* Failed: the guest still runs here. The agent's slot and memory are

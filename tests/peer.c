@@ -22,6 +22,14 @@
  *       what the source did: "error: TEXT" (its ERROR), "commit" (it sent
  *       COMMIT) or "alive" (it went on). Answers are those of this
  *       source's session: ROUND_END names the round the source ended.
+ *   peer lying-agent PORTFILE SECONDS
+ *       A fake agent (for evacuate): answers every capacity query with
+ *       room for anything, and takes every migration like a real
+ *       destination (HELLO, rounds answered, READY after STATE_DONE) until
+ *       COMMIT, then reports that the guest failed to start (ERROR): each
+ *       such source ends indeterminate. Serves one connection at a time
+ *       for SECONDS, printing "query" or "migration NAME committed" per
+ *       connection.
  *   peer flood PORT IDLE TRICKLE HELLO SECONDS
  *       Opens IDLE connections that send nothing, TRICKLE that send one
  *       byte of a TLS ClientHello every 500 ms, and HELLO that send a
@@ -258,6 +266,100 @@ static int phase(const char *portfile, const char *ph, const char *type)
 	return 0;
 }
 
+/* lying-agent: one migration, HELLO already read: through COMMIT, then
+ * ERROR. 0 once COMMIT came, -1 otherwise. */
+static int lying_migration(int fd)
+{
+	struct stream_buf b = { 0 };
+	uint8_t *p;
+	uint32_t len;
+	int t;
+	for (int i = 0; i < 2; i++) { /* SHAPE, JOIN */
+		if (get(fd, &p, &len) < 0)
+			return -1;
+		free(p);
+	}
+	stream_put_hello(&b, 0, "lying-agent");
+	if (put(fd, &b) < 0)
+		return -1;
+	while ((t = get(fd, &p, &len)) >= 0) {
+		struct stream_record rec = { .type = (uint16_t)t, .len = len, .payload = p };
+		struct stream_round_end re;
+		if (t == STREAM_ROUND_END && stream_parse_round_end(&rec, &re) == 0) {
+			struct stream_round_end ans = { .round = re.round };
+			stream_put_round_end(&b, &ans);
+			if (put(fd, &b) < 0)
+				t = -1;
+		}
+		free(p);
+		if (t == STREAM_STATE_DONE || t == STREAM_ERROR || t < 0)
+			break;
+	}
+	if (t != STREAM_STATE_DONE)
+		return -1;
+	stream_put_empty(&b, STREAM_READY);
+	if (put(fd, &b) < 0)
+		return -1;
+	while ((t = get(fd, &p, &len)) >= 0 && t != STREAM_COMMIT)
+		free(p);
+	if (t < 0)
+		return -1;
+	free(p);
+	stream_put_error(&b, 5, "the guest failed to start here");
+	put(fd, &b);
+	return 0;
+}
+
+static int lying_agent(const char *portfile, int secs)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t al = sizeof(a);
+	struct timeval tv = { .tv_sec = 10 };
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	int ls = socket(AF_INET, SOCK_STREAM, 0);
+	if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(ls, 8) < 0 ||
+	    getsockname(ls, (struct sockaddr *)&a, &al) < 0)
+		return 1;
+	FILE *f = fopen(portfile, "w");
+	if (!f)
+		return 1;
+	fprintf(f, "%u\n", ntohs(a.sin_port));
+	fclose(f);
+	time_t end = time(NULL) + secs;
+	while (time(NULL) < end) {
+		struct pollfd pf = { .fd = ls, .events = POLLIN };
+		if (poll(&pf, 1, 500) != 1)
+			continue;
+		int fd = accept(ls, NULL, NULL);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		uint8_t *p;
+		uint32_t len;
+		int t = get(fd, &p, &len);
+		struct stream_hello h = { 0 };
+		struct stream_record rec = { .type = (uint16_t)t, .len = len, .payload = p };
+		if (t == STREAM_HELLO && stream_parse_hello(&rec, &h) == 0) {
+			if (h.caps & STREAM_CAP_QUERY) {
+				struct stream_buf b = { 0 };
+				struct stream_capacity c = { .mem_total = 64ull << 30, .mem_available = 32ull << 30,
+							     .max_sessions = 64, .hv = STREAM_HV_KVM };
+				stream_put_capacity(&b, &c);
+				put(fd, &b);
+				printf("query\n");
+			} else if (lying_migration(fd) == 0) {
+				printf("migration %s committed\n", h.name);
+			}
+			fflush(stdout);
+		}
+		if (t >= 0)
+			free(p);
+		close(fd);
+	}
+	close(ls);
+	return 0;
+}
+
 static int join_abuse(unsigned port)
 {
 	struct stream_buf b = { 0 };
@@ -395,6 +497,8 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "early-ready"))
 		return early_ready(argv[2]);
+	if (argc == 4 && !strcmp(argv[1], "lying-agent"))
+		return lying_agent(argv[2], atoi(argv[3]));
 	if (argc == 3 && !strcmp(argv[1], "join-abuse"))
 		return join_abuse((unsigned)atoi(argv[2]));
 	if (argc == 5 && !strcmp(argv[1], "phase"))

@@ -9,7 +9,7 @@
 . "$(dirname "$0")/tap.sh"
 . "$(dirname "$0")/migrate-lib.sh"
 if [ ! -e /dev/kvm ]; then skip_all "/dev/kvm absent"; fi
-echo "1..12"
+echo "1..16"
 jf() { sed -n "s/.*\"$2\":\"\{0,1\}\([^\",}]*\).*/\1/p" "$1"; }
 digest() { sed -n 's/.*"digest":"\([0-9a-f]*\)".*/\1/p' "$1"; }
 make_certs
@@ -112,3 +112,39 @@ timeout 20 "$PM" evacuate --to 127.0.0.1:1 >/dev/null 2>&1
 r3=$?
 [ $r1 = 2 ] && [ $r2 = 2 ] && [ $r3 = 2 ]
 ok $? "usage errors: no --to ($r1), a target without a port ($r2), no --certs nor --insecure ($r3)"
+
+# An agent that took COMMIT and then reported that the guest failed to
+# start (issue 21, defect 1) gets no more VMs in that run: the first VM
+# sent there is indeterminate (paused here, as it must be), the others go
+# to the agent that has room, though the liar offers more memory.
+PEER=${TOP_BUILDDIR:-.}/tests/peer
+timeout 200 "$PEER" lying-agent "$T/liar.port" 180 >"$T/liar.out" 2>&1 &
+LP=$!
+for i in $(seq 100); do [ -s "$T/liar.port" ] && break; sleep 0.05; done
+start_agent R "$T/r" --insecure --max-sessions 8
+PR=$PORT
+for i in 6 7 8; do start_vm "$SRC" "w$i" memstress ring seed=$i $ARGS; done
+PML_MIGRATE_RUNDIR="$SRC" timeout 200 "$PM" evacuate --to "127.0.0.1:$(cat "$T/liar.port"),127.0.0.1:$PR" --insecure \
+	--json >"$T/ev2.json" 2>"$T/ev2.err"
+rc=$?
+ncommit=$(grep -c '^migration .* committed' "$T/liar.out")
+[ $rc = 3 ] && [ "$ncommit" = 1 ] && grep -q '"event":"done","migrated":2,"stayed":0,"indeterminate":1' "$T/ev2.json"
+ok $? "a lying agent got one VM, not every one: exit $rc, $ncommit committed there, $(grep '"event":"done"' "$T/ev2.json")"
+liar=$(sed -n 's/^migration \(.*\) committed$/\1/p' "$T/liar.out" | head -n 1)
+[ -n "$liar" ] && PML_MIGRATE_RUNDIR="$SRC" "$PM" ctl "$liar" status | grep -q '"state":"indeterminate"'
+ok $? "the VM it took is paused here, indeterminate: $liar"
+onr=$(ls "$T/r" | sed -n 's/\.sock$//p' | tr '\n' ' ')
+[ "$(echo $onr | wc -w)" = 2 ] && grep -q "$PR" "$T/ev2.json"
+ok $? "the other two went to the agent with room: $onr"
+bad=""
+for v in $onr; do
+	finish_vm "$T/r" "$v"
+	wait_result "$T/r" "$v"
+	r=$(reference_of memstress "seed=${v#w} $ARGS" "$T/r/$v.result.json")
+	[ -n "$r" ] && [ "$(field "$T/r/$v.result.json" digest)" = "$r" ] || bad="$bad $v"
+done
+[ -n "$onr" ] && [ -z "$bad" ]
+ok $? "and finished there with their unmoved digests${bad:+ (not:$bad)}"
+for v in w6 w7 w8; do PML_MIGRATE_RUNDIR="$SRC" "$PM" ctl "$v" stop >/dev/null 2>&1; done
+kill $LP 2>/dev/null
+exit $fail
