@@ -162,6 +162,7 @@ struct migrate_src {
 	uint64_t scan_cursor;      /* the first pass over every backed page */
 	struct precopy_rates rates;
 	struct precopy_throttle thr;
+	struct precopy_stall stall; /* the downtime estimate's best and when (engine thread) */
 	FILE *trace;               /* PML_MIGRATE_POLICY_TRACE: the policy's inputs and answers, CSV */
 
 	/* statistics (atomics: workers add) */

@@ -197,6 +197,18 @@ static void msrc__throttle(struct migrate_src *m, uint64_t dt_ns)
 	msrc__throttle_apply(m, changed);
 }
 
+/* Whether the throttle holds some vCPU as far as it goes: the engine has
+ * done what it can to slow the guest. */
+static int msrc__throttle_maxed(const struct migrate_src *m)
+{
+	if (!m->o.throttle)
+		return 0;
+	for (unsigned i = 0; i < m->thr.nvcpus; i++)
+		if (m->thr.pct[i] >= PRECOPY_THROTTLE_MAX_PCT)
+			return 1;
+	return 0;
+}
+
 static void msrc__unthrottle(struct migrate_src *m)
 {
 	msrc__throttle_apply(m, precopy_throttle_release(&m->thr));
@@ -370,6 +382,7 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 	/* After a resumed link the first pass goes on where it stopped and
 	 * the rate window starts over from here. */
 	m->rates.started = 0;
+	m->stall = (struct precopy_stall){ 0 };
 	precopy_rates_sample(&m->rates, &smp, m->nstreams, NULL);
 	for (;;) {
 		if (msrc__aborted(m))
@@ -422,7 +435,9 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 		struct precopy_decision_in in = { .cost = msrc__cost(m),
 						  .downtime_limit_ns = (uint64_t)m->o.downtime_ms * 1000000ull,
 						  .now_ns = t,
-						  .deadline_ns = deadline };
+						  .deadline_ns = deadline,
+						  .throttle_maxed = msrc__throttle_maxed(m) };
+		in.stalled_ns = precopy_stall_note(&m->stall, precopy_expected_downtime_ns(&in.cost), t);
 		enum precopy_verdict v = precopy_decide(&in, &m->expected_downtime_ns);
 		msrc__trace_decision(m, &in, v, m->expected_downtime_ns);
 		/* ROUND_END on every connection: the destination answers a round

@@ -45,9 +45,23 @@ enum precopy_verdict precopy_decide(const struct precopy_decision_in *in, uint64
 	 * gained by waiting once the dirty set is this small. */
 	if (precopy_fixed_cost_ns(&in->cost) > in->downtime_limit_ns && in->cost.pages < PRECOPY_FORCE_BELOW_PAGES)
 		return PRECOPY_SWITCHOVER_FORCED;
+	uint64_t cap = in->downtime_limit_ns * PRECOPY_STALL_FORCE_FACTOR;
+	if (cap < PRECOPY_STALL_FORCE_MIN_NS)
+		cap = PRECOPY_STALL_FORCE_MIN_NS;
+	if (in->throttle_maxed && in->stalled_ns >= PRECOPY_STALL_FORCE_NS && exp <= cap)
+		return PRECOPY_SWITCHOVER_FORCED;
 	if (in->deadline_ns && in->now_ns > in->deadline_ns)
 		return PRECOPY_TIMEOUT;
 	return PRECOPY_CONTINUE;
+}
+
+uint64_t precopy_stall_note(struct precopy_stall *s, uint64_t expected_ns, uint64_t now_ns)
+{
+	if (!s->best_ns || expected_ns < s->best_ns / 10 * 9) {
+		s->best_ns = expected_ns ? expected_ns : 1;
+		s->best_at = now_ns;
+	}
+	return now_ns > s->best_at ? now_ns - s->best_at : 0;
 }
 
 size_t precopy_defer_budget(uint64_t encode_pps, unsigned downtime_ms)

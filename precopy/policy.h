@@ -41,7 +41,9 @@ enum precopy_verdict {
 				   * guest runs, harvest, then ask again with drained=1 */
 	PRECOPY_SWITCHOVER,       /* pause now: the expected downtime is within the limit */
 	PRECOPY_SWITCHOVER_FORCED,/* pause now: the fixed cost alone exceeds the limit and
-				   * the dirty set is too small for waiting to help */
+				   * the dirty set is too small for waiting to help; or the
+				   * guest is throttled all it can be and the estimate has
+				   * stopped improving (see precopy_stall) */
 	PRECOPY_TIMEOUT,          /* --max-time reached without converging */
 };
 const char *precopy_verdict_name(enum precopy_verdict v);
@@ -51,7 +53,28 @@ struct precopy_decision_in {
 	uint64_t downtime_limit_ns;
 	int drained;            /* the pipeline was emptied after a DRAIN verdict and the log harvested since */
 	uint64_t now_ns, deadline_ns;
+	int throttle_maxed;     /* the guest is slowed as far as the throttle goes (0 when throttling is off) */
+	uint64_t stalled_ns;    /* how long the estimate has not improved (precopy_stall_note) */
 };
+
+/* A guest throttled all the way whose downtime estimate has not improved
+ * for this long will not converge by waiting: the link cannot take even
+ * what the throttled guest writes (seen in an emulated lab: 28,681 rounds
+ * hovering at 77 ms for a 50 ms limit until --max-time failed it). Then
+ * the switchover is forced, if the estimate is within
+ * PRECOPY_STALL_FORCE_FACTOR times the limit (or PRECOPY_STALL_FORCE_MIN_NS):
+ * a longer pause than asked for beats failing after minutes of a guest
+ * slowed to a crawl, but not at any price. */
+#define PRECOPY_STALL_FORCE_NS (10ull * 1000000000ull)
+#define PRECOPY_STALL_FORCE_FACTOR 8
+#define PRECOPY_STALL_FORCE_MIN_NS (2ull * 1000000000ull)
+/* An estimate counts as improved when it falls below 90 % of the best so far. */
+struct precopy_stall {
+	uint64_t best_ns;   /* the lowest estimate so far, 0 before the first */
+	uint64_t best_at;   /* when it was reached */
+};
+/* Notes the estimate of now_ns; returns how long it has not improved. */
+uint64_t precopy_stall_note(struct precopy_stall *s, uint64_t expected_ns, uint64_t now_ns);
 
 /* Frames below which a round is not worth waiting for when the fixed cost
  * alone exceeds the limit. */

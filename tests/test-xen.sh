@@ -102,7 +102,7 @@ bwait() {
 	wait \$1
 }
 mkdir -m 0700 /run/dstA /run/dstB
-AGENT="\$PM recv --listen 127.0.0.1:0 --handshake-timeout 600 --timeout 600"
+AGENT="\$PM recv --listen 127.0.0.1:0 --handshake-timeout 600 --timeout 120"
 \$AGENT --certs /certs --run-dir /run/dstA --port-file /tmp/portA 2>/tmp/agentA.log &
 \$AGENT --insecure --run-dir /run/dstB --port-file /tmp/portB 2>/tmp/agentB.log &
 waitfile /tmp/portA; waitfile /tmp/portB
