@@ -197,16 +197,13 @@ static void msrc__throttle(struct migrate_src *m, uint64_t dt_ns)
 	msrc__throttle_apply(m, changed);
 }
 
-/* Whether the throttle holds some vCPU as far as it goes: the engine has
- * done what it can to slow the guest. */
+/* Whether the throttle has gone as far as it goes in this migration: the
+ * engine has done what it can to slow the guest. (Not "is there now": it
+ * eases off whenever the guest falls behind the link for a window, and a
+ * guest hovering at the edge keeps it swinging below the top.) */
 static int msrc__throttle_maxed(const struct migrate_src *m)
 {
-	if (!m->o.throttle)
-		return 0;
-	for (unsigned i = 0; i < m->thr.nvcpus; i++)
-		if (m->thr.pct[i] >= PRECOPY_THROTTLE_MAX_PCT)
-			return 1;
-	return 0;
+	return m->o.throttle && m->thr.max_pct >= PRECOPY_THROTTLE_MAX_PCT;
 }
 
 static void msrc__unthrottle(struct migrate_src *m)

@@ -53,7 +53,7 @@ struct precopy_decision_in {
 	uint64_t downtime_limit_ns;
 	int drained;            /* the pipeline was emptied after a DRAIN verdict and the log harvested since */
 	uint64_t now_ns, deadline_ns;
-	int throttle_maxed;     /* the guest is slowed as far as the throttle goes (0 when throttling is off) */
+	int throttle_maxed;     /* the throttle went as far as it goes (0 when throttling is off) */
 	uint64_t stalled_ns;    /* how long the estimate has not improved (precopy_stall_note) */
 };
 
@@ -67,7 +67,7 @@ struct precopy_decision_in {
  * slowed to a crawl, but not at any price. */
 #define PRECOPY_STALL_FORCE_NS (10ull * 1000000000ull)
 #define PRECOPY_STALL_FORCE_FACTOR 8
-#define PRECOPY_STALL_FORCE_MIN_NS (2ull * 1000000000ull)
+#define PRECOPY_STALL_FORCE_MIN_NS (5ull * 1000000000ull)
 /* An estimate counts as improved when it falls below 90 % of the best so far. */
 struct precopy_stall {
 	uint64_t best_ns;   /* the lowest estimate so far, 0 before the first */

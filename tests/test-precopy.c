@@ -154,7 +154,7 @@ static void test_decide(void)
 	in.stalled_ns = 9 * 1000 * MS;
 	tap_ok(precopy_decide(&in, NULL) == PRECOPY_CONTINUE, "decide: ... nor after a stall of 9 s only");
 	in.stalled_ns = 12000 * MS;
-	in.cost.pages = 20000; /* 10 s at 2000 pages/s: beyond 8x the limit and 2 s */
+	in.cost.pages = 20000; /* 10 s at 2000 pages/s: beyond 8x the limit and 5 s */
 	tap_ok(precopy_decide(&in, NULL) == PRECOPY_CONTINUE, "decide: ... nor when the pause would be 10 s");
 	stalled = precopy_stall_note(&st, e77 / 2, 12100 * MS);
 	tap_ok(stalled == 0 && st.best_ns == e77 / 2, "stall: an estimate 50 %% lower is progress (clock starts over)");
