@@ -197,15 +197,6 @@ static void msrc__throttle(struct migrate_src *m, uint64_t dt_ns)
 	msrc__throttle_apply(m, changed);
 }
 
-/* Whether the throttle has gone as far as it goes in this migration: the
- * engine has done what it can to slow the guest. (Not "is there now": it
- * eases off whenever the guest falls behind the link for a window, and a
- * guest hovering at the edge keeps it swinging below the top.) */
-static int msrc__throttle_maxed(const struct migrate_src *m)
-{
-	return m->o.throttle && m->thr.max_pct >= PRECOPY_THROTTLE_MAX_PCT;
-}
-
 static void msrc__unthrottle(struct migrate_src *m)
 {
 	msrc__throttle_apply(m, precopy_throttle_release(&m->thr));
@@ -433,7 +424,7 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 						  .downtime_limit_ns = (uint64_t)m->o.downtime_ms * 1000000ull,
 						  .now_ns = t,
 						  .deadline_ns = deadline,
-						  .throttle_maxed = msrc__throttle_maxed(m) };
+						  .may_force = m->o.throttle };
 		in.stalled_ns = precopy_stall_note(&m->stall, precopy_expected_downtime_ns(&in.cost), t);
 		enum precopy_verdict v = precopy_decide(&in, &m->expected_downtime_ns);
 		msrc__trace_decision(m, &in, v, m->expected_downtime_ns);

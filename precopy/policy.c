@@ -48,7 +48,7 @@ enum precopy_verdict precopy_decide(const struct precopy_decision_in *in, uint64
 	uint64_t cap = in->downtime_limit_ns * PRECOPY_STALL_FORCE_FACTOR;
 	if (cap < PRECOPY_STALL_FORCE_MIN_NS)
 		cap = PRECOPY_STALL_FORCE_MIN_NS;
-	if (in->throttle_maxed && in->stalled_ns >= PRECOPY_STALL_FORCE_NS && exp <= cap)
+	if (in->may_force && in->stalled_ns >= PRECOPY_STALL_FORCE_NS && exp <= cap)
 		return PRECOPY_SWITCHOVER_FORCED;
 	if (in->deadline_ns && in->now_ns > in->deadline_ns)
 		return PRECOPY_TIMEOUT;

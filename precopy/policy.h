@@ -42,8 +42,7 @@ enum precopy_verdict {
 	PRECOPY_SWITCHOVER,       /* pause now: the expected downtime is within the limit */
 	PRECOPY_SWITCHOVER_FORCED,/* pause now: the fixed cost alone exceeds the limit and
 				   * the dirty set is too small for waiting to help; or the
-				   * guest is throttled all it can be and the estimate has
-				   * stopped improving (see precopy_stall) */
+				   * estimate has stopped improving (see precopy_stall) */
 	PRECOPY_TIMEOUT,          /* --max-time reached without converging */
 };
 const char *precopy_verdict_name(enum precopy_verdict v);
@@ -53,18 +52,20 @@ struct precopy_decision_in {
 	uint64_t downtime_limit_ns;
 	int drained;            /* the pipeline was emptied after a DRAIN verdict and the log harvested since */
 	uint64_t now_ns, deadline_ns;
-	int throttle_maxed;     /* the throttle went as far as it goes (0 when throttling is off) */
+	int may_force;          /* a stalled pre-copy may be forced (0 with --no-throttle: the user
+				 * keeps the guest's speed and lets --max-time decide) */
 	uint64_t stalled_ns;    /* how long the estimate has not improved (precopy_stall_note) */
 };
 
-/* A guest throttled all the way whose downtime estimate has not improved
- * for this long will not converge by waiting: the link cannot take even
- * what the throttled guest writes (seen in an emulated lab: 28,681 rounds
- * hovering at 77 ms for a 50 ms limit until --max-time failed it). Then
- * the switchover is forced, if the estimate is within
- * PRECOPY_STALL_FORCE_FACTOR times the limit (or PRECOPY_STALL_FORCE_MIN_NS):
- * a longer pause than asked for beats failing after minutes of a guest
- * slowed to a crawl, but not at any price. */
+/* A downtime estimate that has not improved for this long will not get
+ * there by waiting: the throttle has settled where the guest writes half
+ * of what the link takes, and what is left plus the fixed cost is still
+ * over the limit (seen in an emulated lab: 43,744 rounds hovering at
+ * 82 ms for a 50 ms limit, the throttle swinging 85-95 %, until
+ * --max-time failed it after 600 s). Then the switchover is forced, if the
+ * estimate is within PRECOPY_STALL_FORCE_FACTOR times the limit (or
+ * PRECOPY_STALL_FORCE_MIN_NS): a longer pause than asked for beats
+ * failing after minutes of a throttled guest, but not at any price. */
 #define PRECOPY_STALL_FORCE_NS (10ull * 1000000000ull)
 #define PRECOPY_STALL_FORCE_FACTOR 8
 #define PRECOPY_STALL_FORCE_MIN_NS (5ull * 1000000000ull)

@@ -135,22 +135,21 @@ static void test_decide(void)
 	       "decide: the fixed cost alone exceeds the limit and 10 pages remain: forced switchover");
 	in.cost.pages = 10000;
 	tap_ok(precopy_decide(&in, NULL) == PRECOPY_CONTINUE, "decide: ... but not while 10000 pages remain");
-	/* Throttled all the way, the estimate stuck at 77 ms for a 50 ms
-	 * limit (an emulated lab's link): forced once stalled 10 s. */
+	/* The estimate stuck at 77 ms for a 50 ms limit (an emulated lab's
+	 * link, the throttle settled): forced once stalled 10 s. */
 	struct precopy_stall st = { 0 };
 	in.cost = (struct precopy_cost){ .pages = 150, .encode_pps = 2000, .rtt_ns = 1 * MS };
 	in.downtime_limit_ns = 50 * MS;
 	uint64_t e77 = precopy_expected_downtime_ns(&in.cost), stalled = 0;
 	for (uint64_t t = 0; t <= 12000; t += 20) /* a round every 20 ms, the estimate within 5 % */
 		stalled = precopy_stall_note(&st, e77 + (t % 40 ? e77 / 20 : 0), t * MS);
-	in.throttle_maxed = 1;
+	in.may_force = 1;
 	in.stalled_ns = stalled;
 	tap_ok(stalled == 12000 * MS && precopy_decide(&in, NULL) == PRECOPY_SWITCHOVER_FORCED,
-	       "decide: throttled all the way, estimate %" PRIu64 " ns not improving for %" PRIu64 " ms: forced", e77,
-	       (uint64_t)(stalled / MS));
-	in.throttle_maxed = 0;
-	tap_ok(precopy_decide(&in, NULL) == PRECOPY_CONTINUE, "decide: ... not while the throttle can still go up");
-	in.throttle_maxed = 1;
+	       "decide: estimate %" PRIu64 " ns not improving for %" PRIu64 " ms: forced", e77, (uint64_t)(stalled / MS));
+	in.may_force = 0;
+	tap_ok(precopy_decide(&in, NULL) == PRECOPY_CONTINUE, "decide: ... not with --no-throttle (--max-time decides)");
+	in.may_force = 1;
 	in.stalled_ns = 9 * 1000 * MS;
 	tap_ok(precopy_decide(&in, NULL) == PRECOPY_CONTINUE, "decide: ... nor after a stall of 9 s only");
 	in.stalled_ns = 12000 * MS;
@@ -158,7 +157,7 @@ static void test_decide(void)
 	tap_ok(precopy_decide(&in, NULL) == PRECOPY_CONTINUE, "decide: ... nor when the pause would be 10 s");
 	stalled = precopy_stall_note(&st, e77 / 2, 12100 * MS);
 	tap_ok(stalled == 0 && st.best_ns == e77 / 2, "stall: an estimate 50 %% lower is progress (clock starts over)");
-	in.throttle_maxed = 0;
+	in.may_force = 0;
 	in.stalled_ns = 0;
 	struct precopy_cost unmeasured = { .pages = 50000 };
 	tap_ok(precopy_expected_downtime_ns(&unmeasured) == 1000 * MS + 0,
