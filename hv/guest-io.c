@@ -81,6 +81,7 @@ static int gio__hcall_do(struct hv_gio *g, uint32_t gpa)
 		hc->ret = 0;
 		return 0;
 	case PMG_HC_POLL:
+		__atomic_add_fetch(&hv->polls, 1, __ATOMIC_RELAXED);
 		hc->ret = (uint64_t)hv_vm_finish_requested(hv);
 		return 0;
 	default:

@@ -46,6 +46,7 @@ struct hv_vm {
 	void *gops_opaque;
 	void *priv; /* backend state */
 	int finish_req; /* hv_vm_request_finish(); read by PMG_HC_POLL (atomics) */
+	uint64_t polls; /* PMG_HC_POLL calls served (atomics): the guest is in its work loop */
 	/* Frames the VMM itself wrote while the dirty log was armed (see
 	 * hv_dirty_note): no hypervisor log sees writes through our mapping. */
 	pthread_mutex_t vmm_lock;

@@ -237,6 +237,7 @@ int hv_vm_is_running(struct hv_vm *vm) { return vm->be->is_running(vm); }
 int hv_vm_has_ended(struct hv_vm *vm) { return vm->be->has_ended(vm); }
 void hv_vm_request_finish(struct hv_vm *vm) { __atomic_store_n(&vm->finish_req, 1, __ATOMIC_RELEASE); }
 int hv_vm_finish_requested(struct hv_vm *vm) { return __atomic_load_n(&vm->finish_req, __ATOMIC_ACQUIRE); }
+uint64_t hv_vm_guest_polls(struct hv_vm *vm) { return __atomic_load_n(&vm->polls, __ATOMIC_RELAXED); }
 
 static void hv__vmm_arm(struct hv_vm *vm, int on)
 {

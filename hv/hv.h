@@ -168,6 +168,10 @@ int hv_vm_has_ended(struct hv_vm *vm);
 void hv_vm_request_finish(struct hv_vm *vm);
 /* Whether hv_vm_request_finish() was called. Any thread. */
 int hv_vm_finish_requested(struct hv_vm *vm);
+/* How many PMG_HC_POLL calls the guest made here: an until=finish guest
+ * polls from its work loop, so a count above 0 says it is in it (a test
+ * that pauses it to see the pause as a stall waits for that). Any thread. */
+uint64_t hv_vm_guest_polls(struct hv_vm *vm);
 
 /* Dirty log. start: from now on, writes are logged. collect: calls emit
  * for every frame written since the previous collect (or start), possibly

@@ -17,6 +17,10 @@ for i in $(seq 50); do [ -S "$T/run/ctltest.sock" ] && break; sleep 0.1; done
 "$PM" ctl ctltest status >"$T/s" 2>&1
 ok $? "status answers: $(cat "$T/s")"
 grep -q '"state":"running"' "$T/s"; ok $? "state is running"
+# The pause below must land in the guest's work loop to show as a stall:
+# wait for its first poll from there (booting can take a while on a
+# loaded machine).
+for i in $(seq 600); do "$PM" ctl ctltest status | grep -q '"guest_polls":[1-9]' && break; sleep 0.05; done
 "$PM" ctl ctltest pause >"$T/p" 2>&1
 ok $? "pause: $(cat "$T/p")"
 "$PM" ctl ctltest status | grep -q '"state":"paused"'; ok $? "state is paused"

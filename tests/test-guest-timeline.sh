@@ -16,6 +16,8 @@ KHZ=$(awk '/^cpu MHz/ { printf "%d", $4 * 1000; exit }' /proc/cpuinfo)
 pid=$!
 trap 'kill $pid 2>/dev/null; rm -rf "$T"' EXIT
 for i in $(seq 50); do [ -S "$T/run/tl.sock" ] && break; sleep 0.1; done
+# In its work loop (it polls from there), then a second of work before the pause.
+for i in $(seq 600); do "$PM" ctl tl status | grep -q '"guest_polls":[1-9]' && break; sleep 0.05; done
 sleep 1
 "$PM" ctl tl pause >/dev/null && sleep 0.4 && "$PM" ctl tl resume >/dev/null
 sleep 0.2 # some windows after it

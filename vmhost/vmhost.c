@@ -179,6 +179,8 @@ static void ctl__command(struct ctl_client *c, const char *cmd)
 		json_u64(&j, "mem_bytes", r->cfg.mem_bytes);
 		json_str(&j, "dirty_log", hv_dirty_mode_name(r->cfg.dirty_mode));
 		json_u64(&j, "uptime_ms", ((r->t_end ? r->t_end : util_now_ns()) - r->t_start) / 1000000);
+		if (!r->incoming && !r->migrated)
+			json_u64(&j, "guest_polls", hv_vm_guest_polls(r->vm));
 	} else if (!strncmp(cmd, "migrate", 7) && (cmd[7] == ' ' || !cmd[7])) {
 		vmhost__migrate(c, (char *)cmd + 7, &j);
 		if (!j.f) { /* accepted: events follow on this connection */
