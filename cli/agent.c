@@ -13,6 +13,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -86,9 +88,34 @@ int agent_gate_query(int fd, unsigned *sessions, unsigned *max_sessions, char *w
 		snprintf(why, len, "the destination agent did not answer");
 		return -EIO;
 	}
+	if (v[0] == UINT32_MAX) {
+		snprintf(why, len, "the destination answers at most %u queries, probes and resolutions at once "
+				   "(--max-queries): try again",
+			 v[1]);
+		return -EBUSY;
+	}
 	*sessions = v[0];
 	*max_sessions = v[1];
 	return 0;
+}
+
+#define AGENT_SLOT_PREFIX ".session-" /* no VM name starts with '.' */
+
+int agent_slot_hold(void)
+{
+	char file[48], why[RUNDIR_MAX_PATH + 200];
+	int dfd = rundir_open(0, NULL, 0, why, sizeof(why));
+	if (dfd < 0)
+		return dfd;
+	snprintf(file, sizeof(file), AGENT_SLOT_PREFIX "%d", (int)getpid());
+	int fd = openat(dfd, file, O_CREAT | O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int e = fd < 0 ? -errno : 0;
+	close(dfd);
+	if (!e && flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		e = -errno;
+		close(fd);
+	}
+	return e < 0 ? e : fd;
 }
 
 /* ---- agent ---- */
@@ -104,6 +131,8 @@ struct agent {
 	struct recv_opts o;
 	char **child_argv;
 	unsigned live, handshaking, pending;
+	unsigned queries;   /* children answering a query, probe or resolution */
+	unsigned earlier;   /* sessions of an earlier agent still running (last count) */
 	struct agent_pend *ph, *pt;   /* pending, oldest first */
 	struct agent_child *ch, *ct;  /* session processes, oldest first */
 	uint64_t dropped_deadline, dropped_evicted, dropped_bad; /* logged at most once a second */
@@ -233,7 +262,9 @@ static void agent__child_exit(uv_process_t *p, int64_t status, int sig)
 	struct agent *a = c->a;
 	if (c->authed)
 		a->live--;
-	else if (!c->query)
+	else if (c->query)
+		a->queries--;
+	else
 		a->handshaking--;
 	LIST_REMOVE(a->ch, a->ct, c);
 	c->exited = 1;
@@ -272,12 +303,59 @@ static void agent__ctl_answer(uv_stream_t *s, const void *p, size_t n)
 		free(w);
 }
 
+/* Sessions an earlier agent started that still run here (they outlived
+ * a crash or restart): slot locks in the run directory held by processes
+ * that are not our children. Stale ones (their process is gone) are
+ * removed on the way. */
+static unsigned agent__earlier(struct agent *a)
+{
+	char why[RUNDIR_MAX_PATH + 200];
+	unsigned n = 0;
+	int dfd = rundir_open(0, NULL, 0, why, sizeof(why));
+	int rfd = dfd >= 0 ? openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	DIR *d = rfd >= 0 ? fdopendir(rfd) : NULL;
+	if (!d && rfd >= 0)
+		close(rfd);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char *end;
+		if (strncmp(e->d_name, AGENT_SLOT_PREFIX, strlen(AGENT_SLOT_PREFIX)))
+			continue;
+		long pid = strtol(e->d_name + strlen(AGENT_SLOT_PREFIX), &end, 10);
+		if (*end || pid <= 0)
+			continue;
+		int ours = 0;
+		for (struct agent_child *c = a->ch; c && !ours; c = c->next)
+			ours = c->proc.pid == pid;
+		if (ours)
+			continue; /* counted in a->live */
+		int fd = openat(dfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK)
+			n++; /* held: its session runs */
+		else
+			unlinkat(dfd, e->d_name, 0);
+		close(fd);
+	}
+	if (d)
+		closedir(d);
+	if (dfd >= 0)
+		close(dfd);
+	a->earlier = n;
+	return n;
+}
+
 /* The metrics file, rewritten whenever a figure changes. */
 static void agent__metrics(struct agent *a)
 {
 	int e;
-	if (a->o.metrics_file[0] &&
-	    (e = metrics_write(&a->m, a->o.metrics_file, a->live, a->o.max_sessions, a->handshaking)) < 0)
+	if (!a->o.metrics_file[0])
+		return;
+	unsigned earlier = agent__earlier(a);
+	struct metrics_gauges g = { .sessions = a->live + earlier, .earlier = earlier, .max_sessions = a->o.max_sessions,
+				    .handshaking = a->handshaking, .queries = a->queries, .max_queries = a->o.max_queries };
+	if ((e = metrics_write(&a->m, a->o.metrics_file, &g)) < 0)
 		recv_log("cannot write --metrics-file %s: %s", a->o.metrics_file, strerror(-e));
 }
 
@@ -306,24 +384,37 @@ static void agent__ctl_input(struct agent_child *c, uv_stream_t *s)
 		if (k == 'Q') {
 			/* Authenticated, and no migration: it leaves the
 			 * handshake stage (its deadline and evictions) without
-			 * taking a session slot; its own deadlines bound it. */
-			if (!c->authed && !c->query) {
-				c->query = 1;
-				a->handshaking--;
+			 * taking a session slot, but takes one of --max-queries
+			 * (a probe may last 75 s; each costs a process). */
+			uint32_t v[2] = { UINT32_MAX, a->o.max_queries };
+			if (!c->query && a->queries >= a->o.max_queries) {
+				recv_log("refusing query %d: %u queries, probes or resolutions already answering "
+					 "(--max-queries)",
+					 c->proc.pid, a->queries);
+				a->m.queries_refused++;
+			} else {
+				if (!c->query && !c->authed) {
+					c->query = 1;
+					a->handshaking--;
+					a->queries++;
+				}
+				v[0] = a->live + agent__earlier(a);
+				v[1] = a->o.max_sessions;
 			}
-			uint32_t v[2] = { a->live, a->o.max_sessions };
 			agent__ctl_answer(s, v, sizeof(v));
+			agent__metrics(a);
 		} else if (k == 'A' && !c->authed) {
 			char answer = 'N';
-			if (a->live < a->o.max_sessions) {
+			unsigned earlier = agent__earlier(a);
+			if (a->live + earlier < a->o.max_sessions) {
 				c->authed = 1;
 				a->handshaking--;
 				a->live++;
 				answer = 'Y';
 				agent__metrics(a);
 			} else {
-				recv_log("refusing session %d: %u sessions already running (--max-sessions)", c->proc.pid,
-					 a->live);
+				recv_log("refusing session %d: %u sessions already running (--max-sessions)%s", c->proc.pid,
+					 a->live + earlier, earlier ? ", an earlier agent's included" : "");
 			}
 			agent__ctl_answer(s, &answer, 1);
 		}
@@ -598,8 +689,14 @@ int agent_run(struct recv_opts *o)
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	a.m.start_time_s = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
-	if (o->metrics_file[0] &&
-	    (e = metrics_write(&a.m, o->metrics_file, 0, o->max_sessions, 0)) < 0) {
+	if (o->metrics_file[0] && (e = metrics_check_dir(o->metrics_file, why, sizeof(why))) < 0) {
+		util_err("recv: --metrics-file %s: %s", o->metrics_file, why);
+		goto out;
+	}
+	unsigned earlier = agent__earlier(&a);
+	struct metrics_gauges g0 = { .sessions = earlier, .earlier = earlier, .max_sessions = o->max_sessions,
+				     .max_queries = o->max_queries };
+	if (o->metrics_file[0] && (e = metrics_write(&a.m, o->metrics_file, &g0)) < 0) {
 		util_err("recv: --metrics-file %s: %s", o->metrics_file, strerror(-e));
 		goto out;
 	}
@@ -646,6 +743,9 @@ int agent_run(struct recv_opts *o)
 	recv_log("listening on port %u (%s)%s, receiving into %s", port, o->listen,
 		 o->insecure ? ", PLAINTEXT (--insecure)" : ", TLS 1.3 with client certificates",
 		 !strcmp(o->hv, "xen") ? "Xen domains" : "KVM VMs");
+	if (earlier)
+		recv_log("%u session(s) an earlier agent started still run here: they count against --max-sessions %u",
+			 earlier, o->max_sessions);
 	uv_run(&a.loop, UV_RUN_DEFAULT);
 	e = 0;
 out:

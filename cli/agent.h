@@ -15,7 +15,11 @@
  *      cap; the oldest is killed when a new one needs room, and each is
  *      killed at the handshake deadline. It holds no VM yet.
  *   3. session: authenticated and named, the process asks the agent for a
- *      slot (agent_gate_ask); --max-sessions counts only these.
+ *      slot (agent_gate_ask); --max-sessions counts only these. A session
+ *      holds its slot with a lock in the run directory (agent_slot_hold),
+ *      so an agent restarted while earlier sessions still run counts them
+ *      too. A capacity query, link probe or resolution takes no session
+ *      slot but one of --max-queries.
  *
  * Threads: the agent is single-threaded (its libuv loop).
  */
@@ -35,6 +39,7 @@ struct recv_opts {
 	int session_fd; /* >= 0: this process is a session (internal) */
 	int agent_fd;   /* a session's socketpair to its agent, -1 if none */
 	unsigned max_sessions, max_handshakes, max_pending;
+	unsigned max_queries; /* capacity queries, link probes and resolutions at once */
 	struct migrate_dst_limits lim;
 };
 
@@ -49,8 +54,15 @@ int agent_run(struct recv_opts *o);
  * or -errno, with why filled on refusal. fd < 0 (no agent): granted. */
 int agent_gate_ask(int fd, char *why, size_t len);
 /* Session side: the agent's session count and --max-sessions (a capacity
- * query; takes no slot). Returns 0 or -errno with why filled. fd < 0 (no
- * agent): 0 of 1. */
+ * query, link probe or resolution; takes no session slot but one of the
+ * --max-queries). Returns 0, -EBUSY (--max-queries reached) or -errno,
+ * with why filled on refusal. fd < 0 (no agent): 0 of 1. */
 int agent_gate_query(int fd, unsigned *sessions, unsigned *max_sessions, char *why, size_t len);
+
+/* Session side: holds this session's slot in the run directory for as
+ * long as the process lives (a lock on RUNDIR/.session-PID), so an agent
+ * restarted after a crash still counts it. Returns the descriptor to keep
+ * open, or -errno. */
+int agent_slot_hold(void);
 
 #endif

@@ -10,20 +10,25 @@
 
 static void ctl_usage(FILE *f)
 {
-	fprintf(f, "usage: pml-migrate ctl NAME status|pause|resume|stats|finish|stop|cancel\n"
+	fprintf(f, "usage: pml-migrate ctl NAME status|pause|resume|stats|finish|stop|cancel|resolve\n"
 		   "\n"
 		   "Sends one command to the VM NAME started by 'pml-migrate run --name NAME'\n"
 		   "(or received by an agent) and prints its one-line JSON answer.\n"
 		   "cancel aborts NAME's outgoing migration unless COMMIT was already sent; the\n"
 		   "guest keeps running here. finish asks a guest started with until=finish to\n"
 		   "end its work and report (the VM is not migrated after that); stop ends the\n"
-		   "VM at once. Socket: RUNDIR/NAME.sock (see README).\n"
+		   "VM at once. resolve asks the destination of NAME's last migration what became\n"
+		   "of it, when its outcome was lost (state indeterminate): the guest ran there\n"
+		   "(this copy is discarded), never ran there (it resumes here), or unknown (it\n"
+		   "stays paused; asked again automatically). On a destination, a VM in doubt\n"
+		   "(READY answered, COMMIT never heard) is started by resume and discarded by\n"
+		   "stop: check the source first. Socket: RUNDIR/NAME.sock (see README).\n"
 		   "exit codes: 0 answered ok; 1 refused, no such VM or no answer; 2 usage error.\n");
 }
 
 int cmd_ctl(int argc, char **argv)
 {
-	static const char *const cmds[] = { "status", "pause", "resume", "stats", "finish", "stop", "cancel" };
+	static const char *const cmds[] = { "status", "pause", "resume", "stats", "finish", "stop", "cancel", "resolve" };
 	char line[4096];
 	int fd, known = 0;
 
@@ -38,7 +43,7 @@ int cmd_ctl(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		known |= !strcmp(argv[2], cmds[i]);
 	if (!known) {
-		util_err("ctl: unknown command '%s' (status, pause, resume, stats, finish, stop, cancel)", argv[2]);
+		util_err("ctl: unknown command '%s' (status, pause, resume, stats, finish, stop, cancel, resolve)", argv[2]);
 		return PMG_EXIT_USAGE;
 	}
 	if (!util_valid_name(argv[1])) {
@@ -56,10 +61,12 @@ int cmd_ctl(int argc, char **argv)
 	}
 	char buf[4096];
 	size_t have = 0;
-	int got = util_read_line(fd, buf, sizeof(buf), &have, line, sizeof(line), 10000);
+	/* resolve waits for the destination's agent (bounded there too). */
+	int wait_s = !strcmp(argv[2], "resolve") ? 60 : 10;
+	int got = util_read_line(fd, buf, sizeof(buf), &have, line, sizeof(line), wait_s * 1000);
 	close(fd);
 	if (got == -ETIMEDOUT) {
-		util_err("ctl: no answer from '%s' within 10 s", argv[1]);
+		util_err("ctl: no answer from '%s' within %d s", argv[1], wait_s);
 		return PMG_EXIT_FAIL;
 	}
 	if (got <= 0) {

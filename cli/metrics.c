@@ -3,6 +3,7 @@
  * (see metrics.h).
  */
 #include <errno.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -59,12 +60,19 @@ int metrics_take(struct metrics *m, const char *line)
 
 struct metrics_out {
 	const struct metrics *m;
-	unsigned sessions, max_sessions, handshaking;
+	const struct metrics_gauges *g;
 };
 
 static void metrics__family(FILE *f, const char *name, const char *type, const char *help)
 {
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A family of one unlabelled sample. */
+static void metrics__one(FILE *f, const char *name, const char *type, const char *help, uint64_t v)
+{
+	metrics__family(f, name, type, help);
+	fprintf(f, "%s %" PRIu64 "\n", name, v);
 }
 
 static void metrics__emit(FILE *f, void *opaque)
@@ -97,20 +105,55 @@ static void metrics__emit(FILE *f, void *opaque)
 	fprintf(f, "pml_migrate_downtime_seconds_count %" PRIu64 "\n", m->downtime_count);
 	metrics__family(f, "pml_migrate_capacity_queries_total", "counter", "Capacity queries answered (evacuate).");
 	fprintf(f, "pml_migrate_capacity_queries_total %" PRIu64 "\n", m->queries);
-	metrics__family(f, "pml_migrate_sessions", "gauge", "Incoming migrations and VMs they brought, running now.");
-	fprintf(f, "pml_migrate_sessions %u\n", o->sessions);
-	metrics__family(f, "pml_migrate_max_sessions", "gauge", "The agent's --max-sessions.");
-	fprintf(f, "pml_migrate_max_sessions %u\n", o->max_sessions);
-	metrics__family(f, "pml_migrate_handshakes", "gauge", "Connections still authenticating.");
-	fprintf(f, "pml_migrate_handshakes %u\n", o->handshaking);
+	metrics__one(f, "pml_migrate_queries_refused_total", "counter",
+		     "Capacity queries, link probes and resolutions refused over --max-queries.", m->queries_refused);
+	metrics__one(f, "pml_migrate_sessions", "gauge",
+		     "Incoming migrations and VMs they brought, running now (an earlier agent's included).", o->g->sessions);
+	metrics__one(f, "pml_migrate_earlier_sessions", "gauge",
+		     "Of those, sessions an earlier agent started (they outlived its restart).", o->g->earlier);
+	metrics__one(f, "pml_migrate_max_sessions", "gauge", "The agent's --max-sessions.", o->g->max_sessions);
+	metrics__one(f, "pml_migrate_handshakes", "gauge", "Connections still authenticating.", o->g->handshaking);
+	metrics__one(f, "pml_migrate_queries", "gauge", "Capacity queries, link probes and resolutions being answered now.",
+		     o->g->queries);
+	metrics__one(f, "pml_migrate_max_queries", "gauge", "The agent's --max-queries.", o->g->max_queries);
 	metrics__family(f, "pml_migrate_agent_start_time_seconds", "gauge", "When the agent started, Unix time.");
 	fprintf(f, "pml_migrate_agent_start_time_seconds %.3f\n", m->start_time_s);
 }
 
-int metrics_write(const struct metrics *m, const char *path, unsigned sessions, unsigned max_sessions,
-		  unsigned handshaking)
+int metrics_check_dir(const char *path, char *why, size_t len)
 {
-	struct metrics_out o = { m, sessions, max_sessions, handshaking };
+	char dir[300];
+	const char *slash = strrchr(path, '/');
+	struct stat st;
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	if (stat(dir, &st) < 0) {
+		int e = -errno;
+		snprintf(why, len, "its directory %s: %s", dir, strerror(errno));
+		return e;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(why, len, "%s is not a directory", dir);
+		return -ENOTDIR;
+	}
+	/* Its owner (the exporter's user, say) decides what is in it anyway;
+	 * anyone else who may write there could replace what it reads. */
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+		snprintf(why, len, "its directory %s is writable by %s (mode %04o): anyone there could replace the "
+				   "metrics; use a directory only its owner can write to",
+			 dir, st.st_mode & S_IWOTH ? "others" : "its group", (unsigned)(st.st_mode & 07777));
+		return -EACCES;
+	}
+	return 0;
+}
+
+int metrics_write(const struct metrics *m, const char *path, const struct metrics_gauges *g)
+{
+	struct metrics_out o = { m, g };
 	return rundir_write_atomic_mode(AT_FDCWD, path, 0644, metrics__emit, &o); /* the exporter reads it */
 }
 

@@ -26,6 +26,7 @@
 
 struct metrics {
 	uint64_t in_ok, in_failed, queries;
+	uint64_t queries_refused; /* over --max-queries (counted by the agent itself) */
 	uint64_t out_ok, out_failed, out_indeterminate;
 	uint64_t bytes_in, bytes_out;
 	uint64_t downtime_count;
@@ -41,11 +42,25 @@ extern const double metrics_downtime_le[METRICS_NBUCKETS];
  * that is not one of the above (ignored). */
 int metrics_take(struct metrics *m, const char *line);
 
+/* The agent's gauges, as they are now. */
+struct metrics_gauges {
+	unsigned sessions;       /* running, those of an earlier agent included */
+	unsigned earlier;        /* of those, sessions an earlier agent started (before a restart) */
+	unsigned max_sessions;   /* --max-sessions */
+	unsigned handshaking;    /* session processes still authenticating */
+	unsigned queries;        /* capacity queries, link probes and resolutions being answered */
+	unsigned max_queries;    /* --max-queries */
+};
+
 /* Writes the exposition to path atomically (path.tmp, then rename), with
- * the agent's gauges: sessions running, its --max-sessions, sessions
- * still handshaking. Returns 0 or -errno. */
-int metrics_write(const struct metrics *m, const char *path, unsigned sessions, unsigned max_sessions,
-		  unsigned handshaking);
+ * the gauges g. Returns 0 or -errno. */
+int metrics_write(const struct metrics *m, const char *path, const struct metrics_gauges *g);
+
+/* Whether path's directory may hold the metrics: a directory that only
+ * its owner may write to (group or others only with the sticky bit). Its
+ * owner may be another user (the node exporter's). 0, or -errno with
+ * why filled (the directory and what is wrong). */
+int metrics_check_dir(const char *path, char *why, size_t len);
 
 /* The lines a session sends (with '\n'); buf >= 96 bytes. */
 void metrics_line_in(char *buf, size_t len, int ok, uint64_t bytes);

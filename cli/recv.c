@@ -23,6 +23,7 @@
 #include "cli/agent.h"
 #include "cli/commands.h"
 #include "cli/metrics.h"
+#include "cli/recv-resolve.h"
 #include "cli/util.h"
 #include "migrate/dest.h"
 #include "transport/xport.h"
@@ -53,18 +54,25 @@ static void recv_usage(FILE *f)
 		"  --metrics-file FILE  keep FILE (mode 0644) up to date with the agent's figures in\n"
 		"                       the Prometheus text format: migrations in and out by\n"
 		"                       result, bytes, downtime, sessions (for the node exporter's\n"
-		"                       textfile collector; names in the README)\n"
+		"                       textfile collector; names in the README). Its directory\n"
+		"                       may be another user's, but writable by nobody else\n"
 		"  --max-sessions N     at most N incoming migrations and VMs they brought\n"
-		"                       (authenticated sessions; default 16)\n"
+		"                       (authenticated sessions, an earlier agent's still running\n"
+		"                       included; default 16)\n"
 		"  --max-handshakes N   at most N connections finishing their TLS handshake at\n"
 		"                       once, each in a process of its own; the oldest makes\n"
 		"                       room for a new one (default 8)\n"
 		"  --max-pending N      at most N connections whose first TLS record has not yet\n"
 		"                       fully arrived (they cost one descriptor and no process;\n"
 		"                       the oldest makes room; default 1024)\n"
+		"  --max-queries N      at most N capacity queries, link probes (estimate --to) and\n"
+		"                       resolutions answered at once, each in a process of its\n"
+		"                       own; more are refused until one ends (default 4)\n"
 		"  --timeout S          fail an incoming migration that makes no progress for S\n"
-		"                       seconds before COMMIT: nothing received, announced pages\n"
-		"                       missing, no COMMIT after READY (default 60)\n"
+		"                       seconds before READY: nothing received, announced pages\n"
+		"                       missing. After READY it never fails on a timeout: with no\n"
+		"                       COMMIT within S the VM is kept paused, in doubt, until the\n"
+		"                       source resolves it (default 60)\n"
 		"  --handshake-timeout S  a connection must be authenticated and say HELLO\n"
 		"                       within S seconds (default 10)\n"
 		"  --hv auto|kvm|xen    the hypervisor incoming VMs run on (default auto: xen\n"
@@ -90,7 +98,143 @@ struct session {
 	int failed;
 	int queried; /* a capacity query, answered: not a failed migration */
 	int agent_fd;
+	int slot_fd; /* agent_slot_hold(): held as long as this process lives */
+	struct recv_record rec; /* RUNDIR/NAME.migration, once the migration has a token */
+	int rec_on;
+	uv_timer_t fault_timer; /* PML_MIGRATE_TEST_FAULT=stop-after-ready */
+	int fault_timer_on;
 };
+
+/* The record of this migration (recv-resolve.h), best effort: without it
+ * a source that lost our answer cannot learn the outcome for certain. */
+static void session__record(struct session *s, enum recv_state st)
+{
+	if (!s->rec_on)
+		return;
+	s->rec.state = st;
+	int e = recv_record_write(s->r.dirfd, s->r.name, &s->rec);
+	if (e < 0)
+		recv_log("cannot record the migration of '%s' (%s): %s", s->r.name, recv_state_name(st), strerror(-e));
+}
+
+/* Test hook (tests/test-resolve.sh): the session stops itself (SIGSTOP)
+ * once its READY is on the wire, as a hung host would, so a test can hold
+ * it between READY and COMMIT for as long as it likes. */
+static void session__fault_tick(uv_timer_t *t)
+{
+	struct session *s = t->data;
+	if (s->d && migrate_dst_unsent(s->d))
+		return;
+	uv_timer_stop(t);
+	recv_log("test fault: '%s' stops itself after READY", s->r.name);
+	raise(SIGSTOP);
+}
+
+static void session__step(void *opaque, enum migrate_dst_step step, const char *why)
+{
+	struct session *s = opaque;
+	const char *fault = getenv("PML_MIGRATE_TEST_FAULT");
+	switch (step) {
+	case MIGRATE_DST_RECEIVING:
+		if (!(s->rec.token = migrate_dst_token(s->d)))
+			break; /* one connection, no resume: nothing names this migration */
+		snprintf(s->rec.peer, sizeof(s->rec.peer), "%s", migrate_dst_peer(s->d));
+		s->rec.pid = getpid();
+		snprintf(s->rec.hv, sizeof(s->rec.hv), "%s", s->hv);
+		s->rec_on = 1;
+		session__record(s, RECV_RECEIVING);
+		break;
+	case MIGRATE_DST_READY:
+		session__record(s, RECV_READY);
+		if (fault && !strcmp(fault, "stop-after-ready") && !s->fault_timer_on) {
+			uv_timer_init(&s->r.loop, &s->fault_timer);
+			s->fault_timer.data = s;
+			s->fault_timer_on = 1;
+			uv_timer_start(&s->fault_timer, session__fault_tick, 0, 1);
+		}
+		break;
+	case MIGRATE_DST_IN_DOUBT:
+		s->r.in_doubt = 1;
+		session__record(s, RECV_IN_DOUBT);
+		recv_log("migration of '%s' in doubt: %s; the VM stays here paused until the source resolves it "
+			 "('ctl %s resume' starts it here, 'ctl %s stop' discards it, once the source is checked)",
+			 s->r.name, why, s->r.name, s->r.name);
+		break;
+	case MIGRATE_DST_COMMITTED:
+		session__record(s, RECV_COMMITTED);
+		break;
+	}
+}
+
+static const char *outcome_name(int o)
+{
+	return o == STREAM_OUTCOME_RAN ? "ran" : o == STREAM_OUTCOME_NONE ? "none" : "unknown";
+}
+
+/* Control commands about the incoming migration (vmhost.h incoming_ctl). */
+static int session__ctl(void *opaque, const char *cmd, struct json *j)
+{
+	struct session *s = opaque;
+	char why[300] = "", tok[24], dec[16];
+	uint64_t token = 0;
+	enum stream_decision decision;
+	int n = 0;
+	if (!strncmp(cmd, "resolve ", 8) && sscanf(cmd + 8, "%20s %15s%n", tok, dec, &n) == 2 && !cmd[8 + n]) {
+		char *end;
+		token = strtoull(tok, &end, 16);
+		if (*end || (strcmp(dec, "commit") && strcmp(dec, "abort"))) {
+			json_bool(j, "ok", 0);
+			json_str(j, "error", "usage: resolve TOKEN commit|abort");
+			return 1;
+		}
+		decision = !strcmp(dec, "commit") ? STREAM_DECIDE_COMMIT : STREAM_DECIDE_ABORT;
+	} else if (s->r.incoming && s->r.in_doubt && (!strcmp(cmd, "resume") || !strcmp(cmd, "stop"))) {
+		/* The operator's word, once they checked the source. */
+		token = s->rec.token;
+		decision = !strcmp(cmd, "resume") ? STREAM_DECIDE_COMMIT : STREAM_DECIDE_ABORT;
+		recv_log("'%s' in doubt: the operator says %s", s->r.name, cmd);
+	} else {
+		return 0;
+	}
+	int o;
+	if (!s->rec_on || token != s->rec.token) {
+		o = -EACCES;
+		snprintf(why, sizeof(why), "not the migration this session holds");
+	} else if (!s->d) { /* the migration ended: its outcome is known */
+		o = s->r.incoming || s->failed ? STREAM_OUTCOME_NONE : STREAM_OUTCOME_RAN;
+		snprintf(why, sizeof(why), "%s", o == STREAM_OUTCOME_RAN ? "the guest started here after COMMIT"
+									  : "the VM was destroyed here before it ever ran");
+	} else {
+		o = migrate_dst_resolve(s->d, token, decision, why, sizeof(why));
+	}
+	json_bool(j, "ok", o > 0);
+	if (o < 0) {
+		json_str(j, "error", why);
+		return 1;
+	}
+	json_str(j, "outcome", outcome_name(o));
+	json_str(j, "why", why);
+	recv_log("migration of '%s' resolved (%s): %s, %s", s->r.name, decision == STREAM_DECIDE_COMMIT ? "commit" : "abort",
+		 outcome_name(o), why);
+	return 1;
+}
+
+static int session__resolve(void *opaque, const char *name, const char *peer, const struct stream_resolve *rq,
+			    char *text, size_t len)
+{
+	struct session *s = opaque;
+	unsigned live, max;
+	s->queried = 1; /* a query, not a failed migration */
+	int o = agent_gate_query(s->agent_fd, &live, &max, text, len); /* one of --max-queries */
+	if (o < 0) {
+		recv_log("resolve of '%s' refused: %s", name, text);
+		return o;
+	}
+	o = recv_resolve_answer(name, peer, rq, text, len);
+	recv_log("resolve of '%s' (%s) from %s: %s: %s", name, rq->decision == STREAM_DECIDE_COMMIT ? "commit" : "abort",
+		 peer[0] ? peer : "(plaintext)", o > 0 ? outcome_name(o) : "refused", text);
+	return o;
+}
 
 static int session__claim(void *opaque, const char *name, char *why, size_t len)
 {
@@ -105,6 +249,10 @@ static int session__claim(void *opaque, const char *name, char *why, size_t len)
 	int e = agent_gate_ask(s->agent_fd, why, len);
 	if (e < 0)
 		return e;
+	/* The slot, also for an agent restarted while we run. */
+	if (s->agent_fd >= 0 && (s->slot_fd = agent_slot_hold()) < 0)
+		recv_log("cannot hold a session slot in the run directory (%s): a restarted agent would not count "
+			 "this session", strerror(-s->slot_fd));
 	e = vmhost_claim_name(&s->r, name);
 	if (e == -EEXIST) {
 		snprintf(why, len, "a VM named '%s' already runs on the destination", name);
@@ -163,6 +311,8 @@ static void session__running(void *opaque, const char *stats)
 	struct session *s = opaque;
 	char v[64], line[96];
 	recv_log("'%s' is running here (%s)", s->r.name, stats);
+	s->r.in_doubt = 0;
+	session__record(s, RECV_RUNNING);
 	metrics_line_in(line, sizeof(line), 1, json_field(stats, "wire_bytes", v, sizeof(v)) == 0 ? strtoull(v, NULL, 10) : 0);
 	session__report(s, line);
 	if (vmhost_went_live(&s->r) < 0)
@@ -240,13 +390,15 @@ static const struct migrate_dst_ops session_ops = {
 	.running = session__running,
 	.failed = session__failed,
 	.capacity = session__capacity,
+	.step = session__step,
+	.resolve = session__resolve,
 };
 
 static int recv_session(const struct recv_opts *o)
 {
 	struct session s;
 	char err[512];
-	int rc = PMG_EXIT_FAIL;
+	int rc = PMG_EXIT_FAIL, rec_fd = -1;
 
 	memset(&s, 0, sizeof(s));
 	signal(SIGPIPE, SIG_IGN);
@@ -259,7 +411,10 @@ static int recv_session(const struct recv_opts *o)
 	s.r.incoming = 1;
 	s.r.on_mig_done = session__mig_done;
 	s.r.on_mig_done_opaque = &s;
+	s.r.incoming_ctl = session__ctl;
+	s.r.incoming_ctl_opaque = &s;
 	s.agent_fd = o->agent_fd;
+	s.slot_fd = -1;
 	s.hv = o->hv;
 	struct xport_tls_config tc = { .server = 1, .insecure = o->insecure, .certs_dir = o->certs, .node = o->node,
 				       .allow = o->allow[0] ? o->allow : NULL };
@@ -278,6 +433,10 @@ static int recv_session(const struct recv_opts *o)
 			hv_vm_stop(s.r.vm);
 			hv_vm_wait(s.r.vm);
 		}
+		/* Recorded once the VM is gone (below): a resolver that gets no
+		 * answer from us reads it after we exit. */
+		if (s.rec_on && s.rec.state < RECV_RUNNING)
+			rec_fd = dup(s.r.dirfd);
 		if (s.r.result_name[0])
 			unlinkat(s.r.dirfd, s.r.result_name, 0);
 		goto out;
@@ -288,7 +447,13 @@ static int recv_session(const struct recv_opts *o)
 out:
 	if (s.d)
 		migrate_dst_free(s.d);
-	vmhost_cleanup(&s.r);
+	vmhost_cleanup(&s.r); /* destroys the VM */
+	if (rec_fd >= 0) {
+		s.rec.state = RECV_DESTROYED;
+		if (recv_record_write(rec_fd, s.r.name, &s.rec) < 0)
+			recv_log("cannot record that '%s' was destroyed", s.r.name);
+		close(rec_fd);
+	}
 	if (s.r.con && s.r.con != stdout)
 		fclose(s.r.con);
 	xport_tls_free(s.tls);
@@ -311,6 +476,7 @@ int cmd_recv(int argc, char **argv)
 		{ "timeout", required_argument, 0, 'T' },
 		{ "max-handshakes", required_argument, 0, 'K' },
 		{ "max-pending", required_argument, 0, 'P' },
+		{ "max-queries", required_argument, 0, 'Q' },
 		{ "agent-fd", required_argument, 0, 'A' },
 		{ "handshake-timeout", required_argument, 0, 'H' },
 		{ "hv", required_argument, 0, 'V' },
@@ -326,6 +492,7 @@ int cmd_recv(int argc, char **argv)
 	o.max_sessions = 16;
 	o.max_handshakes = 8;
 	o.max_pending = 1024;
+	o.max_queries = 4;
 	o.agent_fd = -1;
 	migrate_dst_limits_default(&o.lim);
 	snprintf(o.node, sizeof(o.node), "agent");
@@ -381,6 +548,13 @@ int cmd_recv(int argc, char **argv)
 				return PMG_EXIT_USAGE;
 			}
 			*(c == 'K' ? &o.max_handshakes : &o.max_pending) = (unsigned)v;
+			break;
+		case 'Q':
+			if (cli_parse_uint(optarg, 1, 1024, &v) < 0) {
+				util_err("recv: --max-queries '%s': must be 1..1024", optarg);
+				return PMG_EXIT_USAGE;
+			}
+			o.max_queries = (unsigned)v;
 			break;
 		case 'A':
 			if (cli_parse_uint(optarg, 3, 1024, &v) < 0) {

@@ -8,6 +8,7 @@
  * COMMIT, a resumed source can take all of this back (dst__rewind).
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -140,6 +141,8 @@ static void dst__finish_ready(struct migrate_dst *d)
 	d->phase = DST_READY;
 	d->t_ready = d->progress_at = util_now_ns();
 	dst__send0(d, STREAM_READY);
+	if (d->ops->step)
+		d->ops->step(d->opaque, MIGRATE_DST_READY, "READY sent");
 }
 
 static void dst__verify_done(uv_work_t *w, int status)
@@ -216,11 +219,20 @@ void dst__rewind(struct migrate_dst *d)
 /* COMMIT: the source's guest is gone for good; ours starts. */
 int dst__take_commit(struct dst_stream *s, const struct stream_record *rec)
 {
-	struct migrate_dst *d = s->d;
-	int e;
 	if (stream_parse_empty(rec) < 0)
 		return -EBADMSG;
+	int e = dst__commit(s->d);
+	return e < 0 ? e : -ECANCELED; /* nothing may follow COMMIT */
+}
+
+int dst__commit(struct migrate_dst *d)
+{
+	int e;
+	if (d->phase != DST_READY)
+		return -EPROTO;
 	uint64_t t_commit = util_now_ns();
+	if (d->ops->step)
+		d->ops->step(d->opaque, MIGRATE_DST_COMMITTED, "COMMIT taken");
 	dst__stop_workers(d);
 	/* Xen: the domain leaves its temporary name (the source's
 	 * domain stepped aside before COMMIT). Only the name is at
@@ -251,6 +263,7 @@ int dst__take_commit(struct dst_stream *s, const struct stream_record *rec)
 	json_u64(&j, "prefaulted_mib", d->prefaulted >> 20); /* the prefaulter stopped above */
 	json_f64(&j, "receive_ms", (double)(d->t_ready - d->t_start) / 1e6);
 	json_f64(&j, "commit_wait_ms", (double)(t_commit - d->t_ready) / 1e6);
+	json_bool(&j, "in_doubt", d->in_doubt); /* COMMIT came by a resolution */
 	json_f64(&j, "start_ms", (double)(t_started - t_commit) / 1e6); /* COMMIT in to the guest running */
 	json_bool(&j, "verified", d->verify_len != 0);
 	json_u64(&j, "resumes", d->resumes);
@@ -262,5 +275,19 @@ int dst__take_commit(struct dst_stream *s, const struct stream_record *rec)
 	char *stats = json_end_str(&j);
 	d->ops->running(d->opaque, stats ? stats : "{}");
 	free(stats);
-	return -ECANCELED; /* nothing may follow COMMIT */
+	return 0;
+}
+
+void dst__in_doubt(struct migrate_dst *d, const char *fmt, ...)
+{
+	char why[300];
+	va_list ap;
+	if (d->in_doubt || d->phase != DST_READY)
+		return;
+	d->in_doubt = 1;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (d->ops->step)
+		d->ops->step(d->opaque, MIGRATE_DST_IN_DOUBT, why);
 }

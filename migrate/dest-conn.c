@@ -285,6 +285,16 @@ static void dst__on_close(struct xport_conn *x, int err, const char *why, void *
 	}
 	if (d->freeing || d->phase == DST_FAILED || d->phase == DST_RUNNING)
 		return;
+	if (d->phase == DST_READY && s->lane && !d->resume) {
+		/* After READY a lost link may have carried COMMIT: the VM is
+		 * kept for the source's resolution, never destroyed for it.
+		 * (With resume the source may come back: the READY deadline
+		 * decides, below.) */
+		if (!s->lane->idx)
+			dst__in_doubt(d, "connection %u from the source lost after READY: %s", s->idx, why);
+		dst__detach(s, err, why);
+		return;
+	}
 	if (d->resume && s->lane && d->phase >= DST_RECEIVING) {
 		/* The source may come back (RESUME on the session port) until
 		 * the idle deadline; its lane, queue and memory wait here. */

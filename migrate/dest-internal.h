@@ -54,6 +54,7 @@ enum dst_phase {
 	DST_RUNNING,   /* COMMIT taken, guest started, RUNNING sent: the end */
 	DST_FAILED,    /* the end without a guest here */
 	DST_PROBE,     /* a capacity query answered; measuring the link (PROBE records) */
+	DST_RESOLVE,   /* a HELLO asking what became of a migration: awaiting its RESOLVE */
 };
 
 struct dst_job {
@@ -159,6 +160,10 @@ struct migrate_dst {
 	uint32_t rounds;
 	uint64_t round_ends; /* ROUND_END records received, over all connections */
 	uint64_t t_start, t_ready;
+	/* READY went out and then no COMMIT came in time, or lane 0's link
+	 * was lost: the source may have sent COMMIT, so the VM is kept
+	 * (paused) until the source, or the operator, says what it did. */
+	int in_doubt;
 };
 
 /* ---- dest.c ---- */
@@ -220,6 +225,13 @@ int dst__take_vcpu(struct dst_stream *s, const struct stream_record *rec);
 int dst__take_verify(struct dst_stream *s, const struct stream_record *rec);
 int dst__take_state_done(struct dst_stream *s, const struct stream_record *rec);
 int dst__take_commit(struct dst_stream *s, const struct stream_record *rec);
+/* COMMIT's work, whichever way it came (the record, or a resolution):
+ * starts the guest, answers RUNNING, running(). 0, or -errno once it has
+ * failed the migration (the guest did not start). Phase READY only. */
+int dst__commit(struct migrate_dst *d);
+/* READY, and the source can no longer be heard from: keep the VM paused
+ * and say so (step()), never destroy it on a timeout alone. Once. */
+void dst__in_doubt(struct migrate_dst *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* In APPLYING: once everything STATE_DONE announced is applied, the
  * memory check and READY. Loop thread. */
 void dst__check_complete(struct migrate_dst *d);

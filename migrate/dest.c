@@ -115,6 +115,28 @@ static int dst__take_probe(struct dst_stream *s, const struct stream_record *rec
 	return dst__end_query(d);
 }
 
+/* RESOLVE: what became of the migration the source names; the answer
+ * (RESOLVED) ends the session as a query does. */
+static int dst__take_resolve(struct dst_stream *s, const struct stream_record *rec)
+{
+	struct migrate_dst *d = s->d;
+	struct stream_resolve rq;
+	char text[STREAM_MAX_TEXT + 1] = "";
+	if (stream_parse_resolve(rec, &rq) < 0)
+		return -EBADMSG;
+	int outcome = d->ops->resolve(d->opaque, d->name, d->peer, &rq, text, sizeof(text));
+	if (outcome < 0) {
+		dst__fail(d, outcome, "%s", text[0] ? text : "cannot resolve");
+		return outcome;
+	}
+	struct stream_buf b = { 0 };
+	struct xport_conn *x0 = dst__x0(d);
+	if (x0 && stream_put_resolved(&b, (uint32_t)outcome, text) == 0)
+		xport_write(x0, b.p, b.len);
+	stream_buf_free(&b);
+	return dst__end_query(d);
+}
+
 /* HELLO: the VM's name (claimed on this host) and whether the source
  * wants resume. */
 static int dst__take_hello(struct dst_stream *s, const struct stream_record *rec)
@@ -129,6 +151,17 @@ static int dst__take_hello(struct dst_stream *s, const struct stream_record *rec
 			  : e == -EPROTONOSUPPORT ? "HELLO announces an unsupported stream version"
 						 : "malformed HELLO record (magic or lengths)");
 		return e;
+	}
+	if ((h.caps & STREAM_CAP_QUERY) && (h.caps & STREAM_CAP_RESOLVE)) {
+		if (!d->ops->resolve || !h.name[0]) {
+			dst__fail(d, -EOPNOTSUPP, "%s", h.name[0] ? "this destination resolves no migrations"
+								: "a RESOLVE's HELLO must name the VM");
+			return -EOPNOTSUPP;
+		}
+		snprintf(d->name, sizeof(d->name), "%s", h.name);
+		snprintf(d->peer, sizeof(d->peer), "%s", s->x ? xport_peer_name(s->x) : "");
+		d->phase = DST_RESOLVE;
+		return 0;
 	}
 	if (h.caps & STREAM_CAP_QUERY)
 		return dst__answer_query(d, !!(h.caps & STREAM_CAP_PROBE));
@@ -200,6 +233,8 @@ static int dst__take_join(struct dst_stream *s, const struct stream_record *rec)
 		return e;
 	}
 	d->phase = DST_RECEIVING;
+	if (d->ops->step)
+		d->ops->step(d->opaque, MIGRATE_DST_RECEIVING, "HELLO answered");
 	return 0;
 }
 
@@ -230,6 +265,7 @@ static const struct dst_accept {
 	{ DST_APPLYING, STREAM_ROUND_END, LANES, dst__round_end },
 	{ DST_READY, STREAM_COMMIT, LANE0, dst__take_commit },
 	{ DST_PROBE, STREAM_PROBE, LANE0, dst__take_probe },
+	{ DST_RESOLVE, STREAM_RESOLVE, LANE0, dst__take_resolve },
 };
 
 /* Why a record was refused, for the source and the log. */
@@ -262,6 +298,9 @@ static void dst__refuse(struct dst_stream *s, const struct stream_record *rec)
 		break;
 	case DST_PROBE:
 		dst__fail(d, -EPROTO, "link probe: unexpected %s record", t);
+		break;
+	case DST_RESOLVE:
+		dst__fail(d, -EPROTO, "expected RESOLVE, got %s", t);
 		break;
 	default:
 		break;
@@ -370,6 +409,12 @@ static void dst__deadlines(uv_timer_t *t)
 		d->last_applied = applied;
 		d->progress_at = now;
 	}
+	/* What the source already said is heard before it is judged silent:
+	 * a session stopped (SIGSTOP, a hung host) and continued runs this
+	 * timer before it reads what arrived meanwhile - a COMMIT among it. */
+	for (unsigned i = 0; i < DST_MAX_STREAMS; i++)
+		if (d->st[i].x && xport_rx_pending(d->st[i].x))
+			return;
 	for (unsigned i = 1; i < DST_MAX_STREAMS; i++)
 		if (d->st[i].x && !d->st[i].joined && util_age_ns(now, d->st[i].t_accept) > DST_JOIN_TIMEOUT_NS)
 			dst__drop_candidate(&d->st[i]);
@@ -400,9 +445,13 @@ static void dst__deadlines(uv_timer_t *t)
 				  d->total_pages, applied, d->lim.idle_ms / 1000);
 		break;
 	case DST_READY:
+		/* The source may have sent COMMIT (and stopped waiting for our
+		 * RUNNING): destroying the VM could leave the guest running
+		 * nowhere. It waits, paused, for the source's resolution. */
 		if (util_age_ns(now, d->t_ready) > d->lim.idle_ms * ms)
-			dst__fail(d, -ETIMEDOUT, "no COMMIT within %u s of READY", d->lim.idle_ms / 1000);
+			dst__in_doubt(d, "no COMMIT within %u s of READY", d->lim.idle_ms / 1000);
 		break;
+	case DST_RESOLVE:
 	case DST_PROBE:
 		if (util_age_ns(now, d->progress_at) > d->lim.idle_ms * ms)
 			dst__fail(d, -ETIMEDOUT, "link probe: nothing received for %u s", d->lim.idle_ms / 1000);
@@ -414,7 +463,51 @@ static void dst__deadlines(uv_timer_t *t)
 	}
 }
 
-/* ---- lifetime ---- */
+/* ---- resolution ---- */
+
+int migrate_dst_resolve(struct migrate_dst *d, uint64_t token, enum stream_decision decision, char *why, size_t len)
+{
+	if (!d->token || token != d->token) {
+		snprintf(why, len, "not the migration this session holds");
+		return -EACCES;
+	}
+	switch (d->phase) {
+	case DST_RUNNING:
+		snprintf(why, len, "the guest runs here since COMMIT");
+		return STREAM_OUTCOME_RAN;
+	case DST_FAILED:
+		snprintf(why, len, "the migration failed here: nothing runs");
+		return STREAM_OUTCOME_NONE;
+	default:
+		break;
+	}
+	if (decision == STREAM_DECIDE_ABORT) {
+		dst__fail(d, -ECONNABORTED, "the source resolved the migration as aborted (its guest runs there)");
+		snprintf(why, len, "destroyed here before it ever ran: the source aborted");
+		return STREAM_OUTCOME_NONE;
+	}
+	if (d->phase != DST_READY) {
+		snprintf(why, len, "COMMIT named, but this session never answered READY (it is %s)",
+			 d->phase == DST_APPLYING ? "applying the last pages" : "receiving");
+		return STREAM_OUTCOME_UNKNOWN;
+	}
+	if (dst__commit(d) < 0) {
+		snprintf(why, len, "the guest failed to start after COMMIT and was destroyed: it never ran here");
+		return STREAM_OUTCOME_NONE;
+	}
+	snprintf(why, len, "COMMIT taken by resolution: the guest runs here now");
+	return STREAM_OUTCOME_RAN;
+}
+
+size_t migrate_dst_unsent(struct migrate_dst *d)
+{
+	struct xport_conn *x0 = dst__x0(d);
+	return x0 ? xport_pending(x0) : 0;
+}
+
+int migrate_dst_in_doubt(const struct migrate_dst *d) { return d->in_doubt && d->phase == DST_READY; }
+uint64_t migrate_dst_token(const struct migrate_dst *d) { return d->token; }
+const char *migrate_dst_peer(const struct migrate_dst *d) { return d->peer; }
 
 /* ---- lifetime ---- */
 

@@ -19,6 +19,15 @@
 #include "migrate/stream.h"
 #include "transport/xport.h"
 
+/* Steps of a migration the owner may want to record (step()). */
+enum migrate_dst_step {
+	MIGRATE_DST_RECEIVING, /* HELLO answered: migrate_dst_token() names the migration now */
+	MIGRATE_DST_READY,     /* READY sent: only COMMIT (or the source's ERROR) may follow */
+	MIGRATE_DST_IN_DOUBT,  /* READY, then no COMMIT in time or lane 0's link lost: the VM is
+				* kept paused until migrate_dst_resolve() or the owner decides */
+	MIGRATE_DST_COMMITTED, /* COMMIT taken: the guest is about to start (running() or failed() next) */
+};
+
 struct migrate_dst_ops {
 	/* HELLO arrived: reserve the VM name on this host (its control
 	 * socket). 0, or -errno with why filled. */
@@ -38,6 +47,17 @@ struct migrate_dst_ops {
 	 * answered"), or -errno with why filled (sent as ERROR). NULL: such
 	 * a HELLO is refused. */
 	int (*capacity)(void *opaque, struct stream_capacity *c, char *why, size_t len);
+	/* Optional: each step as it happens (why: a short reason). */
+	void (*step)(void *opaque, enum migrate_dst_step step, const char *why);
+	/* Optional: a HELLO with STREAM_CAP_QUERY | STREAM_CAP_RESOLVE naming
+	 * VM name, from a client whose certificate carries peer ("" when
+	 * plaintext), asks what became of migration rq->token after the
+	 * source did rq->decision. Returns an enum stream_outcome with text
+	 * filled (sent as RESOLVED), or -errno with text (sent as ERROR);
+	 * either way the session then ends through failed(). NULL: such a
+	 * HELLO is refused. */
+	int (*resolve)(void *opaque, const char *name, const char *peer, const struct stream_resolve *rq, char *text,
+		       size_t len);
 };
 
 struct migrate_dst;
@@ -72,6 +92,22 @@ int migrate_dst_start_feed(uv_loop_t *loop, const struct migrate_dst_limits *lim
  * loop turns). 0 while the session goes on, -ECANCELED once it ended
  * (failed() or running() was called) or for a session with a connection. */
 int migrate_dst_feed(struct migrate_dst *d, const void *p, size_t n);
+/* The source says what it did with migration token (its JOIN's; a
+ * resolution that reached this session through its owner): ABORT
+ * destroys the VM (failed()) unless the guest already runs; COMMIT starts
+ * it if this session is at READY (in doubt or not). Returns the outcome
+ * for the source (enum stream_outcome: RAN, NONE, or UNKNOWN when COMMIT
+ * names a session that never said READY), or -EACCES for another token;
+ * why gets a reason either way. Loop thread. */
+int migrate_dst_resolve(struct migrate_dst *d, uint64_t token, enum stream_decision decision, char *why, size_t len);
+/* Bytes written to lane 0's connection not yet handed to the kernel. */
+size_t migrate_dst_unsent(struct migrate_dst *d);
+/* 1 while the session holds the VM at READY in doubt (step IN_DOUBT). */
+int migrate_dst_in_doubt(const struct migrate_dst *d);
+/* The migration's token (0 before HELLO was answered, or with one
+ * connection and no resume), and the source's certificate name. */
+uint64_t migrate_dst_token(const struct migrate_dst *d);
+const char *migrate_dst_peer(const struct migrate_dst *d);
 /* Releases everything once running() or failed() has been called; may
  * be called from inside those callbacks. The VM stays with the owner. */
 void migrate_dst_free(struct migrate_dst *d);

@@ -26,6 +26,10 @@ struct query {
 	const struct stream_buf *filler; /* one whole PROBE record */
 	struct stream_probe_done pd;
 	unsigned rtt_us;
+	/* resolving a migration */
+	const char *name;
+	const struct stream_resolve *rq;
+	struct stream_resolved *resolved;
 };
 
 static void query__end(struct query *q, int err, const char *why)
@@ -70,7 +74,11 @@ static void query__ready(struct xport_conn *x, void *opaque)
 {
 	struct query *q = opaque;
 	struct stream_buf b = { 0 };
-	if (stream_put_hello(&b, STREAM_CAP_QUERY | (q->probe ? STREAM_CAP_PROBE : 0), "capacity-query") == 0)
+	int e = q->rq ? stream_put_hello(&b, STREAM_CAP_QUERY | STREAM_CAP_RESOLVE, q->name)
+		      : stream_put_hello(&b, STREAM_CAP_QUERY | (q->probe ? STREAM_CAP_PROBE : 0), "capacity-query");
+	if (!e && q->rq)
+		e = stream_put_resolve(&b, q->rq);
+	if (!e)
 		xport_write(x, b.p, b.len);
 	else
 		query__end(q, -ENOMEM, "out of memory");
@@ -82,7 +90,12 @@ static int query__record(void *opaque, const struct stream_record *rec)
 	struct query *q = opaque;
 	char text[STREAM_MAX_TEXT + 1], why[STREAM_MAX_TEXT + 64];
 	uint32_t code;
-	if (rec->type == STREAM_CAPACITY) {
+	if (rec->type == STREAM_RESOLVED && q->rq) {
+		if (stream_parse_resolved(rec, q->resolved) < 0)
+			query__end(q, -EPROTO, "malformed RESOLVED answer");
+		else
+			query__end(q, 0, NULL);
+	} else if (rec->type == STREAM_CAPACITY && !q->rq) {
 		if (stream_parse_capacity(rec, q->out) < 0) {
 			query__end(q, -EPROTO, "malformed CAPACITY answer");
 		} else if (q->probe && !q->pumping) {
@@ -192,6 +205,15 @@ int migrate_query_probe(const struct migrate_query_auth *auth, const char *hostp
 	*rate_Bps = (uint64_t)((double)q.pd.bytes * 1e9 / (double)q.pd.ns);
 	*rtt_us = q.rtt_us;
 	return 0;
+}
+
+int migrate_query_resolve(const struct migrate_query_auth *auth, const char *hostport, const char *name,
+			  const struct stream_resolve *rq, unsigned timeout_ms, struct stream_resolved *out, char *err,
+			  size_t errlen)
+{
+	struct stream_capacity unused;
+	struct query q = { .out = &unused, .why = err, .whylen = errlen, .name = name, .rq = rq, .resolved = out };
+	return query__run(&q, auth, hostport, timeout_ms);
 }
 
 static int query__run(struct query *qp, const struct migrate_query_auth *auth, const char *hostport,

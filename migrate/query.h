@@ -4,7 +4,8 @@
  * HELLO with STREAM_CAP_QUERY; the agent answers CAPACITY (or ERROR) and
  * closes. Nothing is claimed or started on the agent. With
  * STREAM_CAP_PROBE too, the connection then carries filler for a while
- * and the agent says how fast it arrived (`estimate --to`).
+ * and the agent says how fast it arrived (`estimate --to`). With
+ * STREAM_CAP_RESOLVE, it asks what became of one migration (RESOLVE).
  *
  * Threads: any; the call runs a private libuv loop to completion.
  */
@@ -40,5 +41,14 @@ int migrate_query_capacity(const struct migrate_query_auth *auth, const char *ho
  * The whole call is bounded by seconds + 15 s. */
 int migrate_query_probe(const struct migrate_query_auth *auth, const char *hostport, double seconds, struct stream_capacity *cap,
 			uint64_t *rate_Bps, unsigned *rtt_us, char *err, size_t errlen);
+
+/* Asks the agent what became of migration rq->token of VM name, after
+ * the source did rq->decision (docs/stream.md, RESOLVE): with COMMIT, a
+ * destination holding the VM in doubt starts it; with ABORT it destroys
+ * it. 0 with *out (the outcome and the agent's reason), or -errno with a
+ * one-line reason in err, as migrate_query_capacity(). */
+int migrate_query_resolve(const struct migrate_query_auth *auth, const char *hostport, const char *name,
+			  const struct stream_resolve *rq, unsigned timeout_ms, struct stream_resolved *out, char *err,
+			  size_t errlen);
 
 #endif

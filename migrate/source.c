@@ -947,3 +947,6 @@ err_free:
 	free(m);
 	return e;
 }
+
+uint64_t migrate_src_token(const struct migrate_src *m) { return m->token; }
+int migrate_src_state_sent(const struct migrate_src *m) { return m->t_state_sent != 0; }

@@ -100,4 +100,12 @@ int migrate_src_cancel(struct migrate_src *m, const char *why);
 struct stream_shape;
 void migrate_src_shape(struct hv_vm *vm, struct stream_shape *sh);
 
+/* For resolving an outcome the migration could not learn (RESOLVE,
+ * docs/stream.md), from done(): the migration's token (its JOIN's; 0 with
+ * one connection and no resume), and whether STATE_DONE went out (the
+ * destination may then have answered READY, even one we never saw, and
+ * hold the VM until told). Loop thread. */
+uint64_t migrate_src_token(const struct migrate_src *m);
+int migrate_src_state_sent(const struct migrate_src *m);
+
 #endif

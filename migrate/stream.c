@@ -17,7 +17,8 @@ static uint64_t ld64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v;
 const char *stream_type_name(unsigned t)
 {
 	static const char *const n[] = { "?", "HELLO", "SHAPE", "PAGES", "VCPU", "ROUND_END", "STATE_DONE",
-					 "READY", "COMMIT", "RUNNING", "ERROR", "VERIFY", "JOIN", "RESUME", "ACK", "CHECKPOINT", "SEAL", "CAPACITY", "PROBE", "PROBE_DONE" };
+					 "READY", "COMMIT", "RUNNING", "ERROR", "VERIFY", "JOIN", "RESUME", "ACK", "CHECKPOINT", "SEAL", "CAPACITY", "PROBE", "PROBE_DONE",
+					 "RESOLVE", "RESOLVED" };
 	return t < STREAM_TYPE_MAX ? n[t] : "?";
 }
 
@@ -43,6 +44,8 @@ static uint32_t max_len(unsigned t)
 	case STREAM_CAPACITY: return 32;
 	case STREAM_PROBE: return STREAM_MAX_PROBE;
 	case STREAM_PROBE_DONE: return 16;
+	case STREAM_RESOLVE: return 16;
+	case STREAM_RESOLVED: return 8 + STREAM_MAX_TEXT;
 	default: return 0;
 	}
 }
@@ -714,5 +717,60 @@ int stream_put_probe_done(struct stream_buf *b, const struct stream_probe_done *
 		return e;
 	put64(b, p->bytes);
 	put64(b, p->ns);
+	return 0;
+}
+
+int stream_parse_resolve(const struct stream_record *rec, struct stream_resolve *out)
+{
+	static const uint8_t zero[7];
+	if (rec->type != STREAM_RESOLVE || rec->len != 16 || memcmp(rec->payload + 9, zero, 7))
+		return -EPROTO;
+	out->token = ld64(rec->payload);
+	out->decision = rec->payload[8];
+	if (!out->token || (out->decision != STREAM_DECIDE_COMMIT && out->decision != STREAM_DECIDE_ABORT))
+		return -EPROTO;
+	return 0;
+}
+
+int stream_put_resolve(struct stream_buf *b, const struct stream_resolve *r)
+{
+	static const uint8_t zero[7];
+	int e = header(b, STREAM_RESOLVE, 16);
+	if (e)
+		return e;
+	put64(b, r->token);
+	put(b, &r->decision, 1);
+	put(b, zero, 7);
+	return 0;
+}
+
+int stream_parse_resolved(const struct stream_record *rec, struct stream_resolved *out)
+{
+	if (rec->type != STREAM_RESOLVED || rec->len < 8)
+		return -EPROTO;
+	out->outcome = ld32(rec->payload);
+	uint32_t n = ld32(rec->payload + 4);
+	if (n > STREAM_MAX_TEXT || rec->len != 8 + n || out->outcome < STREAM_OUTCOME_RAN ||
+	    out->outcome > STREAM_OUTCOME_UNKNOWN)
+		return -EPROTO;
+	for (uint32_t i = 0; i < n; i++) {
+		unsigned char c = rec->payload[8 + i];
+		out->text[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+	}
+	out->text[n] = 0;
+	return 0;
+}
+
+int stream_put_resolved(struct stream_buf *b, uint32_t outcome, const char *text)
+{
+	size_t n = strlen(text);
+	if (n > STREAM_MAX_TEXT)
+		n = STREAM_MAX_TEXT;
+	int e = header(b, STREAM_RESOLVED, (uint32_t)(8 + n));
+	if (e)
+		return e;
+	put32(b, outcome);
+	put32(b, (uint32_t)n);
+	put(b, text, n);
 	return 0;
 }

@@ -47,6 +47,8 @@ enum stream_type {
 	STREAM_CAPACITY = 17,   /* an agent's answer to a HELLO with STREAM_CAP_QUERY */
 	STREAM_PROBE = 18,      /* link probe filler (any bytes); an empty one ends the probe */
 	STREAM_PROBE_DONE = 19, /* the agent's measure of a link probe */
+	STREAM_RESOLVE = 20,    /* after a HELLO with STREAM_CAP_RESOLVE: which migration, and the source's decision */
+	STREAM_RESOLVED = 21,   /* the agent's answer: what became of that migration there */
 	STREAM_TYPE_MAX
 };
 
@@ -91,7 +93,36 @@ struct stream_join {
 #define STREAM_CAP_RESUME (1ull << 0) /* a lost connection before READY may be resumed */
 #define STREAM_CAP_QUERY (1ull << 1)  /* not a migration: asks the agent's capacity (CAPACITY) */
 #define STREAM_CAP_PROBE (1ull << 2)  /* with QUERY: then measures the link (PROBE..., PROBE_DONE) */
+#define STREAM_CAP_RESOLVE (1ull << 3) /* with QUERY: asks what became of a migration (RESOLVE) */
 #define STREAM_MAX_PROBE (1u << 20)   /* filler bytes per PROBE record */
+
+/* A source whose migration's outcome it could not learn asks the agent
+ * (HELLO with STREAM_CAP_QUERY | STREAM_CAP_RESOLVE and the VM's name):
+ * the migration is the one of token (its JOIN's), and decision is what
+ * the source did. COMMIT: COMMIT was sent, so a destination still
+ * holding the VM at READY starts it. ABORT: the source resumed its
+ * guest (or will), so a destination holding it destroys it. */
+enum stream_decision {
+	STREAM_DECIDE_COMMIT = 1,
+	STREAM_DECIDE_ABORT = 2,
+};
+struct stream_resolve {
+	uint64_t token;
+	uint8_t decision; /* enum stream_decision */
+};
+/* The agent's answer. RAN: the guest started there after COMMIT (the
+ * migration happened, whatever became of the guest since). NONE: no copy
+ * runs there and none can start (never started, destroyed): the source's
+ * copy is the only one. UNKNOWN: the agent cannot say for certain now. */
+enum stream_outcome {
+	STREAM_OUTCOME_RAN = 1,
+	STREAM_OUTCOME_NONE = 2,
+	STREAM_OUTCOME_UNKNOWN = 3,
+};
+struct stream_resolved {
+	uint32_t outcome; /* enum stream_outcome */
+	char text[STREAM_MAX_TEXT + 1]; /* why, for the operator */
+};
 
 /* What the agent measured of a link probe: the PROBE bytes (headers
  * included) that arrived after the first PROBE record, and the time from
@@ -230,6 +261,10 @@ int stream_parse_seal(const struct stream_record *rec, struct stream_seal *out);
 /* CAPACITY: sessions <= max_sessions, hv known, mem_available <= mem_total. */
 int stream_parse_capacity(const struct stream_record *rec, struct stream_capacity *out);
 int stream_parse_probe_done(const struct stream_record *rec, struct stream_probe_done *out);
+/* -EPROTO: wrong length, a zero token, an unknown decision or outcome, or
+ * non-zero padding. Control characters in the text read as '?'. */
+int stream_parse_resolve(const struct stream_record *rec, struct stream_resolve *out);
+int stream_parse_resolved(const struct stream_record *rec, struct stream_resolved *out);
 /* text: NUL-terminated, control characters replaced by '?'. */
 int stream_parse_error(const struct stream_record *rec, uint32_t *code, char *text, size_t textsz);
 
@@ -266,6 +301,9 @@ int stream_put_capacity(struct stream_buf *b, const struct stream_capacity *c);
 /* PROBE with n filler bytes (0: the end of the probe). */
 int stream_put_probe(struct stream_buf *b, const void *filler, uint32_t n);
 int stream_put_probe_done(struct stream_buf *b, const struct stream_probe_done *p);
+int stream_put_resolve(struct stream_buf *b, const struct stream_resolve *r);
+/* text is cut to STREAM_MAX_TEXT. */
+int stream_put_resolved(struct stream_buf *b, uint32_t outcome, const char *text);
 
 const char *stream_type_name(unsigned type);
 

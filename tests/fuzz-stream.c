@@ -72,6 +72,16 @@ static int on_record(void *opaque, const struct stream_record *rec)
 		stream_parse_probe_done(rec, &p);
 		break;
 	}
+	case STREAM_RESOLVE: {
+		struct stream_resolve v;
+		stream_parse_resolve(rec, &v);
+		break;
+	}
+	case STREAM_RESOLVED: {
+		static struct stream_resolved v;
+		stream_parse_resolved(rec, &v);
+		break;
+	}
 	case STREAM_VERIFY: {
 		uint64_t first;
 		uint32_t count;

@@ -4,7 +4,12 @@
 C="$T/certs"
 AGENTS=""
 cleanup() {
-	for p in $AGENTS; do kill "$p" 2>/dev/null; done
+	# The agents' sessions first (children of the agent, itself a child
+	# of timeout(1)): a session holding a VM in doubt waits for ever.
+	for p in $AGENTS; do
+		for a in $(pgrep -P "$p"); do pkill -KILL -P "$a" 2>/dev/null; done
+		kill "$p" 2>/dev/null
+	done
 	pkill -f "recv --session-fd 3 .*$T" 2>/dev/null
 	rm -rf "$T"
 }

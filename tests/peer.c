@@ -35,6 +35,12 @@
  *       byte of a TLS ClientHello every 500 ms, and HELLO that send a
  *       whole ClientHello and then stall; holds them SECONDS, then exits.
  *       Prints "open=N" once all are connected.
+ *   peer probes PORT N SECONDS
+ *       N slow link probes at once against an --insecure agent: each sends
+ *       HELLO with QUERY | PROBE; once every one has its first answer,
+ *       prints "answered=A refused=R lost=L" (with the last refusal's
+ *       text), then the answered ones trickle a small PROBE every 500 ms
+ *       until SECONDS are up.
  *
  * Exit: 0 as described, 1 on an unexpected answer, 2 usage.
  */
@@ -493,6 +499,66 @@ static int flood(unsigned port, int idle, int trickle, int hello, int secs)
 	return 0;
 }
 
+/* N slow link probes at once: each a HELLO with QUERY | PROBE; an
+ * answered one then trickles a small PROBE every 500 ms (keeping its
+ * session alive) until SECONDS are up. */
+static int probes(unsigned port, int n, int secs)
+{
+	static const uint8_t filler[64];
+	int *fds = calloc((size_t)n, sizeof(int)), answered = 0, refused = 0, lost = 0;
+	char why[STREAM_MAX_TEXT + 1] = "";
+	if (!fds)
+		return 1;
+	for (int i = 0; i < n; i++) {
+		struct stream_buf b = { 0 };
+		fds[i] = tcp_to(port);
+		if (fds[i] < 0 || stream_put_hello(&b, STREAM_CAP_QUERY | STREAM_CAP_PROBE, "capacity-query") < 0 ||
+		    put(fds[i], &b) < 0) {
+			lost++;
+			continue;
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		uint8_t *p;
+		uint32_t len;
+		int t = fds[i] >= 0 ? get(fds[i], &p, &len) : -1;
+		if (t == STREAM_CAPACITY) {
+			answered++;
+		} else if (t == STREAM_ERROR) {
+			struct stream_record r = { .type = STREAM_ERROR, .len = len, .payload = p };
+			uint32_t code;
+			stream_parse_error(&r, &code, why, sizeof(why));
+			refused++;
+			close(fds[i]);
+			fds[i] = -1;
+		} else if (fds[i] >= 0) {
+			lost++;
+			close(fds[i]);
+			fds[i] = -1;
+		}
+		if (t >= 0)
+			free(p);
+	}
+	printf("answered=%d refused=%d lost=%d%s%s\n", answered, refused, lost, why[0] ? " refusal: " : "", why);
+	fflush(stdout);
+	time_t end = time(NULL) + secs;
+	while (time(NULL) < end) {
+		usleep(500000);
+		for (int i = 0; i < n; i++) {
+			struct stream_buf b = { 0 };
+			if (fds[i] >= 0 && (stream_put_probe(&b, filler, sizeof(filler)) < 0 || put(fds[i], &b) < 0)) {
+				close(fds[i]);
+				fds[i] = -1;
+			}
+		}
+	}
+	for (int i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	free(fds);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "early-ready"))
@@ -503,8 +569,10 @@ int main(int argc, char **argv)
 		return join_abuse((unsigned)atoi(argv[2]));
 	if (argc == 5 && !strcmp(argv[1], "phase"))
 		return phase(argv[2], argv[3], argv[4]);
+	if (argc == 5 && !strcmp(argv[1], "probes"))
+		return probes((unsigned)atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
 	if (argc == 7 && !strcmp(argv[1], "flood"))
 		return flood((unsigned)atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
-	fprintf(stderr, "usage: peer early-ready PORTFILE | phase PORTFILE PHASE TYPE | join-abuse PORT | flood PORT IDLE TRICKLE HELLO SECONDS\n");
+	fprintf(stderr, "usage: peer early-ready PORTFILE | phase PORTFILE PHASE TYPE | join-abuse PORT | flood PORT IDLE TRICKLE HELLO SECONDS | probes PORT N SECONDS\n");
 	return 2;
 }

@@ -61,8 +61,11 @@ static int taken(enum phase p, enum stream_type t)
 static struct hv_vm *vm, *ref; /* the session's; a fresh one for VERIFY digests */
 static void *blob; /* a real vCPU state: a booted guest's */
 static size_t blob_len;
-static int failed, running;
+static int failed, running, in_doubt;
 static char why[700];
+/* With after set, feed() calls it once the session had its turns, before
+ * freeing it (the resolutions). */
+static void (*after)(struct migrate_dst *d, uv_loop_t *loop);
 
 static int t__claim(void *o, const char *name, char *w, size_t len)
 {
@@ -86,7 +89,13 @@ static void t__failed(void *o, const char *w)
 	failed = 1;
 	snprintf(why, sizeof(why), "%s", w);
 }
-static const struct migrate_dst_ops ops = { .claim = t__claim, .create_vm = t__create_vm, .running = t__running, .failed = t__failed };
+static void t__step(void *o, enum migrate_dst_step st, const char *w)
+{
+	(void)o, (void)w;
+	in_doubt |= st == MIGRATE_DST_IN_DOUBT;
+}
+static const struct migrate_dst_ops ops = { .claim = t__claim, .create_vm = t__create_vm, .running = t__running,
+					    .failed = t__failed, .step = t__step };
 
 /* One valid record of type t. state_done: the pages it announces. */
 static int put(struct stream_buf *b, enum stream_type t, uint64_t state_done)
@@ -162,7 +171,7 @@ static int feed(enum phase p, const struct stream_buf *rec, const struct migrate
 	struct migrate_dst *d;
 	struct stream_buf b = { 0 };
 	int rc = 0;
-	failed = running = 0;
+	failed = running = in_doubt = 0;
 	why[0] = 0;
 	if (new_vm() < 0 || uv_loop_init(&loop) < 0 || migrate_dst_start_feed(&loop, lim, &ops, NULL, &d) < 0)
 		return -1;
@@ -179,9 +188,11 @@ static int feed(enum phase p, const struct stream_buf *rec, const struct migrate
 	do {
 		uv_run(&loop, turns_ms ? UV_RUN_ONCE : UV_RUN_NOWAIT);
 		clock_gettime(CLOCK_MONOTONIC, &t);
-	} while (!failed && (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < turns_ms);
+	} while (!failed && !in_doubt && (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < turns_ms);
 	for (int i = 0; i < 4; i++)
 		uv_run(&loop, UV_RUN_NOWAIT);
+	if (after)
+		after(d, &loop);
 	migrate_dst_free(d);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);
@@ -191,6 +202,21 @@ static int feed(enum phase p, const struct stream_buf *rec, const struct migrate
 	return rc;
 }
 
+static enum stream_decision resolve_dec;
+static int resolve_wrong, resolve_rc, doubt_seen, doubt_failed;
+static char resolve_why[300], doubt_why[700];
+
+static void resolve_after(struct migrate_dst *d, uv_loop_t *loop)
+{
+	doubt_seen = in_doubt && migrate_dst_in_doubt(d);
+	doubt_failed = failed;
+	snprintf(doubt_why, sizeof(doubt_why), "%s", failed ? why : "");
+	resolve_rc = migrate_dst_resolve(d, migrate_dst_token(d) + (uint64_t)resolve_wrong, resolve_dec, resolve_why,
+					 sizeof(resolve_why));
+	for (int i = 0; i < 4; i++)
+		uv_run(loop, UV_RUN_NOWAIT);
+}
+
 int main(void)
 {
 	char err[256];
@@ -198,7 +224,7 @@ int main(void)
 	char path[4096];
 	if (access("/dev/kvm", R_OK | W_OK))
 		tap_skip_all("/dev/kvm absent");
-	tap_plan((int)(NPHASES * (NTYPES + 1) + NPHASES - 1));
+	tap_plan((int)(NPHASES * (NTYPES + 1) + NPHASES - 2 + 3));
 	/* A real vCPU state to send: the idle guest's, booted not run. */
 	snprintf(path, sizeof(path), "%s/idle.elf", img);
 	if (new_vm() < 0 || hv_boot_image(vm, path, "", err, sizeof(err)) < 0 ||
@@ -240,11 +266,34 @@ int main(void)
 	 * does not pin the session (HELLO has its own, handshake_ms). */
 	struct migrate_dst_limits lim = { .handshake_ms = 300, .idle_ms = 300 };
 	for (int p = 0; p < NPHASES; p++) {
-		if (p == P_HELLO)
+		if (p == P_HELLO || p == P_READY)
 			continue;
 		int rc = feed((enum phase)p, NULL, &lim, 3000);
 		tap_ok(rc == 0 && failed && (strstr(why, "for 0 s") || strstr(why, "within 0 s") || strstr(why, "none for")),
 		       "%s: quiet for 300 ms, the session gives up: %s", phase_name[p], failed ? why : "(still waiting)");
+	}
+	/* ... except READY: the source may have sent COMMIT, so the VM is
+	 * kept in doubt (issue 21, defect 3) until the source says what it
+	 * did (migrate_dst_resolve). */
+	struct { enum stream_decision dec; int wrong_token; } res[] = {
+		{ STREAM_DECIDE_COMMIT, 0 }, { STREAM_DECIDE_ABORT, 0 }, { STREAM_DECIDE_COMMIT, 1 } };
+	for (size_t i = 0; i < sizeof(res) / sizeof(res[0]); i++) {
+		resolve_dec = res[i].dec;
+		resolve_wrong = res[i].wrong_token;
+		after = resolve_after;
+		int rc = feed(P_READY, NULL, &lim, 30000); /* ends at the first of failed, in doubt, 30 s */
+		after = NULL;
+		if (i == 0)
+			tap_ok(rc == 0 && doubt_seen && !doubt_failed && resolve_rc == STREAM_OUTCOME_RAN && running && !failed,
+			       "READY: quiet past its 300 ms limit, the VM is kept in doubt (not destroyed); "
+			       "COMMIT by resolution starts it: %s", doubt_failed ? doubt_why : resolve_why);
+		else if (i == 1)
+			tap_ok(rc == 0 && doubt_seen && resolve_rc == STREAM_OUTCOME_NONE && failed && !running &&
+				       strstr(why, "resolved the migration as aborted"),
+			       "READY in doubt: ABORT by resolution destroys it: %s", why);
+		else
+			tap_ok(rc == 0 && doubt_seen && resolve_rc == -EACCES && !failed && !running,
+			       "READY in doubt: a resolution with another token changes nothing: %s", resolve_why);
 	}
 	free(blob);
 	hv_vm_destroy(ref);

@@ -4,10 +4,12 @@
 # capacity query, and the VM it received migrating onward (out, bytes,
 # downtime histogram). The file is replaced atomically, readable by the
 # node exporter's user (0644), and every line is valid exposition format.
+# Its directory may belong to another user (the exporter's), but nobody
+# else may write there: a group- or world-writable one is refused.
 . "$(dirname "$0")/tap.sh"
 . "$(dirname "$0")/migrate-lib.sh"
 if [ ! -e /dev/kvm ]; then skip_all "/dev/kvm absent"; fi
-echo "1..9"
+echo "1..11"
 make_certs
 M="$T/prom/pml-migrate.prom"
 mkdir -p "$T/prom"
@@ -66,3 +68,17 @@ fam=$(grep -c '^# TYPE' "$M") help=$(grep -c '^# HELP' "$M")
 [ -z "$bad" ] && [ "$fam" = "$help" ] && [ "$fam" -ge 9 ]
 ok $? "exposition format: $fam families, each with HELP and TYPE${bad:+; bad lines: $bad}"
 PML_MIGRATE_RUNDIR="$T/b" "$PM" ctl m1 stop >/dev/null 2>&1
+
+mkdir -p "$T/ww" && chmod 0777 "$T/ww"
+timeout 20 "$PM" recv --listen 127.0.0.1:0 --insecure --run-dir "$T/c" --metrics-file "$T/ww/m.prom" 2>"$T/ww.err"
+rc=$?
+[ $rc = 1 ] && grep -q "writable by others" "$T/ww.err" && [ ! -e "$T/ww/m.prom" ]
+ok $? "--metrics-file in a world-writable directory: refused at start (exit $rc: $(head -c 250 "$T/ww.err"))"
+if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
+	mkdir -p "$T/exporter" && chmod 0755 "$T/exporter" && chown nobody "$T/exporter"
+	start_agent C "$T/c" --insecure --metrics-file "$T/exporter/m.prom"
+	[ -n "$PORT" ] && [ -f "$T/exporter/m.prom" ]
+	ok $? "in a directory another user owns (nobody, 0755: the exporter's, say): accepted"
+else
+	ok 0 "# SKIP not root: cannot make a directory another user owns"
+fi

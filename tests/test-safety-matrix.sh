@@ -13,11 +13,14 @@
 #   exit 0: the guest runs on the destination and finishes there with the
 #           reference digest; the source process ended 'migrated'.
 #   exit 1: the guest still runs on the source and finishes there with the
-#           reference digest; the destination's session failed, no copy
-#           ever ran there.
+#           reference digest; the destination's session failed, or holds
+#           the VM paused in doubt (READY sent, no COMMIT heard: the
+#           source's ABORT cannot reach it through this one-connection
+#           relay); no copy ever ran there.
 #   exit 3: the source copy is paused (indeterminate), refuses resume and
-#           never runs again; the destination either runs the guest (and
-#           it finishes with the reference digest) or failed: never both.
+#           never runs again (its RESOLVE cannot pass the relay either);
+#           the destination runs the guest (and it finishes with the
+#           reference digest), failed, or holds it in doubt: never both.
 # And every cell ends in bounded time: send within --max-time, the wait
 # for RUNNING after COMMIT included (plus slack); the destination's
 # session runs or fails within its --timeout. Cells overlap: one migration
@@ -68,6 +71,7 @@ dest_fate() {
 	for i in $(seq $(($2 * 20))); do
 		grep -q "'$1' is running here" "$T/b.log" && { echo running; return; }
 		grep -q "migration of '$1' failed" "$T/b.log" && { echo failed; return; }
+		grep -q "migration of '$1' in doubt" "$T/b.log" && { echo in-doubt; return; }
 		sleep 0.05
 	done
 	echo none
@@ -75,7 +79,14 @@ dest_fate() {
 # A stalled relay stays stalled until the destination's fate is known, so
 # the destination has to notice the stall by its own deadline.
 stop_relay() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
-dest_why() { sed -n "s/.*migration of '$1' failed: //p" "$T/b.log" | head -n 1; }
+dest_why() { sed -n "s/.*migration of '$1' \(failed\|in doubt\): //p" "$T/b.log" | head -n 1; }
+# never_ran NAME: the destination holds NAME paused in doubt (READY, no
+# COMMIT heard) and it never ran there: the source's word cannot reach it
+# through this one-connection relay, so it waits for an operator.
+never_ran() {
+	[ ! -e "$T/hostB/$1.result.json" ] &&
+		PML_MIGRATE_RUNDIR="$T/hostB" "$PM" ctl "$1" status 2>/dev/null | grep -q '"state":"in-doubt"'
+}
 
 # cell TAG MODE ACTION AT: one migration through a relay that does ACTION
 # at AT; its assertions go to $T/cells/TAG (one "STATUS DESCRIPTION" line
@@ -136,7 +147,8 @@ cell() {
 		wait $vpid
 		sres=$(field "$T/$tag.src.json" result)
 		sdig=$(field "$T/$tag.src.json" digest)
-		[ "$fate" = failed ] && [ ! -e "$T/hostB/$tag.result.json" ] && [ ! -e "$T/hostB/$tag.sock" ]
+		{ [ "$fate" = failed ] && [ ! -e "$T/hostB/$tag.result.json" ] && [ ! -e "$T/hostB/$tag.sock" ]; } ||
+			{ [ "$fate" = in-doubt ] && never_ran "$tag"; }
 		put $? "exit 1: the destination's session $fate ($(dest_why "$tag")), no copy ran there"
 		[ "$sres" = ok ] && [ "$sdig" = "$ref" ]
 		put $? "exit 1: finished on the source with digest $sdig (reference $ref)"
@@ -158,8 +170,9 @@ cell() {
 		local left=$((t0 / 1000000 + ms + GUEST_S * 1000 - $(date +%s%N) / 1000000))
 		[ $left -gt 0 ] && sleep "$(awk -v l=$left 'BEGIN { printf "%.1f", l / 1000 }')"
 		[ "$fate" = running ] && [ "$dd" = "$ref" ] ||
-			{ [ "$fate" = failed ] && [ ! -e "$T/hostB/$tag.result.json" ] && [ ! -e "$T/hostB/$tag.sock" ]; }
-		put $? "exit 3: the destination $fate$([ "$fate" = running ] && echo " it and it finished with digest $dd (reference $ref)")$([ "$fate" = failed ] && echo " ($(dest_why "$tag")), no copy ran there")"
+			{ [ "$fate" = failed ] && [ ! -e "$T/hostB/$tag.result.json" ] && [ ! -e "$T/hostB/$tag.sock" ]; } ||
+			{ [ "$fate" = in-doubt ] && never_ran "$tag"; }
+		put $? "exit 3: the destination $fate$([ "$fate" = running ] && echo " it and it finished with digest $dd (reference $ref)")$([ "$fate" != running ] && echo " ($(dest_why "$tag")), no copy ran there")"
 		local later=$(src_state "$tag")
 		PML_MIGRATE_RUNDIR="$T/hostA" "$PM" ctl "$tag" stop >/dev/null 2>&1
 		wait $vpid

@@ -250,7 +250,7 @@ int main(int argc, char **argv)
 	}
 	if (argc == 3 && !strcmp(argv[1], "--hostile"))
 		return write_hostile(argv[2]);
-	tap_plan(33);
+	tap_plan(34);
 	build_valid(&b);
 	int all = 1;
 	for (size_t chunk = 1; chunk <= b.len; chunk = chunk * 3 + 1) {
@@ -446,6 +446,26 @@ int main(int argc, char **argv)
 		tap_ok(ok2 && e3 == 0 && l3 == STREAM_HDR_SIZE + STREAM_MAX_PROBE &&
 			       stream_put_probe(&cb, big, STREAM_MAX_PROBE + 1) == -E2BIG,
 		       "PROBE_DONE round-trips; a PROBE holds up to 1 MiB of filler, no more");
+		stream_buf_free(&cb);
+		struct stream_resolve vw = { .token = 0xfeedull, .decision = STREAM_DECIDE_COMMIT }, vr;
+		stream_put_resolve(&cb, &vw);
+		struct stream_record r10 = { .type = STREAM_RESOLVE, .len = (uint32_t)cb.len - 8, .payload = cb.p + 8 };
+		int ok3 = stream_parse_resolve(&r10, &vr) == 0 && vr.token == 0xfeedull && vr.decision == STREAM_DECIDE_COMMIT;
+		cb.p[8 + 8] = 3; /* no such decision */
+		int e4 = stream_parse_resolve(&r10, &vr);
+		cb.p[8 + 8] = STREAM_DECIDE_ABORT;
+		memset(cb.p + 8, 0, 8); /* no token */
+		int e5 = stream_parse_resolve(&r10, &vr);
+		stream_buf_free(&cb);
+		struct stream_resolved dr;
+		stream_put_resolved(&cb, STREAM_OUTCOME_NONE, "destroyed\nhere");
+		struct stream_record r11 = { .type = STREAM_RESOLVED, .len = (uint32_t)cb.len - 8, .payload = cb.p + 8 };
+		int ok4 = stream_parse_resolved(&r11, &dr) == 0 && dr.outcome == STREAM_OUTCOME_NONE &&
+			  !strcmp(dr.text, "destroyed?here");
+		uint32_t bad = 9;
+		memcpy(cb.p + 8, &bad, 4);
+		tap_ok(ok3 && e4 == -EPROTO && e5 == -EPROTO && ok4 && stream_parse_resolved(&r11, &dr) == -EPROTO,
+		       "RESOLVE and RESOLVED round-trip; an unknown decision or outcome, or no token, refused");
 		stream_buf_free(&cb);
 	}
 	/* Handing the reader's buffer over (the destination's decoders get

@@ -15,6 +15,7 @@
  * from two threads at once; it is never held across a callback.
  */
 #include <errno.h>
+#include <sys/ioctl.h>
 #include <netdb.h>
 #include <stddef.h>
 #include <netinet/in.h>
@@ -658,6 +659,7 @@ struct xport_rx {
 	struct xport_chunk *phead, *ptail; /* plaintext out, under c->lock */
 	size_t held;                       /* bytes in both queues, under c->lock */
 	int stop, poke;                    /* under c->lock */
+	int busy;                          /* the thread holds a chunk being decrypted, under c->lock */
 	struct xport_chunk *spare;         /* chunks back from either side, under c->lock */
 	unsigned nspare;
 	int reading_stopped;               /* loop: socket reads stopped for held */
@@ -762,6 +764,7 @@ static void *xport__rx_thread(void *arg)
 		}
 		struct xport_chunk *in = xport__chunk_pop(rx, &rx->chead, &rx->ctail);
 		rx->poke = 0;
+		rx->busy = 1; /* until its plaintext is queued: xport_rx_pending */
 		pthread_mutex_unlock(&c->lock);
 
 		struct xport_chunk *out = NULL, *end = NULL;
@@ -810,6 +813,9 @@ static void *xport__rx_thread(void *arg)
 			xport__rx_out(c, out);
 		else
 			xport__chunk_put(c, out);
+		pthread_mutex_lock(&c->lock);
+		rx->busy = 0;
+		pthread_mutex_unlock(&c->lock);
 		if (bad && !end && (end = calloc(1, sizeof(*end)))) {
 			end->end = 1;
 			end->err = -ENOMEM;
@@ -905,6 +911,30 @@ static void xport__rx_deliver(struct xport_conn *c)
 	}
 	if (!c->closing)
 		xport__rx_flow(c);
+}
+
+int xport_rx_pending(struct xport_conn *c)
+{
+	if (!c || c->closing || c->read_paused)
+		return 0;
+	if (c->rx) {
+		pthread_mutex_lock(&c->lock);
+		int held = c->rx->held > 0 || c->rx->busy;
+		pthread_mutex_unlock(&c->lock);
+		if (held)
+			return 1;
+	} else if (c->ssl) {
+		pthread_mutex_lock(&c->ssl_lock);
+		int p = SSL_pending(c->ssl) > 0;
+		pthread_mutex_unlock(&c->ssl_lock);
+		if (p)
+			return 1;
+	}
+	uv_os_fd_t fd;
+	int n = 0;
+	if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, FIONREAD, &n) == 0 && n > 0)
+		return 1;
+	return 0;
 }
 
 int xport_rx_offload(struct xport_conn *c)

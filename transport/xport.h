@@ -107,6 +107,13 @@ int xport_is_ready(const struct xport_conn *c);
 
 /* The kernel's smoothed round-trip time estimate (TCP_INFO), 0 if unknown. */
 unsigned xport_rtt_us(const struct xport_conn *c);
+/* Whether input has arrived that on_data has not seen yet: bytes in the
+ * socket's receive buffer, ciphertext or plaintext held by the decrypting
+ * thread, or plaintext OpenSSL holds. 0 while the owner paused reading
+ * (xport_read_pause) or once closing. A deadline judged while this is 1
+ * would ignore what the peer already said (a process stopped and
+ * continued runs its timers before its reads). Loop thread. */
+int xport_rx_pending(struct xport_conn *c);
 /* Local address of the connection's socket. */
 int xport_sockname(const struct xport_conn *c, struct sockaddr_storage *ss);
 /* The peer's address (connected sockets). */

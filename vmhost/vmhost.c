@@ -26,6 +26,7 @@
 #include "vmhost/checkpoint.h"
 #include "vmhost/estimate.h"
 #include "vmhost/vmhost.h"
+#include "vmhost/resolve.h"
 
 struct ctl_client {
 	uv_pipe_t pipe;
@@ -104,6 +105,7 @@ static void ctl__free(uv_handle_t *h)
 		c->r->mig_client = NULL;
 	if (c->r->est_client == c)
 		c->r->est_client = NULL;
+	vmhost_resolve_detach(c->r, c);
 	vmhost_checkpoint_detach(c->r, c);
 	free(c);
 }
@@ -150,7 +152,7 @@ static const char *vmhost__state(struct vmhost *r)
 	if (r->t_end)
 		return "stopped";
 	if (r->incoming)
-		return "incoming";
+		return r->in_doubt ? "in-doubt" : "incoming";
 	if (r->mig)
 		return "migrating";
 	return r->paused ? "paused" : "running";
@@ -169,7 +171,9 @@ static void ctl__command(struct ctl_client *c, const char *cmd)
 	if (!f)
 		return;
 	json_begin(&j, f);
-	if (!strcmp(cmd, "status")) {
+	if (r->incoming && r->incoming_ctl && r->incoming_ctl(r->incoming_ctl_opaque, cmd, &j)) {
+		/* answered by the session */
+	} else if (!strcmp(cmd, "status")) {
 		json_bool(&j, "ok", 1);
 		json_str(&j, "name", r->name);
 		json_str(&j, "state", vmhost__state(r));
@@ -181,9 +185,18 @@ static void ctl__command(struct ctl_client *c, const char *cmd)
 		json_u64(&j, "uptime_ms", ((r->t_end ? r->t_end : util_now_ns()) - r->t_start) / 1000000);
 		if (!r->incoming && !r->migrated)
 			json_u64(&j, "guest_polls", hv_vm_guest_polls(r->vm));
+		if (r->res) /* what the destination said last of a lost outcome */
+			json_str(&j, "resolve", vmhost_resolve_last(r));
 	} else if (!strncmp(cmd, "migrate", 7) && (cmd[7] == ' ' || !cmd[7])) {
 		vmhost__migrate(c, (char *)cmd + 7, &j);
 		if (!j.f) { /* accepted: events follow on this connection */
+			fclose(f);
+			free(out);
+			return;
+		}
+	} else if (!strcmp(cmd, "resolve")) {
+		vmhost_resolve_ctl(r, c, &j);
+		if (!j.f) { /* asking: the answer comes when the destination gave one */
 			fclose(f);
 			free(out);
 			return;
@@ -283,7 +296,7 @@ static void ctl__command(struct ctl_client *c, const char *cmd)
 		pthread_mutex_unlock(&r->lock);
 	} else {
 		json_bool(&j, "ok", 0);
-		json_str(&j, "error", "unknown command (status, pause, resume, stats, finish, stop, cancel, migrate, estimate, checkpoint)");
+		json_str(&j, "error", "unknown command (status, pause, resume, stats, finish, stop, cancel, resolve, migrate, estimate, checkpoint)");
 	}
 	json_end(&j);
 	fclose(f);
@@ -548,18 +561,48 @@ static void vmhost__mig_done(void *opaque, enum migrate_result res, const char *
 	vmhost__mig_line(r, json);
 	if (r->on_mig_done)
 		r->on_mig_done(r->on_mig_done_opaque, res, json);
+	uint64_t token = migrate_src_token(r->mig);
+	int state_sent = migrate_src_state_sent(r->mig);
 	r->mig = NULL;
 	if (res == MIGRATE_OK) {
 		/* The guest lives on the destination now; this copy never runs again. */
 		r->migrated = 1;
 		hv_vm_stop(r->vm);
 	} else if (res == MIGRATE_INDETERMINATE) {
-		r->indeterminate = 1; /* stays paused until an operator decides */
+		/* Stays paused until the destination says what became of it
+		 * (vmhost/resolve.c) or an operator decides. */
+		r->indeterminate = 1;
+		vmhost_resolve_start(r, token, STREAM_DECIDE_COMMIT);
 	} else {
 		vmhost__release_dirtylog(r);
+		/* The destination may hold the VM in doubt past a READY (one
+		 * we never saw, maybe), our ERROR lost with the link: tell it
+		 * we went on here. */
+		if (state_sent)
+			vmhost_resolve_start(r, token, STREAM_DECIDE_ABORT);
 	}
 	if (r->stop_after_mig)
 		uv_stop(&r->loop);
+}
+
+void vmhost_mig_resolved(struct vmhost *r, int ran, const char *why)
+{
+	if (!r->indeterminate)
+		return;
+	r->indeterminate = 0;
+	if (ran) {
+		fprintf(stderr, "pml-migrate: '%s' runs on %s (%s): this paused copy is discarded\n", r->name,
+			r->mig_target, why);
+		r->migrated = 1;
+		hv_vm_stop(r->vm);
+		return;
+	}
+	fprintf(stderr, "pml-migrate: '%s' does not run on %s (%s): it resumes here\n", r->name, r->mig_target, why);
+	const char *hvname = hv_vm_config(r->vm)->name;
+	if (hvname[0]) /* it stepped aside for COMMIT (Xen): its name back */
+		hv_vm_rename(r->vm, hvname);
+	hv_vm_resume(r->vm);
+	vmhost__release_dirtylog(r);
 }
 
 static const struct migrate_src_ops run_mig_ops = {
@@ -641,6 +684,7 @@ static void vmhost__migrate(struct ctl_client *c, char *args, struct json *j)
 		goto refuse;
 	}
 	snprintf(r->mig_target, sizeof(r->mig_target), "%s", o.target);
+	r->mig_opts = o; /* an older migration's resolution (an ABORT) keeps its own copy */
 	r->mig_client = c;
 	r->stop_after_mig = 0;
 	j->f = NULL;
@@ -805,6 +849,8 @@ void vmhost_cleanup(struct vmhost *r)
 	vmhost_estimate_cancel(r, "the VM host is shutting down");
 	vmhost_checkpoint_cancel(r, "the VM host is shutting down");
 	vmhost__stop_harvester(r);
+	if (r->loop_ok)
+		vmhost_resolve_stop(r);
 	if (r->loop_ok) {
 		/* libuv unlinks the bound socket as it closes it (through the
 		 * directory descriptor's /proc path, so that stays open until here). */

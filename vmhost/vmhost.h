@@ -26,6 +26,8 @@
 struct ctl_client;
 struct vmhost_estimate;
 struct vmhost_ckpt;
+struct json;
+struct vmhost_resolve;
 
 struct vmhost {
 	struct hv_vm *vm;
@@ -39,6 +41,13 @@ struct vmhost {
 	char result_name[80];    /* also write the JSON report to this file in dirfd (sessions) */
 	uint64_t t_start, t_end;
 	int incoming;            /* state arriving from a migration, not yet running */
+	int in_doubt;            /* incoming, READY answered and no COMMIT heard: kept paused (state "in-doubt") */
+	/* Optional (agent sessions): control commands about the incoming
+	 * migration while r->incoming ("resolve TOKEN commit|abort"; resume
+	 * and stop of a VM in doubt). Returns 1 when it answered into j
+	 * (ok and the rest), 0 to let the usual commands answer. Loop thread. */
+	int (*incoming_ctl)(void *opaque, const char *cmd, struct json *j);
+	void *incoming_ctl_opaque;
 
 	struct precopy_dirtylog *dl;
 	int harvest_at_rest;     /* keep dl armed from going live and harvest every harvest_ms (run --harvest-ms);
@@ -66,6 +75,8 @@ struct vmhost {
 
 	/* outgoing migration */
 	struct migrate_src *mig;
+	struct migrate_src_opts mig_opts; /* the last migration's (vmhost/resolve.c asks its agent) */
+	struct vmhost_resolve *res;       /* learning how it ended, when its answer was lost */
 	struct ctl_client *mig_client;
 	int migrated, indeterminate, stop_after_mig;
 	char mig_target[300];
@@ -115,6 +126,10 @@ int vmhost_run(struct vmhost *r);
 /* The second half of vmhost_run, for a caller that ran the loop itself
  * until the VM stopped. */
 int vmhost_finish(struct vmhost *r);
+/* The outcome of an indeterminate migration, learned from its
+ * destination (vmhost/resolve.c): ran there (this copy is discarded: the
+ * VM host ends as migrated) or not (this copy resumes). Loop thread. */
+void vmhost_mig_resolved(struct vmhost *r, int ran, const char *why);
 /* Frees everything (VM included). */
 void vmhost_cleanup(struct vmhost *r);
 
