@@ -178,7 +178,7 @@ static int session__ctl(void *opaque, const char *cmd, struct json *j)
 	char why[300] = "", tok[24], dec[16];
 	uint64_t token = 0;
 	enum stream_decision decision;
-	int n = 0;
+	int n = 0, by_operator = 0;
 	if (!strncmp(cmd, "resolve ", 8) && sscanf(cmd + 8, "%20s %15s%n", tok, dec, &n) == 2 && !cmd[8 + n]) {
 		char *end;
 		token = strtoull(tok, &end, 16);
@@ -191,6 +191,7 @@ static int session__ctl(void *opaque, const char *cmd, struct json *j)
 	} else if (s->r.incoming && s->r.in_doubt && (!strcmp(cmd, "resume") || !strcmp(cmd, "stop"))) {
 		/* The operator's word, once they checked the source. */
 		token = s->rec.token;
+		by_operator = 1;
 		decision = !strcmp(cmd, "resume") ? STREAM_DECIDE_COMMIT : STREAM_DECIDE_ABORT;
 		recv_log("'%s' in doubt: the operator says %s", s->r.name, cmd);
 	} else {
@@ -205,7 +206,7 @@ static int session__ctl(void *opaque, const char *cmd, struct json *j)
 		snprintf(why, sizeof(why), "%s", o == STREAM_OUTCOME_RAN ? "the guest started here after COMMIT"
 									  : "the VM was destroyed here before it ever ran");
 	} else {
-		o = migrate_dst_resolve(s->d, token, decision, why, sizeof(why));
+		o = migrate_dst_resolve(s->d, token, decision, by_operator ? "the operator" : "the source", why, sizeof(why));
 	}
 	json_bool(j, "ok", o > 0);
 	if (o < 0) {

@@ -243,13 +243,17 @@ int dst__reply_hello(struct migrate_dst *d)
 	struct stream_buf b = { 0 };
 	if (!d->st[0].x)
 		return 0; /* fed (migrate_dst_feed): nobody to answer, no address to join */
-	int e = stream_put_hello(&b, d->resume ? STREAM_CAP_RESUME : 0, d->name);
+	int e = stream_put_hello(&b, (d->resume ? STREAM_CAP_RESUME : 0) | (d->want_token ? STREAM_CAP_TOKEN : 0),
+				 d->name);
 	/* The session port: extra connections join there, and with resume a
-	 * lost connection comes back there. */
-	if (!e && (d->nstreams > 1 || d->resume)) {
+	 * lost connection comes back there. A source that asked for the token
+	 * gets it anyway (port 0 when nothing may join): it names the
+	 * migration in a RESOLVE. */
+	if (!e && (d->nstreams > 1 || d->resume || d->want_token)) {
 		struct stream_join j = { .token = d->token, .index = 0, .count = (uint16_t)d->nstreams };
 		unsigned port = 0;
-		e = dst__open_join(d, &port);
+		if (d->nstreams > 1 || d->resume)
+			e = dst__open_join(d, &port);
 		j.port = (uint16_t)port;
 		if (!e)
 			e = stream_put_join(&b, &j);

@@ -124,6 +124,7 @@ struct migrate_dst {
 	uint32_t joined_mask; /* JOIN indexes taken */
 	uint64_t token;
 	int resume;      /* the source asked for resume, and we answered with a session port */
+	int want_token;  /* the source asked for the token (STREAM_CAP_TOKEN): JOIN always answers */
 	uint32_t epoch;  /* the newest RESUME attempt seen */
 	uint32_t resumes;
 	char peer[256];  /* the source's certificate name: a RESUME must come from it */

@@ -171,6 +171,7 @@ static int dst__take_hello(struct dst_stream *s, const struct stream_record *rec
 	}
 	snprintf(d->name, sizeof(d->name), "%s", h.name);
 	d->resume = !!(h.caps & STREAM_CAP_RESUME);
+	d->want_token = !!(h.caps & STREAM_CAP_TOKEN);
 	snprintf(d->peer, sizeof(d->peer), "%s", s->x ? xport_peer_name(s->x) : "");
 	if ((e = d->ops->claim(d->opaque, d->name, why, sizeof(why))) < 0) {
 		dst__fail(d, e, "%s", why);
@@ -465,7 +466,8 @@ static void dst__deadlines(uv_timer_t *t)
 
 /* ---- resolution ---- */
 
-int migrate_dst_resolve(struct migrate_dst *d, uint64_t token, enum stream_decision decision, char *why, size_t len)
+int migrate_dst_resolve(struct migrate_dst *d, uint64_t token, enum stream_decision decision, const char *who, char *why,
+			size_t len)
 {
 	if (!d->token || token != d->token) {
 		snprintf(why, len, "not the migration this session holds");
@@ -482,8 +484,8 @@ int migrate_dst_resolve(struct migrate_dst *d, uint64_t token, enum stream_decis
 		break;
 	}
 	if (decision == STREAM_DECIDE_ABORT) {
-		dst__fail(d, -ECONNABORTED, "the source resolved the migration as aborted (its guest runs there)");
-		snprintf(why, len, "destroyed here before it ever ran: the source aborted");
+		dst__fail(d, -ECONNABORTED, "%s resolved the migration as aborted: destroyed before it ever ran", who);
+		snprintf(why, len, "destroyed here before it ever ran: %s aborted", who);
 		return STREAM_OUTCOME_NONE;
 	}
 	if (d->phase != DST_READY) {

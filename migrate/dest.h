@@ -92,14 +92,15 @@ int migrate_dst_start_feed(uv_loop_t *loop, const struct migrate_dst_limits *lim
  * loop turns). 0 while the session goes on, -ECANCELED once it ended
  * (failed() or running() was called) or for a session with a connection. */
 int migrate_dst_feed(struct migrate_dst *d, const void *p, size_t n);
-/* The source says what it did with migration token (its JOIN's; a
- * resolution that reached this session through its owner): ABORT
- * destroys the VM (failed()) unless the guest already runs; COMMIT starts
- * it if this session is at READY (in doubt or not). Returns the outcome
- * for the source (enum stream_outcome: RAN, NONE, or UNKNOWN when COMMIT
- * names a session that never said READY), or -EACCES for another token;
- * why gets a reason either way. Loop thread. */
-int migrate_dst_resolve(struct migrate_dst *d, uint64_t token, enum stream_decision decision, char *why, size_t len);
+/* who ("the source", "the operator") says what became of migration
+ * token (its JOIN's; a resolution that reached this session through its
+ * owner): ABORT destroys the VM (failed()) unless the guest already runs;
+ * COMMIT starts it if this session is at READY (in doubt or not).
+ * Returns the outcome for the source (enum stream_outcome: RAN, NONE, or
+ * UNKNOWN when COMMIT names a session that never said READY), or -EACCES
+ * for another token; why gets a reason either way. Loop thread. */
+int migrate_dst_resolve(struct migrate_dst *d, uint64_t token, enum stream_decision decision, const char *who, char *why,
+			size_t len);
 /* Bytes written to lane 0's connection not yet handed to the kernel. */
 size_t migrate_dst_unsent(struct migrate_dst *d);
 /* 1 while the session holds the VM at READY in doubt (step IN_DOUBT). */

@@ -54,7 +54,9 @@ void msrc__ready0(struct xport_conn *x, void *opaque)
 	struct stream_shape sh;
 	migrate_src_shape(m->vm, &sh);
 	struct stream_join j = { .index = 0, .count = (uint16_t)m->nstreams };
-	int e = stream_put_hello(&b, m->o.resume ? STREAM_CAP_RESUME : 0, m->name);
+	/* Always ask for the token: without it a lost outcome could not be
+	 * resolved (RESOLVE names the migration by it). */
+	int e = stream_put_hello(&b, (m->o.resume ? STREAM_CAP_RESUME : 0) | STREAM_CAP_TOKEN, m->name);
 	if (!e)
 		e = stream_put_shape(&b, &sh);
 	if (!e)
@@ -114,8 +116,9 @@ static int msrc__take_hello(struct msrc_stream *s, const struct stream_record *r
 					       : (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr,
 		       m->peer_addr, sizeof(m->peer_addr)))
 		m->peer_addr[0] = 0;
-	if (m->nstreams == 1 && !m->resume_ok) {
-		msrc__start_engine(m);
+	m->token_offered = !!(h.caps & STREAM_CAP_TOKEN);
+	if (m->nstreams == 1 && !m->resume_ok && !m->token_offered) {
+		msrc__start_engine(m); /* an older destination: no token */
 	} else {
 		pthread_mutex_lock(&m->lock);
 		m->phase = MSRC_JOIN;
@@ -131,7 +134,9 @@ static int msrc__take_join(struct msrc_stream *s, const struct stream_record *re
 	struct migrate_src *m = s->m;
 	struct stream_join j;
 	int e = stream_parse_join(rec, &j);
-	if (e || m->token || j.index != 0 || j.count != m->nstreams || !j.port || !j.token)
+	/* Port 0 only where nothing joins or resumes: the token alone. */
+	if (e || m->token || j.index != 0 || j.count != m->nstreams || !j.token ||
+	    (!j.port && (m->nstreams > 1 || m->resume_ok)))
 		return -EPROTO;
 	m->token = j.token;
 	m->session_port = j.port;

@@ -112,6 +112,7 @@ struct migrate_src {
 	struct msrc_stream st[MIGRATE_MAX_STREAMS];
 	unsigned nstreams, nready;
 	uint64_t token;
+	int token_offered; /* the destination's HELLO had STREAM_CAP_TOKEN: its JOIN brings the token */
 
 	uv_timer_t setup_timer, deadline_timer;
 	uv_async_t done_async, ev_async;

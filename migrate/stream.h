@@ -94,6 +94,8 @@ struct stream_join {
 #define STREAM_CAP_QUERY (1ull << 1)  /* not a migration: asks the agent's capacity (CAPACITY) */
 #define STREAM_CAP_PROBE (1ull << 2)  /* with QUERY: then measures the link (PROBE..., PROBE_DONE) */
 #define STREAM_CAP_RESOLVE (1ull << 3) /* with QUERY: asks what became of a migration (RESOLVE) */
+#define STREAM_CAP_TOKEN (1ull << 4)   /* the answer's JOIN names the migration even with one connection
+					* and no resume (port 0 then): RESOLVE needs it */
 #define STREAM_MAX_PROBE (1u << 20)   /* filler bytes per PROBE record */
 
 /* A source whose migration's outcome it could not learn asks the agent

@@ -211,8 +211,8 @@ static void resolve_after(struct migrate_dst *d, uv_loop_t *loop)
 	doubt_seen = in_doubt && migrate_dst_in_doubt(d);
 	doubt_failed = failed;
 	snprintf(doubt_why, sizeof(doubt_why), "%s", failed ? why : "");
-	resolve_rc = migrate_dst_resolve(d, migrate_dst_token(d) + (uint64_t)resolve_wrong, resolve_dec, resolve_why,
-					 sizeof(resolve_why));
+	resolve_rc = migrate_dst_resolve(d, migrate_dst_token(d) + (uint64_t)resolve_wrong, resolve_dec, "the source",
+					 resolve_why, sizeof(resolve_why));
 	for (int i = 0; i < 4; i++)
 		uv_run(loop, UV_RUN_NOWAIT);
 }

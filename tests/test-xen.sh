@@ -147,7 +147,11 @@ R "on-hop1-console \$(tl /run/dstA/on.log)"
 R "on-dst \$(cat /run/dstB/on.result.json)"
 R "on-dst-console \$(tl /run/dstB/on.log)"
 
-# 6. The link cut before COMMIT (READY lost, no resume): the guest stays here.
+# 6. The link cut right after the destination's READY (it never arrives,
+#    no resume): the guest stays here; the destination, which cannot know
+#    whether COMMIT was sent, keeps its copy paused in doubt (the source's
+#    ABORT cannot pass the one-connection relay) until the operator's
+#    ctl stop there discards it.
 S cut
 \$PM run --hv xen --mem 64M --name cut --json /guest/memstress.elf -- $CUT_ARGS >/tmp/cut.src.json 2>/tmp/cut.src.err &
 P=\$!
@@ -158,6 +162,10 @@ waitfile /tmp/rport
 R "cut-send rc=\$? \$(tail -1 /tmp/cut.send | cut -c1-200)"
 R "cut-relay \$(grep -m1 '^cut at' /tmp/relay.out)"
 R "cut-names-during \$(names)"
+R "cut-dst-status \$(PML_MIGRATE_RUNDIR=/run/dstB \$PM ctl cut status 2>&1)"
+R "cut-dst-stop \$(PML_MIGRATE_RUNDIR=/run/dstB \$PM ctl cut stop 2>&1)"
+for i in \$(seq 300); do names | grep -q 'cut--incoming' || break; sleep 0.2; done
+R "cut-names-discarded \$(names)"
 fin cut /run/pmg
 bwait \$P 600 cut; R "cut-src rc=\$? \$(cat /tmp/cut.src.json)"
 R "cut-src-console \$(tl /tmp/cut.src.err)"
@@ -353,8 +361,12 @@ echo "$cs" | grep -q 'rc=1 .*"result":"failed"' && echo "$(xt cut-relay)" | grep
 r=$?
 ok $r "link cut before COMMIT (READY never arrives): send failed (exit 1), relay: $(xt cut-relay)"
 [ $r = 0 ] || show cut-send
-echo "$(xt cut-names-during)" | grep -q '^Domain-0,cut,$'
-ok $? "no destination domain left behind, the source domain kept its name ($(xt cut-names-during))"
+echo "$(xt cut-names-during)" | grep -q '^Domain-0,cut,cut--incoming,$' &&
+	echo "$(xt cut-dst-status)" | grep -q '"state":"in-doubt"' && echo "$(xt cut-dst-stop)" | grep -q '"outcome":"none"' &&
+	echo "$(xt cut-names-discarded)" | grep -q '^Domain-0,cut,$'
+r=$?
+ok $r "the source domain kept its name; the destination held its copy in doubt ($(xt cut-names-during)), and ctl stop there discarded it ($(xt cut-names-discarded))"
+[ $r = 0 ] || show cut-dst-status cut-dst-stop
 echo "$csrc" | grep -q 'rc=0 .*"result":"ok"' && echo "$(xt cut-finish)" | grep -q '^at=/run/pmg ' &&
 	dst_ok "$(echo "$csrc" | sed 's/^rc=0 //')" "$CUT_ARGS"
 r=$?

@@ -175,8 +175,8 @@ void vmhost_resolve_ctl(struct vmhost *r, struct ctl_client *c, struct json *j)
 	struct vmhost_resolve *v = r->res;
 	if (!v) {
 		json_bool(j, "ok", 0);
-		json_str(j, "error", r->indeterminate ? "this migration cannot be resolved: it had no token (one connection "
-							"and --no-resume); check the destination, then 'ctl NAME stop'"
+		json_str(j, "error", r->indeterminate ? "this migration cannot be resolved: the destination gave it no token "
+							"(an older pml-migrate); check the destination, then 'ctl NAME stop'"
 						      : "nothing to resolve: no migration of this VM ended without its outcome");
 		return;
 	}
