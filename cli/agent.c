@@ -132,7 +132,6 @@ struct agent {
 	char **child_argv;
 	unsigned live, handshaking, pending;
 	unsigned queries;   /* children answering a query, probe or resolution */
-	unsigned earlier;   /* sessions of an earlier agent still running (last count) */
 	struct agent_pend *ph, *pt;   /* pending, oldest first */
 	struct agent_child *ch, *ct;  /* session processes, oldest first */
 	uint64_t dropped_deadline, dropped_evicted, dropped_bad; /* logged at most once a second */
@@ -342,21 +341,26 @@ static unsigned agent__earlier(struct agent *a)
 		closedir(d);
 	if (dfd >= 0)
 		close(dfd);
-	a->earlier = n;
 	return n;
 }
 
-/* The metrics file, rewritten whenever a figure changes. */
-static void agent__metrics(struct agent *a)
+/* The metrics file, rewritten whenever a figure changes; earlier: what
+ * agent__earlier() just counted. */
+static void agent__metrics_with(struct agent *a, unsigned earlier)
 {
 	int e;
 	if (!a->o.metrics_file[0])
 		return;
-	unsigned earlier = agent__earlier(a);
 	struct metrics_gauges g = { .sessions = a->live + earlier, .earlier = earlier, .max_sessions = a->o.max_sessions,
 				    .handshaking = a->handshaking, .queries = a->queries, .max_queries = a->o.max_queries };
 	if ((e = metrics_write(&a->m, a->o.metrics_file, &g)) < 0)
 		recv_log("cannot write --metrics-file %s: %s", a->o.metrics_file, strerror(-e));
+}
+
+static void agent__metrics(struct agent *a)
+{
+	if (a->o.metrics_file[0])
+		agent__metrics_with(a, agent__earlier(a));
 }
 
 /* What a session says on its socketpair: 'A' asks for a slot once its
@@ -387,6 +391,7 @@ static void agent__ctl_input(struct agent_child *c, uv_stream_t *s)
 			 * taking a session slot, but takes one of --max-queries
 			 * (a probe may last 75 s; each costs a process). */
 			uint32_t v[2] = { UINT32_MAX, a->o.max_queries };
+			unsigned earlier = agent__earlier(a);
 			if (!c->query && a->queries >= a->o.max_queries) {
 				recv_log("refusing query %d: %u queries, probes or resolutions already answering "
 					 "(--max-queries)",
@@ -398,11 +403,11 @@ static void agent__ctl_input(struct agent_child *c, uv_stream_t *s)
 					a->handshaking--;
 					a->queries++;
 				}
-				v[0] = a->live + agent__earlier(a);
+				v[0] = a->live + earlier;
 				v[1] = a->o.max_sessions;
 			}
 			agent__ctl_answer(s, v, sizeof(v));
-			agent__metrics(a);
+			agent__metrics_with(a, earlier);
 		} else if (k == 'A' && !c->authed) {
 			char answer = 'N';
 			unsigned earlier = agent__earlier(a);
@@ -411,7 +416,7 @@ static void agent__ctl_input(struct agent_child *c, uv_stream_t *s)
 				a->handshaking--;
 				a->live++;
 				answer = 'Y';
-				agent__metrics(a);
+				agent__metrics_with(a, earlier);
 			} else {
 				recv_log("refusing session %d: %u sessions already running (--max-sessions)%s", c->proc.pid,
 					 a->live + earlier, earlier ? ", an earlier agent's included" : "");

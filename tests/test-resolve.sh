@@ -47,6 +47,16 @@ session() {
 	done
 }
 
+# finished_there NAME SEED: asks NAME on the destination to finish; true
+# when its digest is that of an unmigrated run of the ops it did (got).
+finished_there() {
+	finish_vm "$DST" "$1"
+	wait_result "$DST" "$1"
+	want=$(reference_of memstress "seed=$2 $ARGS" "$DST/$1.result.json")
+	got=$(sed -n 's/.*"digest":"\([0-9a-f]*\)".*/\1/p' "$DST/$1.result.json")
+	[ -n "$want" ] && [ "$got" = "$want" ]
+}
+
 # hold_at_ready NAME SEED: boots NAME, migrates it with a source that
 # gives up waiting for RUNNING, and returns once its session stopped at
 # READY and send ended: sets V (the source), S (the session), rc (send's).
@@ -78,11 +88,7 @@ ok $? "continued 3 s later, it read the waiting COMMIT first: send exit $rc, $(f
 st=$(PML_MIGRATE_RUNDIR="$DST" "$PM" ctl r1 status 2>&1)
 echo "$st" | grep -q '"state":"running"'
 ok $? "the guest runs on the destination: $st"
-finish_vm "$DST" r1
-wait_result "$DST" r1
-want=$(reference_of memstress "seed=1 $ARGS" "$DST/r1.result.json")
-got=$(sed -n 's/.*"digest":"\([0-9a-f]*\)".*/\1/p' "$DST/r1.result.json")
-[ -n "$want" ] && [ "$got" = "$want" ]
+finished_there r1 1
 ok $? "it finishes there with the digest of a run that never moved ($got)"
 wait "$V1"
 
@@ -102,11 +108,7 @@ echo "$r2" | grep -q '"result":"migrated"'
 ok $? "continued, the destination took the COMMIT; the source learned it and ended as migrated: $(echo "$r2" | head -c 200)"
 grep -q "resolving the migration to 127.0.0.1:$PORT (COMMIT was sent, try [0-9]*): ran" "$T/r2.src.log"
 ok $? "by asking the agent: $(grep -m1 ': ran' "$T/r2.src.log")"
-finish_vm "$DST" r2
-wait_result "$DST" r2
-want=$(reference_of memstress "seed=2 $ARGS" "$DST/r2.result.json")
-got=$(sed -n 's/.*"digest":"\([0-9a-f]*\)".*/\1/p' "$DST/r2.result.json")
-[ -n "$want" ] && [ "$got" = "$want" ]
+finished_there r2 2
 ok $? "the guest finishes on the destination with the right digest ($got)"
 
 # 3. The source gives up; the stopped session is killed: no copy runs

@@ -76,7 +76,7 @@ static void resolve__answer_client(struct vmhost_resolve *v, int certain)
 		json_str(&j, "why", v->ans.text);
 		json_bool(&j, "resolved", certain);
 	}
-	json_str(&j, "state", r->migrated ? "migrated" : r->indeterminate ? "indeterminate" : r->paused ? "paused" : "running");
+	json_str(&j, "state", vmhost_state(r));
 	char *line = json_end_str(&j);
 	if (line)
 		vmhost_ctl_reply_line(v->client, line);

@@ -143,7 +143,7 @@ static void vmhost__json_hv(struct vmhost *r, struct json *j)
 		json_u64(j, "domid", (uint64_t)id);
 }
 
-static const char *vmhost__state(struct vmhost *r)
+const char *vmhost_state(const struct vmhost *r)
 {
 	if (r->migrated)
 		return "migrated";
@@ -176,7 +176,7 @@ static void ctl__command(struct ctl_client *c, const char *cmd)
 	} else if (!strcmp(cmd, "status")) {
 		json_bool(&j, "ok", 1);
 		json_str(&j, "name", r->name);
-		json_str(&j, "state", vmhost__state(r));
+		json_str(&j, "state", vmhost_state(r));
 		json_u64(&j, "pid", (uint64_t)getpid());
 		vmhost__json_hv(r, &j);
 		json_u64(&j, "vcpus", r->cfg.vcpus);

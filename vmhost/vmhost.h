@@ -130,6 +130,10 @@ int vmhost_finish(struct vmhost *r);
  * destination (vmhost/resolve.c): ran there (this copy is discarded: the
  * VM host ends as migrated) or not (this copy resumes). Loop thread. */
 void vmhost_mig_resolved(struct vmhost *r, int ran, const char *why);
+/* What the VM is doing, as `ctl status` and `list` say it: running,
+ * paused, migrating, incoming, in-doubt, migrated, indeterminate,
+ * stopped. Loop thread. */
+const char *vmhost_state(const struct vmhost *r);
 /* Frees everything (VM included). */
 void vmhost_cleanup(struct vmhost *r);
 
