@@ -4,11 +4,16 @@
 #
 #   xen_fetch            Debian 12 packages -> $XEN_CACHE (once; cached)
 #   xen_initrd OUT SCRIPT FILE...
-#                        a dom0 initramfs: busybox, the Xen toolstack, the
-#                        dom0 modules, FILEs (*.elf -> /guest, *.pem and
-#                        *.key -> /certs, others -> /bin, with the shared
-#                        libraries they need) and
-#                        SCRIPT, run as /test.sh once the toolstack is up
+#                        a dom0 initramfs: busybox, the Xen toolstack,
+#                        xenstore-read/-write, every cached module (the
+#                        dom0 ones loaded), FILEs (*.elf, *.cpio.gz and
+#                        vmlinuz -> /guest, *.pem and *.key -> /certs,
+#                        others -> /bin, with the shared libraries they
+#                        need) and SCRIPT, run as /test.sh once the
+#                        toolstack is up
+#   xen_domu_initrd OUT  a Linux PVH domU's initramfs (tests/xen-domu-init
+#                        as /init, busybox, netfront and blkfront); its
+#                        kernel is $XEN_CACHE/vmlinuz, the dom0's own
 #   xen_versions         the versions of Xen, its tools and the dom0
 #                        kernel in the cache, on one line
 #   xen_boot INITRD TIMEOUT_S LOG
@@ -23,8 +28,12 @@ XEN_CACHE=${PMG_XEN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pml-migrate/xen-4.17}
 # Xen's userland, kept at its compiled-in path (libxl execs helpers there).
 XEN_BIN=usr/lib/xen-4.17/bin
 
+# What a cache holds, by layout: 2 adds the modules and tools a Linux
+# domU needs (front- and backends, the bridge, loop, xenstore-utils). An
+# older cache is fetched again.
+XEN_LAYOUT=2
 xen_fetch() {
-	[ -f "$XEN_CACHE/ready" ] && return 0
+	[ "$(cat "$XEN_CACHE/ready" 2>/dev/null)" = "$XEN_LAYOUT" ] && return 0
 	rm -rf "$XEN_CACHE" && mkdir -p "$XEN_CACHE/debs" "$XEN_CACHE/root" || return 1
 	# The kernel the linux-image-amd64 metapackage points at: a 6.1 kernel
 	# that boots as a PV dom0 (its Xen modules are =m).
@@ -32,7 +41,7 @@ xen_fetch() {
 	pkgs="xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common libxenmisc4.17 libxenstore4
 	      libxentoollog1 libxencall1 libxenevtchn1 libxenforeignmemory1 libxengnttab1 libxendevicemodel1
 	      libxentoolcore1 libxenhypfs1 libyajl2 libncurses6 libtinfo6 libext2fs2 liblzma5 libuuid1
-	      libzstd1 zlib1g libgcc-s1 busybox-static $kpkg"
+	      libzstd1 zlib1g libgcc-s1 busybox-static xenstore-utils $kpkg"
 	( cd "$XEN_CACHE/debs" && { apt-get download $pkgs >/dev/null 2>&1 ||
 		{ apt-get update -qq >/dev/null 2>&1 && apt-get download $pkgs >/dev/null 2>&1; }; } ) || {
 		echo "# xen_fetch: apt-get download failed (Debian 12 archive reachable?)" >&2
@@ -47,17 +56,20 @@ xen_fetch() {
 	for d in "$XEN_CACHE"/debs/*.deb; do
 		case $d in
 		*/linux-image-*)
-			# Only the kernel and the dom0 modules: the rest is 400 MB.
+			# Only the kernel, the dom0 modules and what a Linux domU
+			# and its backends need: the rest is 400 MB.
 			dpkg-deb --fsys-tarfile "$d" | tar -x -C "$XEN_CACHE/root" --wildcards \
 				'./boot/vmlinuz-*' '*/xen-evtchn.ko*' '*/xen-privcmd.ko*' '*/xenfs.ko*' \
-				'*/xen-gntdev.ko*' '*/xen-gntalloc.ko*' || return 1 ;;
+				'*/xen-gntdev.ko*' '*/xen-gntalloc.ko*' '*/xen-netfront.ko*' '*/xen-blkfront.ko*' \
+				'*/xen-netback.ko*' '*/xen-blkback.ko*' '*/net/bridge/bridge.ko*' '*/net/802/stp.ko*' \
+				'*/net/llc/llc.ko*' '*/block/loop.ko*' || return 1 ;;
 		*) dpkg-deb -x "$d" "$XEN_CACHE/root" || return 1 ;;
 		esac
 	done
 	rm -rf "$XEN_CACHE/debs"
 	# QEMU's -kernel loads the uncompressed multiboot image only.
 	gunzip -c "$XEN_CACHE"/root/boot/xen-4.17-amd64.gz >"$XEN_CACHE/xen" &&
-		cp "$XEN_CACHE"/root/boot/vmlinuz-* "$XEN_CACHE/vmlinuz" && touch "$XEN_CACHE/ready"
+		cp "$XEN_CACHE"/root/boot/vmlinuz-* "$XEN_CACHE/vmlinuz" && echo "$XEN_LAYOUT" >"$XEN_CACHE/ready"
 }
 
 xen_versions() {
@@ -80,24 +92,26 @@ xen_initrd() {
 	for b in xl xenstored xenconsoled xen-init-dom0 libxl-save-helper; do
 		cp "$R/$XEN_BIN/$b" "$I/$XEN_BIN/" && ln -sf "/$XEN_BIN/$b" "$I/usr/sbin/$b"
 	done
+	# xenstore-read/-write (one binary named by argv[0]) for hotplug scripts.
+	cp "$R"/usr/bin/xenstore "$I"/bin/ &&
+		for t in read write rm exists; do ln -s xenstore "$I/bin/xenstore-$t"; done
 	cp -a "$R"/etc/xen "$I"/etc/
 	# Shared libraries: the unpacked packages first, then the host (a
 	# Debian 12 host has the same libc, libuv, OpenSSL, lz4).
 	lp=$R/usr/lib/x86_64-linux-gnu:$R/lib/x86_64-linux-gnu
-	for f in "$I/$XEN_BIN"/* "$@"; do
-		case $f in *.elf | *.pem | *.key) continue ;; esac
+	for f in "$I/$XEN_BIN"/* "$I"/bin/xenstore "$@"; do
+		case $f in *.elf | *.pem | *.key | *.gz | */vmlinuz | *.sh) continue ;; esac
 		LD_LIBRARY_PATH=$lp ldd "$f" | awk '/=> \//{print $1, $3}'
 	done | sort -u | while read -r so path; do cp -L "$path" "$I/lib/x86_64-linux-gnu/$so"; done
 	cp -L /lib64/ld-linux-x86-64.so.2 "$I"/lib64/
 	# glibc dlopens libgcc_s for pthread_cancel; xl aborts without it.
 	cp -L "$R"/lib/x86_64-linux-gnu/libgcc_s.so.1 "$I"/lib/x86_64-linux-gnu/
-	for m in xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc; do
-		cp "$(find "$R"/lib/modules -name "$m.ko*" | head -1)" "$I"/lib/modules/
-	done
+	# Every module the cache holds; /init loads the dom0 ones, a test the rest.
+	find "$R"/lib/modules -name '*.ko*' -exec cp {} "$I"/lib/modules/ \;
 	mkdir -m 0700 "$I"/certs
 	for f in "$@"; do
 		case $f in
-		*.elf) cp "$f" "$I"/guest/ ;;
+		*.elf | *.cpio.gz | */vmlinuz) cp "$f" "$I"/guest/ ;;
 		*.pem | *.key) cp -p "$f" "$I"/certs/ ;;
 		*) cp "$f" "$I"/bin/ ;;
 		esac
@@ -124,6 +138,20 @@ printf '\001' | dd of=/dev/port bs=1 seek=244 count=1 2>/dev/null
 poweroff -f
 INIT
 	chmod +x "$I"/init "$I"/test.sh
+	(cd "$I" && find . | cpio -o -H newc --quiet | gzip -1) >"$out"
+	rc=$?
+	rm -rf "$I"
+	return $rc
+}
+
+xen_domu_initrd() {
+	out=$1 R=$XEN_CACHE/root I=$(mktemp -d)
+	mkdir -p "$I"/bin "$I"/sbin "$I"/proc "$I"/sys "$I"/dev "$I"/tmp "$I"/lib/modules
+	cp "$R"/bin/busybox "$I"/bin/busybox
+	for m in xen-netfront xen-blkfront; do
+		cp "$(find "$R"/lib/modules -name "$m.ko*" | head -1)" "$I"/lib/modules/ || return 1
+	done
+	cp "$(dirname "$0")/xen-domu-init" "$I"/init && chmod +x "$I"/init
 	(cd "$I" && find . | cpio -o -H newc --quiet | gzip -1) >"$out"
 	rc=$?
 	rm -rf "$I"
