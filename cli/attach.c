@@ -26,7 +26,17 @@ static void attach_usage(FILE *f)
 		"Needs a Xen dom0 and root. The guest's console goes to stdout (stderr with\n"
 		"--json).\n"
 		"\n"
+		"With --live, DOMAIN is a guest of the toolstack's own (its kernel, PV\n"
+		"console, vifs and disks on storage both hosts see), running or paused, PVH,\n"
+		"1 or 2 vCPUs, any memory size: this process does not serve it, only hosts its\n"
+		"migration. The switchover is the guest's own suspend (as 'xl migrate'): a\n"
+		"guest that does not answer within libxl's 60 s keeps running and the\n"
+		"migration fails. The destination's toolstack rebuilds the domain (its devices\n"
+		"included) and owns it once it runs there; here the domain is destroyed only\n"
+		"after it migrated, and 'ctl NAME stop' leaves it running, untouched.\n"
+		"\n"
 		"options:\n"
+		"  --live          a toolstack's running guest, moved with its help (above)\n"
 		"  --name NAME     name of the control socket (default: the domain's name)\n"
 		"  --json          print the final report as one JSON object on stdout\n"
 		"  -h, --help      this text\n"
@@ -39,13 +49,14 @@ int cmd_attach(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "name", required_argument, 0, 'n' },
+		{ "live", no_argument, 0, 'l' },
 		{ "json", no_argument, 0, 'j' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	struct vmhost r;
 	char err[512] = "", name[65] = "";
-	int c, rc = PMG_EXIT_FAIL, e;
+	int c, rc = PMG_EXIT_FAIL, e, live = 0;
 
 	if (vmhost_init(&r, "") < 0)
 		return PMG_EXIT_FAIL;
@@ -63,6 +74,9 @@ int cmd_attach(int argc, char **argv)
 			break;
 		case 'j':
 			r.json = 1;
+			break;
+		case 'l':
+			live = 1;
 			break;
 		case 'h':
 			attach_usage(stdout);
@@ -89,7 +103,7 @@ int cmd_attach(int argc, char **argv)
 	}
 	r.con = r.json ? stderr : stdout;
 	/* Xen's log-dirty, armed only while a migration runs. */
-	e = hv_vm_attach("xen", argv[optind], HV_DIRTY_BITMAP, &r.vm, err, sizeof(err));
+	e = hv_vm_attach("xen", argv[optind], HV_DIRTY_BITMAP, live ? HV_ATTACH_LIVE : 0, &r.vm, err, sizeof(err));
 	if (e < 0) {
 		util_err("attach: %s", err);
 		goto out;

@@ -277,13 +277,14 @@ static int session__claim(void *opaque, const char *name, char *why, size_t len)
 	return 0;
 }
 
-static int session__create_vm(void *opaque, const struct stream_shape *sh, struct hv_vm **vm, char *why, size_t len)
+static int session__create_vm(void *opaque, const struct stream_shape *sh, const void *dom, size_t domlen,
+			      struct hv_vm **vm, char *why, size_t len)
 {
 	struct session *s = opaque;
-	int e = vmhost_create_incoming(&s->r, s->hv, sh, why, len);
+	int e = vmhost_create_incoming(&s->r, s->hv, sh, dom, domlen, why, len);
 	if (e == -EPROTONOSUPPORT)
 		snprintf(why, len, "the source runs a %s VM and this agent receives into %s (recv --hv)",
-			 sh->hv == STREAM_HV_XEN ? "Xen" : "KVM", !strcmp(s->hv, "xen") ? "Xen" : "KVM");
+			 sh->hv != STREAM_HV_KVM ? "Xen" : "KVM", !strcmp(s->hv, "xen") ? "Xen" : "KVM");
 	*vm = s->r.vm;
 	return e;
 }

@@ -81,10 +81,11 @@ static int restore_claim(void *opaque, const char *name, char *why, size_t len)
 	return e;
 }
 
-static int restore_create_vm(void *opaque, const struct stream_shape *sh, struct hv_vm **vm, char *why, size_t len)
+static int restore_create_vm(void *opaque, const struct stream_shape *sh, const void *dom, size_t domlen,
+			     struct hv_vm **vm, char *why, size_t len)
 {
 	struct restore *s = opaque;
-	int e = vmhost_create_incoming(&s->r, hv_host_backend(), sh, why, len);
+	int e = vmhost_create_incoming(&s->r, hv_host_backend(), sh, dom, domlen, why, len);
 	*vm = s->r.vm;
 	return e;
 }

@@ -36,7 +36,13 @@ struct hv_backend {
 	int (*rename)(struct hv_vm *vm, const char *name);                     /* optional */
 	/* optional: see hv_vm_attach(); vm->cfg holds a placeholder size and
 	 * the dirty mode when it is called, after create() */
-	int (*attach)(struct hv_vm *vm, const char *domain, char *err, size_t errlen);
+	int (*attach)(struct hv_vm *vm, const char *domain, unsigned flags, char *err, size_t errlen);
+	/* optional: see hv_vm_suspend(), hv_vm_moved(), hv_vm_domain_blob(),
+	 * hv_vm_prepare_restore() */
+	int (*suspend)(struct hv_vm *vm, char *err, size_t errlen);
+	void (*moved)(struct hv_vm *vm);
+	int (*domain_blob)(struct hv_vm *vm, void **blob, size_t *len);
+	int (*prepare_restore)(struct hv_vm *vm, const void *blob, size_t len, char *err, size_t errlen);
 };
 
 struct hv_vm {

@@ -95,7 +95,7 @@ int hv_vm_create(const char *backend, const struct hv_vm_config *cfg, struct hv_
 	return 0;
 }
 
-int hv_vm_attach(const char *backend, const char *domain, enum hv_dirty_mode dirty, struct hv_vm **out, char *err,
+int hv_vm_attach(const char *backend, const char *domain, enum hv_dirty_mode dirty, unsigned flags, struct hv_vm **out, char *err,
 		 size_t errlen)
 {
 	const struct hv_backend *be = hv__backend(backend);
@@ -117,7 +117,7 @@ int hv_vm_attach(const char *backend, const char *domain, enum hv_dirty_mode dir
 		hv__vm_free(vm);
 		return r;
 	}
-	r = be->attach(vm, domain, err, errlen);
+	r = be->attach(vm, domain, flags, err, errlen);
 	if (r < 0) {
 		be->destroy(vm);
 		hv__vm_free(vm);
@@ -146,6 +146,38 @@ const char *hv_vm_backend(const struct hv_vm *vm) { return vm->be->name; }
 int64_t hv_vm_domid(struct hv_vm *vm)
 {
 	return vm->be->domid ? vm->be->domid(vm) : -1;
+}
+
+int hv_vm_domain_blob(struct hv_vm *vm, void **blob, size_t *len)
+{
+	*blob = NULL;
+	*len = 0;
+	return vm->be->domain_blob ? vm->be->domain_blob(vm, blob, len) : 0;
+}
+
+int hv_vm_prepare_restore(struct hv_vm *vm, const void *blob, size_t len, char *err, size_t errlen)
+{
+	if (!vm->be->prepare_restore) {
+		snprintf(err, errlen, "the %s backend cannot restore a toolstack's domain", vm->be->name);
+		return -ENOTSUP;
+	}
+	return vm->be->prepare_restore(vm, blob, len, err, errlen);
+}
+
+int hv_vm_suspend(struct hv_vm *vm, char *err, size_t errlen)
+{
+	if (vm->be->suspend)
+		return vm->be->suspend(vm, err, errlen);
+	int e = hv_vm_pause(vm);
+	if (e < 0)
+		snprintf(err, errlen, "pausing the VM: %s", strerror(-e));
+	return e;
+}
+
+void hv_vm_moved(struct hv_vm *vm)
+{
+	if (vm->be->moved)
+		vm->be->moved(vm);
 }
 
 int hv_vm_prepare_incoming(struct hv_vm *vm, char *err, size_t errlen)

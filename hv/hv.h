@@ -90,8 +90,13 @@ int hv_vm_create(const char *backend, const struct hv_vm_config *cfg, struct hv_
  * multiple of 2 MiB; its memory and name become the VM's config, and it
  * is destroyed with the VM. A refused attach leaves the domain untouched.
  * KVM: -ENOTSUP (a KVM VM lives inside the process that made it).
+ * flags HV_ATTACH_LIVE (Xen): the domain is a toolstack's own guest
+ * (its own kernel and PV devices, any memory size, up to HV_MAX_VCPUS
+ * vCPUs), running or paused: it is not served, only moved, with its help
+ * (hv_vm_suspend); it is destroyed with the VM only after hv_vm_moved().
  * Returns 0 or -errno with a one-line reason in err. */
-int hv_vm_attach(const char *backend, const char *domain, enum hv_dirty_mode dirty, struct hv_vm **out, char *err,
+#define HV_ATTACH_LIVE 1u
+int hv_vm_attach(const char *backend, const char *domain, enum hv_dirty_mode dirty, unsigned flags, struct hv_vm **out, char *err,
 		 size_t errlen);
 /* Stops vCPU threads if any and frees everything. */
 void hv_vm_destroy(struct hv_vm *vm);
@@ -114,6 +119,25 @@ int64_t hv_vm_domid(struct hv_vm *vm);
  * does), so it never clashes with the source's domain on one host.
  * Returns 0 or -errno with a one-line reason in err. */
 int hv_vm_prepare_incoming(struct hv_vm *vm, char *err, size_t errlen);
+/* The description of the VM a destination needs before any page, when
+ * the VM is a toolstack's guest (Xen, HV_ATTACH_LIVE: its libxl
+ * configuration, CPU policy and populated frames); *len = 0 when none.
+ * *blob malloc'd, the caller's. Returns 0 or -errno. */
+int hv_vm_domain_blob(struct hv_vm *vm, void **blob, size_t *len);
+/* Instead of hv_vm_prepare_incoming() for a VM that comes with such a
+ * description: the hypervisor's toolstack builds it as for its own
+ * migration (Xen: libxl restores the domain, under cfg.name +
+ * "--incoming"); it is ready for pages, and its state (hv_vcpu_load) ends
+ * the restore. -ENOTSUP where there is no such thing. 0 or -errno, err set. */
+int hv_vm_prepare_restore(struct hv_vm *vm, const void *blob, size_t len, char *err, size_t errlen);
+/* The switchover stop of a migration: hv_vm_pause(), or for a guest that
+ * must help (HV_ATTACH_LIVE) its cooperative suspend, which can take
+ * seconds and fail (the guest does not answer: it keeps running, err
+ * says why). Undone by hv_vm_resume() (a cancelled suspend). 0 or -errno. */
+int hv_vm_suspend(struct hv_vm *vm, char *err, size_t errlen);
+/* The VM now runs on another host: destroying it here discards this copy
+ * (for a VM that would otherwise be left to its toolstack). */
+void hv_vm_moved(struct hv_vm *vm);
 /* Renames the VM where the hypervisor names VMs (Xen: the domain, and
  * -EEXIST when another domain has that name). KVM: nothing to do. */
 int hv_vm_rename(struct hv_vm *vm, const char *name);

@@ -55,7 +55,12 @@ int xen__dirty_collect(struct hv_vm *vm, void (*emit)(void *, uint64_t), void *o
 		goto out;
 	}
 	memset(x->bitmap, 0, x->bitmap_pages * XC_PAGE_SIZE);
-	if (xc_logdirty_control(x->xch, x->domid, XEN_DOMCTL_SHADOW_OP_CLEAN, &x->bitmap_hbuf, x->nframes, 0, &st) <
+	/* The suspended guest's last collect: FINAL has Xen flush what its
+	 * hardware (PML) still holds, as libxenguest's last round does. */
+	pthread_mutex_lock(&x->lock);
+	uint32_t fl = x->xg_suspended ? XEN_DOMCTL_SHADOW_LOGDIRTY_FINAL : 0;
+	pthread_mutex_unlock(&x->lock);
+	if (xc_logdirty_control(x->xch, x->domid, XEN_DOMCTL_SHADOW_OP_CLEAN, &x->bitmap_hbuf, x->nframes, fl, &st) <
 	    0) {
 		n = errno ? -errno : -EIO;
 		goto out;
@@ -68,10 +73,23 @@ int xen__dirty_collect(struct hv_vm *vm, void (*emit)(void *, uint64_t), void *o
 		while (bits) {
 			uint64_t gfn = (uint64_t)w * 64 + (unsigned)__builtin_ctzl(bits);
 			bits &= bits - 1;
-			if (gfn < x->nframes) {
-				emit(opaque, gfn);
-				n++;
+			if (gfn >= x->nframes)
+				continue;
+			if (x->xg && !x->present[gfn]) {
+				/* A toolstack's guest: Xen logs writes to its
+				 * Xen-heap frames (grant table, shared info),
+				 * which never travel. Any other frame outside
+				 * the mapped set was populated since (a balloon
+				 * driver): not moved by this engine, so fail
+				 * rather than lose it. */
+				int t = xen__xg_is_xtab(x, gfn);
+				if (t == 1)
+					continue;
+				n = t < 0 ? t : -ENXIO;
+				goto out;
 			}
+			emit(opaque, gfn);
+			n++;
 		}
 	}
 out:

@@ -84,6 +84,23 @@ struct xen_vm {
 	size_t bitmap_pages;
 	xc_hypercall_buffer_t bitmap_hbuf;
 	unsigned throttle_pct;
+
+	/* a toolstack's own guest (xen-guest.c): adopted running on the
+	 * source, or restored by libxl on the destination */
+	bool xg;             /* this VM is one */
+	bool xg_suspending, xg_suspended; /* under lock: the switchover's suspend */
+	bool xg_moved;       /* source: it runs elsewhere now, destroy discards it */
+	char *xg_json;       /* source: libxl configuration */
+	void *xg_cpuid, *xg_msr; /* source: CPU policy, as libxenguest serialises it */
+	size_t xg_cpuid_len, xg_msr_len;
+	pthread_t xg_watch;
+	bool xg_watch_started;
+	libxl_domain_config *xg_dc; /* destination: what libxl restores */
+	int xg_rfd, xg_wfd;  /* destination: the restore stream's pipe */
+	pthread_t xg_restore;
+	bool xg_restore_started, xg_restore_done; /* done: under lock */
+	int xg_restore_rc;
+	uint32_t xg_restore_domid;
 };
 
 static inline struct xen_vm *xen__vm(struct hv_vm *hv) { return hv->priv; }
@@ -115,6 +132,39 @@ int xen__ioreq_init(struct xen_vm *x);
 int xen__ioreq_start(struct xen_vm *x);
 /* Joins the server threads (after xen__end), then tears the server down. */
 void xen__ioreq_fini(struct xen_vm *x);
+
+/* xen-guest.c */
+/* Source: takes the running PVH domain domid as the VM (its whole p2m
+ * mapped read-only, frames to move in present[], its libxl configuration
+ * and CPU policy read). Sets cfg.mem_bytes. */
+int xen__adopt(struct xen_vm *x, uint32_t domid, char *err, size_t errlen);
+/* Source: starts watching the adopted domain (it already runs). */
+int xen__xg_start(struct xen_vm *x);
+/* Source: the switchover stop, the guest's cooperative suspend (libxl's
+ * handshake, up to its 60 s). The domain must be paused by us; it is
+ * paused again on failure. Returns 0, or -ETIMEDOUT with err set. */
+int xen__xg_suspend(struct xen_vm *x, char *err, size_t errlen);
+/* Source: runs the guest again: a cancelled suspend, or an unpause. */
+int xen__xg_resume(struct xen_vm *x);
+/* Whether gfn is a Xen-heap (or broken) frame now: 1, 0 or -errno. */
+int xen__xg_is_xtab(struct xen_vm *x, uint64_t gfn);
+/* Source: the domain blob for the stream's DOMAIN record (malloc'd). */
+int xen__xg_blob(struct xen_vm *x, void **blob, size_t *len);
+/* The HVM params the restore's tail carries: fills out (room for
+ * xen__xg_nparams() entries) with the non-zero ones. */
+int xen__xg_params(struct xen_vm *x, uint64_t (*out)[2], unsigned *n);
+unsigned xen__xg_nparams(void);
+int xen__xg_param_known(uint64_t index);
+/* Destination: libxl restores the domain the blob describes; returns once
+ * it exists, populated and mapped, paused, waiting for its state. */
+int xen__prepare_restore(struct hv_vm *vm, const void *blob, size_t len, char *err, size_t errlen);
+/* Destination: writes the restore's tail and waits for libxl to finish
+ * the domain (paused). 0 or -errno. */
+int xen__xg_finish(struct xen_vm *x, const void *tsc, uint32_t tsc_len, const uint64_t (*params)[2], unsigned np,
+		   const void *ctx, uint32_t ctx_len);
+/* Joins the threads, closes the pipe (a restore cut short fails and
+ * libxl destroys its domain), frees the rest. */
+void xen__xg_fini(struct xen_vm *x);
 
 /* xen-dirty.c */
 int xen__dirty_start(struct hv_vm *vm);

@@ -29,6 +29,7 @@
 
 #define XEN_STATE_MAGIC 0x58474d50u /* "PMGX" */
 #define XEN_STATE_VERSION 1
+#define XEN_STATE_VERSION_XG 2 /* a toolstack's guest: + HVM params (xen-guest.c) */
 #define XEN_STATE_MAX_CTX (1u << 20)
 
 struct xen_state_hdr {
@@ -41,24 +42,51 @@ struct xen_state_hdr {
 	uint64_t elapsed_nsec;
 };
 
+/* vCPUs other than 0 of a toolstack's guest: vCPU 0's blob holds them. */
+static int xen__vcpu_save_empty(void **blob, size_t *len)
+{
+	/* One zero byte: a VCPU record is never empty. */
+	*blob = calloc(1, 1);
+	*len = 1;
+	return *blob ? 0 : -ENOMEM;
+}
+
 int xen__vcpu_save(struct hv_vm *vm, unsigned idx, void **blob, size_t *len)
 {
 	struct xen_vm *x = xen__vm(vm);
 	struct xen_state_hdr h = { .magic = XEN_STATE_MAGIC, .version = XEN_STATE_VERSION };
 
 	if (idx != 0)
-		return -EINVAL;
+		return idx < x->nvcpus && x->xg ? xen__vcpu_save_empty(blob, len) : -EINVAL;
 	if (!x->have_domain)
 		return -ENOENT;
+	/* A toolstack's guest: the HVM params its restore sets, between the
+	 * header and the context (u32 count, u32 zero, count x {index, value}). */
+	uint64_t params[32][2];
+	unsigned np = 0;
+	if (x->xg) {
+		if (xen__xg_nparams() > 32)
+			return -E2BIG;
+		int e = xen__xg_params(x, params, &np);
+		if (e < 0)
+			return e;
+		h.version = XEN_STATE_VERSION_XG;
+	}
+	size_t pre = x->xg ? 8 + (size_t)np * 16 : 0;
 	/* The size query over-reports (it counts every possible record);
 	 * the real call says what it wrote. */
 	int sz = xc_domain_hvm_getcontext(x->xch, x->domid, NULL, 0);
 	if (sz <= 0 || (unsigned)sz > XEN_STATE_MAX_CTX)
 		return sz < 0 && errno ? -errno : -EIO;
-	uint8_t *b = malloc(sizeof(h) + (size_t)sz);
+	uint8_t *b = malloc(sizeof(h) + pre + (size_t)sz);
 	if (!b)
 		return -ENOMEM;
-	int n = xc_domain_hvm_getcontext(x->xch, x->domid, b + sizeof(h), (uint32_t)sz);
+	if (x->xg) {
+		uint32_t c[2] = { np, 0 };
+		memcpy(b + sizeof(h), c, 8);
+		memcpy(b + sizeof(h) + 8, params, (size_t)np * 16);
+	}
+	int n = xc_domain_hvm_getcontext(x->xch, x->domid, b + sizeof(h) + pre, (uint32_t)sz);
 	if (n <= 0 || n > sz) {
 		int e = errno ? -errno : -EIO;
 		free(b);
@@ -72,7 +100,7 @@ int xen__vcpu_save(struct hv_vm *vm, unsigned idx, void **blob, size_t *len)
 	h.ctx_len = (uint32_t)n;
 	memcpy(b, &h, sizeof(h));
 	*blob = b;
-	*len = sizeof(h) + (size_t)n;
+	*len = sizeof(h) + pre + (size_t)n;
 	return 0;
 }
 
@@ -108,21 +136,49 @@ int xen__vcpu_load(struct hv_vm *vm, unsigned idx, const void *blob, size_t len)
 	struct xen_vm *x = xen__vm(vm);
 	struct xen_state_hdr h;
 
+	if (idx != 0 && x->xg && idx < x->nvcpus)
+		return len == 1 && !*(const uint8_t *)blob ? 0 : -EINVAL; /* vCPU 0's blob holds the domain's state */
 	if (idx != 0 || len < sizeof(h))
 		return -EINVAL;
 	memcpy(&h, blob, sizeof(h));
-	if (h.magic != XEN_STATE_MAGIC || h.version != XEN_STATE_VERSION || h.ctx_len == 0 ||
-	    h.ctx_len > XEN_STATE_MAX_CTX || h.ctx_len != len - sizeof(h) || h.gtsc_khz > 100000000u)
+	/* A toolstack's guest's state only into a domain libxl restores, and
+	 * the other way round. */
+	uint32_t want = x->xg ? XEN_STATE_VERSION_XG : XEN_STATE_VERSION;
+	size_t pre = 0;
+	uint32_t np = 0;
+	if (h.version == XEN_STATE_VERSION_XG && len >= sizeof(h) + 8) {
+		memcpy(&np, (const uint8_t *)blob + sizeof(h), 4);
+		if (np > 32)
+			return -EINVAL;
+		pre = 8 + (size_t)np * 16;
+	}
+	if (h.magic != XEN_STATE_MAGIC || h.version != want || h.ctx_len == 0 || h.ctx_len > XEN_STATE_MAX_CTX ||
+	    len < sizeof(h) + pre || h.ctx_len != len - sizeof(h) - pre || h.gtsc_khz > 100000000u)
 		return -EINVAL;
 	if (!x->have_domain)
 		return -ENOENT;
+	uint64_t params[32][2];
+	memcpy(params, (const uint8_t *)blob + sizeof(h) + 8, (size_t)np * 16);
+	for (uint32_t i = 0; i < np; i++)
+		if (!xen__xg_param_known(params[i][0]))
+			return -EINVAL;
 	uint8_t *ctx = malloc(h.ctx_len);
 	if (!ctx)
 		return -ENOMEM;
-	memcpy(ctx, (const uint8_t *)blob + sizeof(h), h.ctx_len);
+	memcpy(ctx, (const uint8_t *)blob + sizeof(h) + pre, h.ctx_len);
 	int r = xen__check_ctx(ctx, h.ctx_len);
 	if (r < 0)
 		goto out;
+	if (x->xg) {
+		/* libxenguest's X86_TSC_INFO body: mode, khz, nsec, incarnation. */
+		struct {
+			uint32_t mode, khz;
+			uint64_t nsec;
+			uint32_t incarnation, res;
+		} tsc = { h.tsc_mode, h.gtsc_khz, h.elapsed_nsec, h.incarnation, 0 };
+		r = xen__xg_finish(x, &tsc, sizeof(tsc), (const uint64_t(*)[2])params, np, ctx, h.ctx_len);
+		goto out;
+	}
 	/* As libxenguest's restore: TSC information before the context. */
 	if (xc_domain_set_tsc_info(x->xch, x->domid, h.tsc_mode, h.elapsed_nsec, h.gtsc_khz, h.incarnation) < 0 ||
 	    xc_domain_hvm_setcontext(x->xch, x->domid, ctx, h.ctx_len) < 0)

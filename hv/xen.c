@@ -38,6 +38,7 @@ static int xen__create(struct hv_vm *vm)
 	x->nvcpus = vm->cfg.vcpus;
 	x->nframes = vm->cfg.mem_bytes >> HV_PAGE_SHIFT;
 	x->wake_fd = -1;
+	x->xg_rfd = x->xg_wfd = -1;
 	pthread_mutex_init(&x->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -90,7 +91,10 @@ static void xen__destroy(struct hv_vm *vm)
 	if (x->mem)
 		xenforeignmemory_unmap(x->fmem, x->mem, x->nframes);
 	free(x->present);
-	if (x->have_domain && x->owns_domain && !x->domain_gone && x->ctx)
+	xen__xg_fini(x);
+	/* A toolstack's guest is destroyed here only once it moved away, or
+	 * on the destination before COMMIT ran it (owns_domain). */
+	if (x->have_domain && (x->owns_domain || x->xg_moved) && !x->domain_gone && x->ctx)
 		libxl_domain_destroy(x->ctx, x->domid, NULL);
 	if (x->ctx)
 		libxl_ctx_free(x->ctx);
@@ -243,7 +247,7 @@ static int xen__boot_image(struct hv_vm *vm, const char *path, const char *cmdli
  * port call of its guest went unserved), memory a multiple of 2 MiB. Its
  * memory and name become the VM's. The domain is ours to destroy only
  * once everything here succeeded: a refused attach leaves it as it was. */
-static int xen__attach(struct hv_vm *vm, const char *domain, char *err, size_t errlen)
+static int xen__attach(struct hv_vm *vm, const char *domain, unsigned flags, char *err, size_t errlen)
 {
 	struct xen_vm *x = xen__vm(vm);
 	libxl_dominfo info;
@@ -275,13 +279,20 @@ static int xen__attach(struct hv_vm *vm, const char *domain, char *err, size_t e
 		snprintf(err, errlen, "domain %u has shut down", domid);
 		goto out;
 	}
-	if (!info.paused) {
+	bool live = flags & HV_ATTACH_LIVE;
+	if (!live && !info.paused) {
 		snprintf(err, errlen, "domain %u is running: attach takes a domain created paused (xl create -p), "
 			 "before its guest makes a port call that nothing would serve", domid);
 		r = -EBUSY;
 		goto out;
 	}
-	if (info.vcpu_max_id != 0) {
+	if (live && info.vcpu_max_id >= HV_MAX_VCPUS) {
+		snprintf(err, errlen, "domain %u has %u vCPUs: this engine moves at most %u", domid, info.vcpu_max_id + 1,
+			 HV_MAX_VCPUS);
+		r = -ENOTSUP;
+		goto out;
+	}
+	if (!live && info.vcpu_max_id != 0) {
 		snprintf(err, errlen, "domain %u has %u vCPUs: this backend runs 1", domid, info.vcpu_max_id + 1);
 		r = -ENOTSUP;
 		goto out;
@@ -296,15 +307,22 @@ static int xen__attach(struct hv_vm *vm, const char *domain, char *err, size_t e
 		snprintf(err, errlen, "domain %u is not a PVH domain (type=\"pvh\" in its xl config)", domid);
 		goto out;
 	}
+	name = libxl_domid_to_name(x->ctx, domid);
+	snprintf(vm->cfg.name, sizeof(vm->cfg.name), "%s", name ? name : "");
+	if (live) {
+		/* Its own kernel and devices: moved with its help, left to the
+		 * toolstack; memory is whatever its p2m holds. */
+		x->nvcpus = vm->cfg.vcpus = info.vcpu_max_id + 1;
+		r = xen__adopt(x, domid, err, errlen);
+		goto out;
+	}
 	uint64_t mem = (uint64_t)dc.b_info.target_memkb << 10;
 	if (!hv_mem_size_valid(mem)) {
 		snprintf(err, errlen, "domain %u has %llu KiB of memory: this backend takes a multiple of 2 MiB, "
 			 "16 MiB to 128 GiB", domid, (unsigned long long)dc.b_info.target_memkb);
 		goto out;
 	}
-	name = libxl_domid_to_name(x->ctx, domid);
 	vm->cfg.mem_bytes = mem;
-	snprintf(vm->cfg.name, sizeof(vm->cfg.name), "%s", name ? name : "");
 	x->nframes = mem >> HV_PAGE_SHIFT;
 	r = xen__take_domain(x, domid, err, errlen);
 	if (r == 0)
@@ -355,7 +373,7 @@ void xen__end(struct xen_vm *x, enum hv_stop_reason why, int code, const char *d
 	pthread_mutex_unlock(&x->lock);
 	/* The VM never runs again: keep the domain from running on while the
 	 * threads leave (it is destroyed with the VM). */
-	if (pause && x->have_domain)
+	if (pause && x->have_domain && !x->xg)
 		xc_domain_pause(x->xch, x->domid);
 	if (write(x->wake_fd, &one, sizeof(one)) < 0) {
 		/* eventfd counter full: the threads are being woken anyway */
@@ -390,6 +408,8 @@ static int xen__start(struct hv_vm *vm)
 
 	if (!x->have_domain)
 		return -ENOENT;
+	if (x->xg && x->xg_json) /* adopted: it runs already */
+		return x->xg_watch_started ? -EALREADY : xen__xg_start(x);
 	pthread_mutex_lock(&x->lock);
 	if (x->started) {
 		pthread_mutex_unlock(&x->lock);
@@ -397,6 +417,13 @@ static int xen__start(struct hv_vm *vm)
 	}
 	x->started = true;
 	pthread_mutex_unlock(&x->lock);
+	if (x->xg) {
+		/* COMMIT: the restored domain runs, and is the toolstack's. */
+		if (libxl_domain_unpause(x->ctx, x->domid, NULL))
+			return -EIO;
+		x->owns_domain = false;
+		return xen__xg_start(x);
+	}
 	r = xen__ioreq_start(x);
 	if (r < 0)
 		return r;
@@ -450,6 +477,18 @@ static int xen__pause(struct hv_vm *vm)
 	int r = 0;
 
 	pthread_mutex_lock(&x->lock);
+	if (x->xg) {
+		/* No ports to hold: Xen's pause is the whole of it. */
+		bool first = !x->pause_depth++ && x->started && !x->stop_req;
+		pthread_mutex_unlock(&x->lock);
+		if (first && xc_domain_pause(x->xch, x->domid) < 0) {
+			r = -errno;
+			pthread_mutex_lock(&x->lock);
+			x->pause_depth--;
+			pthread_mutex_unlock(&x->lock);
+		}
+		return r;
+	}
 	if (x->pause_depth++ || !x->started || x->stop_req) {
 		/* Nested, or the domain is not running (created paused, or
 		 * ended): Xen's own pause count stays as it is. */
@@ -498,6 +537,12 @@ static int xen__resume(struct hv_vm *vm)
 	int r = 0;
 
 	pthread_mutex_lock(&x->lock);
+	if (x->xg) {
+		bool last = x->pause_depth && --x->pause_depth == 0 && !x->stop_req;
+		r = x->pause_depth || last ? 0 : -EINVAL;
+		pthread_mutex_unlock(&x->lock);
+		return last ? xen__xg_resume(x) : r;
+	}
 	if (!x->pause_depth) {
 		r = -EINVAL;
 	} else if (--x->pause_depth == 0 && x->hold) {
@@ -547,6 +592,38 @@ static int xen__rename(struct hv_vm *vm, const char *name)
 	return libxl_domain_rename(x->ctx, x->domid, NULL, name) ? -EEXIST : 0;
 }
 
+/* The switchover stop: a toolstack's guest suspends itself (see
+ * xen-guest.c); our own images are paused as always. */
+static int xen__suspend(struct hv_vm *vm, char *err, size_t errlen)
+{
+	struct xen_vm *x = xen__vm(vm);
+	int r = xen__pause(vm);
+	if (r < 0 || !x->xg)
+		return r;
+	r = xen__xg_suspend(x, err, errlen);
+	if (r < 0) {
+		pthread_mutex_lock(&x->lock);
+		x->pause_depth--; /* xen__xg_suspend paused it again: lift ours */
+		pthread_mutex_unlock(&x->lock);
+		xc_domain_unpause(x->xch, x->domid);
+	}
+	return r;
+}
+
+static void xen__moved(struct hv_vm *vm)
+{
+	struct xen_vm *x = xen__vm(vm);
+	x->xg_moved = x->xg;
+}
+
+static int xen__domain_blob(struct hv_vm *vm, void **blob, size_t *len)
+{
+	struct xen_vm *x = xen__vm(vm);
+	*blob = NULL;
+	*len = 0;
+	return x->xg && x->xg_json ? xen__xg_blob(x, blob, len) : 0;
+}
+
 static int64_t xen__domid(struct hv_vm *vm)
 {
 	struct xen_vm *x = xen__vm(vm);
@@ -579,4 +656,8 @@ const struct hv_backend hv_xen_backend = {
 	.prepare_incoming = xen__prepare_incoming,
 	.rename = xen__rename,
 	.attach = xen__attach,
+	.suspend = xen__suspend,
+	.moved = xen__moved,
+	.domain_blob = xen__domain_blob,
+	.prepare_restore = xen__prepare_restore,
 };

@@ -47,6 +47,7 @@
 enum dst_phase {
 	DST_HELLO,     /* connected: awaiting HELLO (name claimed on it) */
 	DST_SHAPE,     /* awaiting SHAPE (the VM is created on it) */
+	DST_DOMAIN,    /* awaiting DOMAIN (a toolstack's guest: the VM is created on it) */
 	DST_JOIN,      /* awaiting lane 0's JOIN (stream count): HELLO answered on it */
 	DST_RECEIVING, /* memory, ROUND_END, vCPU state, VERIFY, until STATE_DONE */
 	DST_APPLYING,  /* STATE_DONE in: the other lanes' last pages, decoding, the memory check */

@@ -181,23 +181,20 @@ static int dst__take_hello(struct dst_stream *s, const struct stream_record *rec
 	return 0;
 }
 
-/* SHAPE: the VM is created empty, lane 0's decoder starts. */
-static int dst__take_shape(struct dst_stream *s, const struct stream_record *rec)
+/* The VM is created empty (from the DOMAIN record's description when
+ * there is one), lane 0's decoder starts. */
+static int dst__create(struct dst_stream *s, const uint8_t *dom, uint32_t domlen)
 {
 	struct migrate_dst *d = s->d;
-	char why[256];
+	char why[512];
 	int e;
-	if ((e = stream_parse_shape(rec, &d->shape)) < 0) {
-		dst__fail(d, e, "invalid SHAPE (memory size, vCPUs or page size outside the limits)");
-		return e;
-	}
 	d->nframes = d->shape.mem_bytes >> HV_PAGE_SHIFT;
 	uint64_t nchunks = (d->nframes + STREAM_VERIFY_CHUNK - 1) / STREAM_VERIFY_CHUNK;
 	if (!(d->verify_seen = calloc((nchunks + 63) / 64, 8))) {
 		dst__fail(d, -ENOMEM, "out of memory");
 		return -ENOMEM;
 	}
-	if ((e = d->ops->create_vm(d->opaque, &d->shape, &d->vm, why, sizeof(why))) < 0) {
+	if ((e = d->ops->create_vm(d->opaque, &d->shape, dom, domlen, &d->vm, why, sizeof(why))) < 0) {
 		dst__fail(d, e, "%s", why);
 		return e;
 	}
@@ -212,6 +209,31 @@ static int dst__take_shape(struct dst_stream *s, const struct stream_record *rec
 		d->pf = NULL; /* the decoders fault pages in themselves */
 	d->phase = DST_JOIN;
 	return 0;
+}
+
+/* SHAPE: the VM's size; a toolstack's guest's DOMAIN record follows. */
+static int dst__take_shape(struct dst_stream *s, const struct stream_record *rec)
+{
+	struct migrate_dst *d = s->d;
+	int e;
+	if ((e = stream_parse_shape(rec, &d->shape)) < 0) {
+		dst__fail(d, e, "invalid SHAPE (memory size, vCPUs or page size outside the limits)");
+		return e;
+	}
+	if (d->shape.hv == STREAM_HV_XEN_DOMAIN) {
+		d->phase = DST_DOMAIN;
+		return 0;
+	}
+	return dst__create(s, NULL, 0);
+}
+
+static int dst__take_domain(struct dst_stream *s, const struct stream_record *rec)
+{
+	const uint8_t *blob;
+	uint32_t len;
+	if (stream_parse_domain(rec, &blob, &len) < 0)
+		return -EBADMSG;
+	return dst__create(s, blob, len);
 }
 
 /* Lane 0's JOIN: how many connections the source opens. HELLO is
@@ -254,6 +276,7 @@ static const struct dst_accept {
 } dst_accept[] = {
 	{ DST_HELLO, STREAM_HELLO, LANE0, dst__take_hello },
 	{ DST_SHAPE, STREAM_SHAPE, LANE0, dst__take_shape },
+	{ DST_DOMAIN, STREAM_DOMAIN, LANE0, dst__take_domain },
 	{ DST_JOIN, STREAM_JOIN, LANE0, dst__take_join },
 	{ DST_RECEIVING, STREAM_PAGES, ANY_LANE, dst__queue_pages },
 	{ DST_RECEIVING, STREAM_ROUND_END, ANY_LANE, dst__round_end },
@@ -284,6 +307,9 @@ static void dst__refuse(struct dst_stream *s, const struct stream_record *rec)
 		break;
 	case DST_SHAPE:
 		dst__fail(d, -EPROTO, "expected SHAPE, got %s", t);
+		break;
+	case DST_DOMAIN:
+		dst__fail(d, -EPROTO, "expected DOMAIN, got %s", t);
 		break;
 	case DST_JOIN:
 		dst__fail(d, -EPROTO, "expected JOIN, got %s", t);
@@ -434,6 +460,7 @@ static void dst__deadlines(uv_timer_t *t)
 				  d->lim.handshake_ms);
 		break;
 	case DST_SHAPE:
+	case DST_DOMAIN:
 	case DST_JOIN:
 	case DST_RECEIVING:
 		if (util_age_ns(now, d->progress_at) > d->lim.idle_ms * ms)

@@ -34,7 +34,10 @@ struct migrate_dst_ops {
 	int (*claim)(void *opaque, const char *name, char *why, size_t len);
 	/* SHAPE arrived: create an empty VM of that shape (ownership stays
 	 * with the owner). 0, or -errno with why filled. */
-	int (*create_vm)(void *opaque, const struct stream_shape *sh, struct hv_vm **vm, char *why, size_t len);
+	/* dom/domlen: the DOMAIN record's description (a toolstack's guest:
+	 * hv_vm_prepare_restore), or NULL/0. */
+	int (*create_vm)(void *opaque, const struct stream_shape *sh, const void *dom, size_t domlen, struct hv_vm **vm,
+			 char *why, size_t len);
 	/* COMMIT applied: the guest runs here now and RUNNING was sent.
 	 * stats: JSON object with what was received. */
 	void (*running)(void *opaque, const char *stats);

@@ -57,8 +57,16 @@ void msrc__ready0(struct xport_conn *x, void *opaque)
 	/* Always ask for the token: without it a lost outcome could not be
 	 * resolved (RESOLVE names the migration by it). */
 	int e = stream_put_hello(&b, (m->o.resume ? STREAM_CAP_RESUME : 0) | STREAM_CAP_TOKEN, m->name);
+	void *dom = NULL;
+	size_t domlen = 0;
+	/* A toolstack's guest: how to build its domain, before any page. */
+	if (!e && (e = hv_vm_domain_blob(m->vm, &dom, &domlen)) == 0 && domlen)
+		sh.hv = STREAM_HV_XEN_DOMAIN;
 	if (!e)
 		e = stream_put_shape(&b, &sh);
+	if (!e && domlen)
+		e = stream_put_domain(&b, dom, domlen);
+	free(dom);
 	if (!e)
 		e = stream_put_join(&b, &j); /* announces the connection count, even 1 */
 	if (!e)

@@ -505,8 +505,15 @@ static int msrc__switchover(struct migrate_src *m, struct precopy_dirty_set *set
 	unsigned nv = hv_vm_config(m->vm)->vcpus;
 	int e;
 
-	m->t_pause = util_now_ns();
-	hv_vm_pause(m->vm);
+	char why[300];
+	uint64_t t_stop = util_now_ns();
+	/* A guest that must help (a toolstack's Xen guest) suspends itself
+	 * here; if it does not, it runs on and the migration fails. */
+	if ((e = hv_vm_suspend(m->vm, why, sizeof(why))) < 0) {
+		msrc__fail(m, e, "%s", why);
+		return e;
+	}
+	m->t_pause = t_stop;
 	m->t_paused = util_now_ns(); /* every vCPU is out of the guest from here */
 	msrc__unthrottle(m);
 	if (hv_vm_has_ended(m->vm)) {

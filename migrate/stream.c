@@ -18,7 +18,7 @@ const char *stream_type_name(unsigned t)
 {
 	static const char *const n[] = { "?", "HELLO", "SHAPE", "PAGES", "VCPU", "ROUND_END", "STATE_DONE",
 					 "READY", "COMMIT", "RUNNING", "ERROR", "VERIFY", "JOIN", "RESUME", "ACK", "CHECKPOINT", "SEAL", "CAPACITY", "PROBE", "PROBE_DONE",
-					 "RESOLVE", "RESOLVED" };
+					 "RESOLVE", "RESOLVED", "DOMAIN" };
 	return t < STREAM_TYPE_MAX ? n[t] : "?";
 }
 
@@ -46,6 +46,7 @@ static uint32_t max_len(unsigned t)
 	case STREAM_PROBE_DONE: return 16;
 	case STREAM_RESOLVE: return 16;
 	case STREAM_RESOLVED: return 8 + STREAM_MAX_TEXT;
+	case STREAM_DOMAIN: return STREAM_MAX_DOMAIN;
 	default: return 0;
 	}
 }
@@ -211,7 +212,7 @@ int stream_parse_shape(const struct stream_record *rec, struct stream_shape *out
 	out->dirty_log = p[24];
 	out->hv = p[25];
 	if (page != HV_PAGE_SIZE || !hv_mem_size_valid(out->mem_bytes) || out->vcpus < 1 || out->vcpus > HV_MAX_VCPUS ||
-	    out->tsc_khz > 100000000ull || out->dirty_log > HV_DIRTY_BITMAP || out->hv > STREAM_HV_XEN)
+	    out->tsc_khz > 100000000ull || out->dirty_log > HV_DIRTY_BITMAP || out->hv > STREAM_HV_XEN_DOMAIN)
 		return -EPROTO;
 	for (int i = 26; i < 32; i++)
 		if (p[i])
@@ -411,6 +412,26 @@ int stream_put_shape(struct stream_buf *b, const struct stream_shape *s)
 	put(b, &s->dirty_log, 1);
 	put(b, &s->hv, 1);
 	put(b, zero, 6);
+	return 0;
+}
+
+int stream_put_domain(struct stream_buf *b, const void *blob, size_t len)
+{
+	if (!len || len > STREAM_MAX_DOMAIN)
+		return -EINVAL;
+	int e = header(b, STREAM_DOMAIN, (uint32_t)len);
+	if (e)
+		return e;
+	put(b, blob, len);
+	return 0;
+}
+
+int stream_parse_domain(const struct stream_record *rec, const uint8_t **blob, uint32_t *len)
+{
+	if (rec->type != STREAM_DOMAIN || !rec->len || rec->len > STREAM_MAX_DOMAIN)
+		return -EPROTO;
+	*blob = rec->payload;
+	*len = rec->len;
 	return 0;
 }
 

@@ -49,6 +49,7 @@ enum stream_type {
 	STREAM_PROBE_DONE = 19, /* the agent's measure of a link probe */
 	STREAM_RESOLVE = 20,    /* after a HELLO with STREAM_CAP_RESOLVE: which migration, and the source's decision */
 	STREAM_RESOLVED = 21,   /* the agent's answer: what became of that migration there */
+	STREAM_DOMAIN = 22,     /* after a SHAPE with STREAM_HV_XEN_DOMAIN: how the toolstack builds the domain */
 	STREAM_TYPE_MAX
 };
 
@@ -69,7 +70,9 @@ struct stream_hello {
 enum stream_hv {
 	STREAM_HV_KVM = 0,
 	STREAM_HV_XEN = 1,
+	STREAM_HV_XEN_DOMAIN = 2, /* Xen, a toolstack's own guest: a DOMAIN record follows SHAPE */
 };
+#define STREAM_MAX_DOMAIN (1u << 20) /* DOMAIN payload bytes */
 
 struct stream_shape {
 	uint64_t mem_bytes;
@@ -240,6 +243,7 @@ int stream_parse_pages(const struct stream_record *rec, uint64_t nframes,
 		       void *opaque);
 int stream_parse_vcpu(const struct stream_record *rec, uint32_t nvcpus, uint32_t *index, const uint8_t **blob,
 		      uint32_t *len);
+int stream_parse_domain(const struct stream_record *rec, const uint8_t **blob, uint32_t *len);
 int stream_parse_round_end(const struct stream_record *rec, struct stream_round_end *out);
 int stream_parse_state_done(const struct stream_record *rec, uint64_t *total_pages);
 /* READY, COMMIT, RUNNING: payload must be empty. */
@@ -275,6 +279,9 @@ int stream_parse_error(const struct stream_record *rec, uint32_t *code, char *te
 void stream_buf_free(struct stream_buf *b);
 int stream_put_hello(struct stream_buf *b, uint64_t caps, const char *name);
 int stream_put_shape(struct stream_buf *b, const struct stream_shape *s);
+/* DOMAIN: the backend's description of the domain (hv_vm_domain_blob()),
+ * 1..STREAM_MAX_DOMAIN bytes, opaque here: the backend checks it. */
+int stream_put_domain(struct stream_buf *b, const void *blob, size_t len);
 /* PAGES: begin, add up to STREAM_MAX_BATCH pages, end (fills the length). */
 int stream_put_pages_begin(struct stream_buf *b, size_t *mark);
 int stream_put_page(struct stream_buf *b, uint64_t gfn, unsigned codec, const void *data, uint32_t len);

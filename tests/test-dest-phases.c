@@ -72,9 +72,10 @@ static int t__claim(void *o, const char *name, char *w, size_t len)
 	(void)o, (void)name, (void)w, (void)len;
 	return 0;
 }
-static int t__create_vm(void *o, const struct stream_shape *sh, struct hv_vm **out, char *w, size_t len)
+static int t__create_vm(void *o, const struct stream_shape *sh, const void *dom, size_t domlen, struct hv_vm **out,
+		       char *w, size_t len)
 {
-	(void)o, (void)sh, (void)w, (void)len;
+	(void)o, (void)sh, (void)dom, (void)domlen, (void)w, (void)len;
 	*out = vm;
 	return 0;
 }

@@ -567,6 +567,7 @@ static void vmhost__mig_done(void *opaque, enum migrate_result res, const char *
 	if (res == MIGRATE_OK) {
 		/* The guest lives on the destination now; this copy never runs again. */
 		r->migrated = 1;
+		hv_vm_moved(r->vm);
 		hv_vm_stop(r->vm);
 	} else if (res == MIGRATE_INDETERMINATE) {
 		/* Stays paused until the destination says what became of it
@@ -594,6 +595,7 @@ void vmhost_mig_resolved(struct vmhost *r, int ran, const char *why)
 		fprintf(stderr, "pml-migrate: '%s' runs on %s (%s): this paused copy is discarded\n", r->name,
 			r->mig_target, why);
 		r->migrated = 1;
+		hv_vm_moved(r->vm);
 		hv_vm_stop(r->vm);
 		return;
 	}
@@ -751,12 +753,13 @@ int vmhost_init(struct vmhost *r, const char *name)
 	return 0;
 }
 
-int vmhost_create_incoming(struct vmhost *r, const char *hv, const struct stream_shape *sh, char *why, size_t len)
+int vmhost_create_incoming(struct vmhost *r, const char *hv, const struct stream_shape *sh, const void *dom,
+			   size_t domlen, char *why, size_t len)
 {
-	const char *src_hv = sh->hv == STREAM_HV_XEN ? "xen" : "kvm";
+	const char *src_hv = sh->hv == STREAM_HV_KVM ? "kvm" : "xen";
 	if (strcmp(src_hv, hv)) {
 		snprintf(why, len, "the state is a %s VM's and this host receives into %s",
-			 sh->hv == STREAM_HV_XEN ? "Xen" : "KVM", !strcmp(hv, "xen") ? "Xen" : "KVM");
+			 sh->hv != STREAM_HV_KVM ? "Xen" : "KVM", !strcmp(hv, "xen") ? "Xen" : "KVM");
 		return -EPROTONOSUPPORT;
 	}
 	r->cfg.mem_bytes = sh->mem_bytes;
@@ -776,7 +779,8 @@ int vmhost_create_incoming(struct vmhost *r, const char *hv, const struct stream
 		return e;
 	}
 	hv_vm_set_guest_ops(r->vm, &vmhost_guest_ops, r);
-	e = hv_vm_prepare_incoming(r->vm, why, len);
+	/* A toolstack's guest: its toolstack here builds the domain. */
+	e = dom ? hv_vm_prepare_restore(r->vm, dom, domlen, why, len) : hv_vm_prepare_incoming(r->vm, why, len);
 	if (e < 0) {
 		hv_vm_destroy(r->vm);
 		r->vm = NULL;

@@ -110,9 +110,11 @@ extern const struct hv_guest_ops vmhost_guest_ops;
 int vmhost_went_live(struct vmhost *r);
 /* Creates r->vm empty, to be filled with the state of a stream of shape
  * sh (an incoming migration, a restored checkpoint) on backend hv ("kvm"
- * or "xen"), which must be the one that stream's vCPU state is for.
- * Returns 0 or -errno with a one-line reason in why. */
-int vmhost_create_incoming(struct vmhost *r, const char *hv, const struct stream_shape *sh, char *why, size_t len);
+ * or "xen"), which must be the one that stream's vCPU state is for;
+ * dom/domlen: the stream's DOMAIN description of a toolstack's guest
+ * (hv_vm_prepare_restore), or NULL/0. Returns 0 or -errno with a one-line reason in why. */
+int vmhost_create_incoming(struct vmhost *r, const char *hv, const struct stream_shape *sh, const void *dom,
+			   size_t domlen, char *why, size_t len);
 /* Whether a new user of the dirty log may start now (a migration, an
  * estimate, a checkpoint): none of those is running (a checkpoint
  * session is ignored when ignore_ckpt is set: its own next checkpoint),
