@@ -19,10 +19,15 @@
 . "$(dirname "$0")/xen-lib.sh"
 Q=${QEMU:-$(command -v qemu-system-x86_64)}
 if [ -z "$Q" ] || [ ! -x "$Q" ]; then skip_all "qemu-system-x86_64 not installed (it runs Xen here)"; fi
+if ! grep -q 'HAVE_XEN 1' "${TOP_BUILDDIR:-.}/config.h" 2>/dev/null; then
+	skip_all "pml-migrate was built without the Xen libraries (configure --with-xen=no or no libxen-dev)"
+fi
 QEMU=$Q
-echo "1..8"
+PM=${TOP_BUILDDIR:-.}/pml-migrate
+echo "1..15"
 
 cat >"$T/dom0.sh" <<'DOM0'
+PM=/bin/pml-migrate
 R() { echo "XT $*"; }
 up() { cut -d' ' -f1 /proc/uptime; }
 L=/var/log/xen/console
@@ -81,6 +86,7 @@ if [ $rc != 0 ]; then # what went wrong, and nothing else to do
 fi
 waitlog DOMU-INIT 600; R "init secs=$(awk "BEGIN{print $(up)-$t0}") $(cat $L/guest-lx.log | tr -d '\r' | grep -m1 DOMU-INIT)"
 waitlog DOMU-NET 120; R "net $(cat $L/guest-lx.log | tr -d '\r' | grep -m1 -E 'DOMU-NET|DOMU-DISK')"
+waitlog DOMU-DISK-AT-BOOT 120
 R "console-boot $(contail)"
 R "disk-at-boot $(cat $L/guest-lx.log | tr -d '\r' | grep -m1 DOMU-DISK-AT-BOOT)"
 waittick_above 3 120
@@ -108,12 +114,53 @@ rm /tmp/quiet
 R "disk-after guest-reads=$(gread) wrote=$(gwrite "AFTER $(lasttick)") dom0-reads=$(diskword)"
 for i in $(seq 300); do [ "$(wc -l </tmp/echo.out)" -gt $((e0 + 2)) ] && break; sleep 0.2; done
 R "echo-after before=$e0 now=$(wc -l </tmp/echo.out) last=$(tail -n 1 /tmp/echo.out)"
+R "xl-window $k0 $(lasttick)"
+
+# pml-migrate: the same guest, moved live over TLS by the engine, from a
+# host process that adopts the running domain (attach --live) to an agent
+# whose session has libxl restore it.
+waitfile() { for i in $(seq 3000); do [ -s "$1" ] && return 0; sleep 0.2; done; return 1; }
+waitctl() { for i in $(seq 1500); do $PM ctl "$1" status >/dev/null 2>&1 && return 0; sleep 0.2; done; return 1; }
+tl() { tail -n ${2:-3} "$1" 2>/dev/null | tr '\n' ' ' | cut -c1-600; }
+bwait() {
+	for i in $(seq $(($2 * 5))); do kill -0 $1 2>/dev/null || break; sleep 0.2; done
+	kill -0 $1 2>/dev/null && { R "hung $3"; kill -9 $1; }
+	wait $1
+}
+mkdir -m 0700 /run/pmg /run/dstA; export PML_MIGRATE_RUNDIR=/run/pmg
+$PM recv --listen 127.0.0.1:0 --handshake-timeout 600 --timeout 300 --certs /certs --run-dir /run/dstA \
+	--port-file /tmp/portA 2>/tmp/agentA.log &
+waitfile /tmp/portA; PA=$(cat /tmp/portA)
+$PM attach --live lx --json >/tmp/lxatt.json 2>/tmp/lxatt.err &
+AP=$!
+waitctl lx; R "pm-status $($PM ctl lx status 2>&1 | cut -c1-400)"
+touch /tmp/quiet; sleep 2
+e1=$(wc -l </tmp/echo.out) k1=$(lasttick)
+t3=$(up)
+timeout 900 $PM send lx 127.0.0.1:$PA --setup-timeout 600 --link-timeout 120 --certs /certs --node sender \
+	--peer agent --json >/tmp/pm.send 2>/tmp/pm.send.err
+R "pm-send rc=$? secs=$(awk "BEGIN{print $(up)-$t3}") domains=$(xl list | awk 'NR>1{print $1}' | tr '\n' ,)"
+R "pm-send-json $(tail -n 1 /tmp/pm.send | cut -c1-1500)"
+R "pm-send-err $(tl /tmp/pm.send.err)"
+bwait $AP 120 attach; R "pm-src rc=$? $(cut -c1-600 /tmp/lxatt.json) $(tl /tmp/lxatt.err)"
+R "pm-agent $(tl /tmp/agentA.log 6)"
+R "pm-session $(tl /run/dstA/lx.log 6)"
+waittick_above $((k1 + 3)) 300
+R "pm-ticks-after last=$(lasttick) before=$k1"
+R "pm-console-after $(contail)"
+rm /tmp/quiet
+R "pm-disk-after guest-reads=$(gread) wrote=$(gwrite "AFTER2 $(lasttick)") dom0-reads=$(diskword)"
+for i in $(seq 300); do [ "$(wc -l </tmp/echo.out)" -gt $((e1 + 2)) ] && break; sleep 0.2; done
+R "pm-echo-after before=$e1 now=$(wc -l </tmp/echo.out) last=$(tail -n 1 /tmp/echo.out)"
+R "pm-window $k1 $(lasttick)"
 touch /tmp/stop
 R "ticks $(ticks | tr '\n' ' ')"
 
 t2=$(up)
 timeout 300 xl shutdown -w lx >/tmp/shutdown.out 2>&1
 R "shutdown rc=$? secs=$(awk "BEGIN{print $(up)-$t2}") left=$(xl list | awk 'NR>1{print $1}' | tr '\n' ,) $(cat $L/guest-*.log | tr -d '\r' | grep -m1 DOMU-POWEROFF)"
+for i in $(seq 150); do [ -s /run/dstA/lx.result.json ] && break; sleep 0.2; done
+R "session-end $(cut -c1-600 /run/dstA/lx.result.json 2>/dev/null)"
 DOM0
 
 start=$(date +%s)
@@ -122,13 +169,17 @@ if ! xen_fetch; then
 	exit 1
 fi
 xen_domu_initrd "$T/domu.cpio.gz" || { ok 1 "building the domU initramfs"; exit 1; }
-xen_initrd "$T/initrd.img" "$T/dom0.sh" "$XEN_CACHE/vmlinuz" "$T/domu.cpio.gz" "$(dirname "$0")/xen-hotplug.sh" ||
+"$PM" certs init "$T/certs" >/dev/null && "$PM" certs issue "$T/certs" agent >/dev/null &&
+	"$PM" certs issue "$T/certs" sender >/dev/null || { ok 1 "making test certificates"; exit 1; }
+xen_initrd "$T/initrd.img" "$T/dom0.sh" "$XEN_CACHE/vmlinuz" "$T/domu.cpio.gz" "$(dirname "$0")/xen-hotplug.sh" \
+	"$PM" "$T"/certs/ca.pem "$T"/certs/agent.pem "$T"/certs/agent.key "$T"/certs/sender.pem "$T"/certs/sender.key ||
 	{ ok 1 "building the dom0 initramfs"; exit 1; }
 xen_boot "$T/initrd.img" "${PMG_XEN_TEST_TIMEOUT:-1800}" "$T/boot.log"
 secs=$(($(date +%s) - start))
 cp "$T/boot.log" "${TOP_BUILDDIR:-.}/tests/test-xen-linux.boot.log" 2>/dev/null
 xt() { sed -n "s/^XT $1 //p" "$T/boot.log" | tr -d '\r' | head -1; }
 show() { for k in "$@"; do printf '#   %s: %s\n' "$k" "$(xt "$k" | cut -c1-600)"; done; }
+field() { echo "$1" | sed -n "s/.*\"$2\":\"\{0,1\}\([^\",}]*\).*/\1/p"; }
 echo "# lab: $(xen_versions) (cache $XEN_CACHE); whole test $secs s"
 
 c=$(xt create)
@@ -149,26 +200,62 @@ ok $r "xl migrate to localhost (the reference): $m"
 # The guest's own view: consecutive TICKs, and the largest gap of its
 # clock between two of them (1 s plus whatever the move took from it).
 tk=$(xt ticks)
-echo "$tk" | tr ' ' '\n' | awk -F: 'NF == 2 {
-		if (n++ && $1 != prev + 1) bad = bad " " prev "->" $1
-		if (n > 1 && $2 - pu > gap) gap = $2 - pu
-		prev = $1; pu = $2
-	}
-	END { printf "%s %.2f %d\n", bad ? bad : "none", gap, n }' >"$T/gap"
-read -r bad gap cnt <"$T/gap" # (not n: tap.sh counts with it)
-a=$(xt ticks-after)
-[ "$bad" = none ] && [ "${cnt:-0}" -gt 5 ] && echo "$a" | awk '{ split($1, l, "="); split($2, b, "="); exit !(l[2] > b[2]) }'
+# window FROM TO: the guest's largest gap between two consecutive ticks
+# numbered FROM..TO (1 s plus what a move took from it), or "none".
+window() {
+	echo "$tk" | tr ' ' '\n' | awk -F: -v a="$1" -v b="$2" 'NF == 2 && $1 >= a && $1 <= b {
+			if (n++ && $2 - pu > gap) gap = $2 - pu
+			pu = $2
+		}
+		END { if (n > 1) printf "%.2f\n", gap; else print "none" }'
+}
+# after NAME: the counter went on (ticks-after's last > before).
+after() { xt "$1" | awk '{ split($1, l, "="); split($2, b, "="); exit !(l[2] > b[2]) }'; }
+xw=$(xt xl-window) pw=$(xt pm-window)
+xgap=$(window $xw) pgap=$(window $pw)
+after ticks-after
 r=$?
-ok $r "the guest's counter went on across the move without a repeat or a skip ($a; $cnt ticks; irregular: $bad); its longest stall: $gap s between two ticks a second apart"
+ok $r "after xl migrate the guest's counter went on ($(xt ticks-after)); its longest stall: $xgap s between two ticks a second apart"
 [ $r = 0 ] || show console-after
-echo "# xl migrate reference: $(echo "$m" | sed -n 's/.*secs=\([0-9.]*\).*/\1/p') s in all; the guest's largest tick gap $gap s"
+echo "# xl migrate reference: $(echo "$m" | sed -n 's/.*secs=\([0-9.]*\).*/\1/p') s in all; the guest's largest tick gap $xgap s"
 e=$(xt echo-after)
 echo "$e" | awk '{ split($1, b, "="); split($2, n, "="); exit !(n[2] > b[2] + 2) }'
-ok $? "the TCP connection opened before the move carries data after it: $e"
+ok $? "after xl migrate the TCP connection opened before carries data: $e"
 d=$(xt disk-after)
 echo "$d" | grep -q '^guest-reads=BEFORE [0-9]* wrote=wrote dom0-reads=AFTER [0-9]'
-ok $? "the disk: after the move the guest reads what it wrote before, and what it writes reaches dom0's file ($d)"
+ok $? "after xl migrate the guest reads what it wrote to its disk before, and what it writes reaches dom0's file ($d)"
+
+# pml-migrate's move of the same guest.
+ps=$(xt pm-send) pj=$(xt pm-send-json)
+echo "$ps" | grep -q '^rc=0 .*domains=Domain-0,lx,$' && echo "$pj" | grep -q '"result":"migrated"'
+r=$?
+ok $r "pml-migrate send over TLS moved the xl-created domain: $ps (downtime $(field "$pj" downtime_ms) ms, $(field "$pj" rounds) rounds, $(field "$pj" bytes_on_wire) bytes on the wire)"
+[ $r = 0 ] || show pm-status pm-send-json pm-send-err pm-agent pm-session pm-src
+xt pm-src | grep -q '^rc=0 .*"result":"migrated"'
+r=$?
+ok $r "the source's attach --live process ended with the domain migrated away"
+[ $r = 0 ] || show pm-src
+after pm-ticks-after
+r=$?
+ok $r "after pml-migrate the guest's counter went on ($(xt pm-ticks-after)); its longest stall: $pgap s between two ticks a second apart"
+[ $r = 0 ] || show pm-console-after pm-session
+echo "# pml-migrate: $(echo "$ps" | sed -n 's/.*secs=\([0-9.]*\).*/\1/p') s in all (xl migrate: $(echo "$m" | sed -n 's/.*secs=\([0-9.]*\).*/\1/p') s); the guest's largest tick gap $pgap s (xl migrate: $xgap s)"
+e=$(xt pm-echo-after)
+echo "$e" | awk '{ split($1, b, "="); split($2, n, "="); exit !(n[2] > b[2] + 2) }'
+ok $? "after pml-migrate the TCP connection opened before both moves carries data: $e"
+d=$(xt pm-disk-after)
+echo "$d" | grep -q '^guest-reads=AFTER [0-9]* wrote=wrote dom0-reads=AFTER2 [0-9]'
+ok $? "after pml-migrate the guest reads what it wrote to its disk before, and what it writes reaches dom0's file ($d)"
+
+# The guest's own view over the whole run: one boot, one counter.
+echo "$tk" | tr ' ' '\n' | awk -F: 'NF == 2 { if (n++ && $1 != prev + 1) bad = bad " " prev "->" $1; prev = $1 }
+	END { printf "%s %d\n", bad ? bad : "none", n }' >"$T/seq"
+read -r bad cnt <"$T/seq" # (not n: tap.sh counts with it)
+[ "$bad" = none ] && [ "${cnt:-0}" -gt 10 ]
+ok $? "over both moves the counter never repeated or skipped a number ($cnt ticks; irregular: $bad)"
 s=$(xt shutdown)
 echo "$s" | grep -q '^rc=0 .*left=Domain-0,.*DOMU-POWEROFF'
 ok $? "xl shutdown of the moved domain: it powers itself off and is gone ($s)"
+xt session-end | grep -q '"result":'
+ok $? "the destination's session ended with the domain: $(xt session-end | cut -c1-200)"
 exit $fail
