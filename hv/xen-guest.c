@@ -213,6 +213,11 @@ static void *xg__watch_thread(void *arg)
 			continue; /* the switchover's own */
 		snprintf(why, sizeof(why), "Xen domain %u shut down: %s", x->domid,
 			 sr < sizeof(reasons) / sizeof(reasons[0]) ? reasons[sr] : "unknown reason");
+		/* A domain restored here has no `xl` process watching it: this
+		 * one stands in and destroys a domain that powered off (or
+		 * crashed) with the VM, as xl's default on_poweroff does. */
+		if (x->xg_dc)
+			x->owns_domain = true;
 		xen__end(x, sr == SHUTDOWN_poweroff ? HV_STOP_EXIT : HV_STOP_CRASH, sr == SHUTDOWN_poweroff ? 0 : -1,
 			 why);
 		break;

@@ -93,9 +93,27 @@ int dst__take_state_done(struct dst_stream *s, const struct stream_record *rec)
 	return 0;
 }
 
+static void dst__check_memory(struct migrate_dst *d);
+
+/* Off the loop thread: the memory check, then (load_in_work) the vCPU
+ * state, which the done callback then does not load again. */
 static void dst__verify_work(uv_work_t *w)
 {
 	struct migrate_dst *d = w->data;
+	dst__check_memory(d);
+	for (unsigned i = 0; d->load_in_work && !d->verify_rc && i < d->shape.vcpus; i++) {
+		int e = hv_vcpu_load(d->vm, i, d->vcpu_blob[i], d->vcpu_len[i]);
+		if (e < 0) {
+			d->verify_rc = e;
+			snprintf(d->verify_why, sizeof(d->verify_why), "vCPU %u state refused: %s", i, strerror(-e));
+		}
+	}
+	if (d->load_in_work && !d->verify_rc)
+		d->vcpus_loaded = 1;
+}
+
+static void dst__check_memory(struct migrate_dst *d)
+{
 	size_t off = 0;
 	uint64_t bad = 0, first_bad = 0;
 	d->verify_rc = 0;
@@ -131,7 +149,7 @@ static void dst__verify_work(uv_work_t *w)
 
 static void dst__finish_ready(struct migrate_dst *d)
 {
-	for (unsigned i = 0; i < d->shape.vcpus; i++) {
+	for (unsigned i = 0; i < d->shape.vcpus && !d->vcpus_loaded; i++) {
 		int e = hv_vcpu_load(d->vm, i, d->vcpu_blob[i], d->vcpu_len[i]);
 		if (e < 0) {
 			dst__fail(d, e, "vCPU %u state refused: %s", i, strerror(-e));
@@ -156,7 +174,7 @@ static void dst__verify_done(uv_work_t *w, int status)
 	if (d->phase != DST_APPLYING)
 		return;
 	if (status < 0 || d->verify_rc < 0) {
-		dst__fail(d, -EIO, "%s", d->verify_rc < 0 ? d->verify_why : "verify cancelled");
+		dst__fail(d, d->verify_rc < 0 ? d->verify_rc : -EIO, "%s", d->verify_rc < 0 ? d->verify_why : "verify cancelled");
 		return;
 	}
 	dst__finish_ready(d);
@@ -183,7 +201,12 @@ void dst__check_complete(struct migrate_dst *d)
 			dst__fail(d, -EPROTO, "STATE_DONE before the state of vCPU %u", i);
 			return;
 		}
-	if (d->verify_len) {
+	/* A toolstack's guest: loading its state ends the toolstack's
+	 * restore (devices, hotplug scripts: seconds), off the loop thread
+	 * so the links keep their heartbeats. */
+	int slow = d->shape.hv == STREAM_HV_XEN_DOMAIN;
+	if (d->verify_len || slow) {
+		d->load_in_work = slow;
 		d->verify_busy = 1;
 		d->verify_work.data = d;
 		if (uv_queue_work(d->loop, &d->verify_work, dst__verify_work, dst__verify_done) < 0) {

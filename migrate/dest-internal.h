@@ -135,6 +135,8 @@ struct migrate_dst {
 	uv_async_t wake;
 	uv_work_t verify_work;
 	int verify_busy, verify_rc;
+	int load_in_work;  /* the vCPU state is loaded by the verify work too (a slow restore) */
+	int vcpus_loaded;  /* it was */
 	char verify_why[256];
 	int handles_open, freeing;
 	uint64_t progress_at;    /* last record, page applied or phase change */
