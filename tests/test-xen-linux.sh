@@ -25,14 +25,6 @@ fi
 QEMU=$Q
 PM=${TOP_BUILDDIR:-.}/pml-migrate
 echo "1..15"
-# Xen without ASIDs: it flushes the guest TLB at every VMRUN. With them, a
-# Linux domU under this QEMU's emulated SVM crashed or hung in about half
-# the runs ("Fatal exception in interrupt", the entry stack overflowing
-# with page faults): QEMU 7.2 does not flush its TLB when Xen changes a
-# vCPU's ASID after a p2m change, so the guest keeps stale translations.
-# With asid=0: 0 failures in the runs that showed it. Real hardware needs
-# nothing of the sort.
-XEN_EXTRA_ARGS="asid=0 ${XEN_EXTRA_ARGS:-}"
 
 cat >"$T/dom0.sh" <<'DOM0'
 PM=/bin/pml-migrate
