@@ -222,8 +222,17 @@ static void *xg__watch_thread(void *arg)
 			 why);
 		break;
 	}
-	for (unsigned i = 0; i < x->nvcpus; i++)
-		xen__vcpu_finish(&x->vcpus[i]);
+	/* As the last server thread would (xen__vcpu_finish): every vCPU is
+	 * done, the VM has stopped. */
+	bool report = false;
+	pthread_mutex_lock(&x->lock);
+	x->ndone = x->nvcpus;
+	if (!x->stopped_reported)
+		report = x->stopped_reported = true;
+	pthread_cond_broadcast(&x->cond);
+	pthread_mutex_unlock(&x->lock);
+	if (report && x->hv->gops && x->hv->gops->stopped)
+		x->hv->gops->stopped(x->hv->gops_opaque, x->stop_why, x->exit_code, x->stop_detail);
 	return NULL;
 }
 
