@@ -83,7 +83,13 @@ void msrc__event(struct migrate_src *m, const char *json)
  * defer nothing. */
 static int msrc__harvest(struct migrate_src *m, struct precopy_dirty_set *set, int final)
 {
+	uint64_t t0 = util_now_ns();
 	long n = precopy_dirtylog_harvest(m->dl, set);
+	/* A harvest that costs much (Xen's CLEAN over a whole p2m, which
+	 * also write-protects every page the guest then faults on again)
+	 * runs less often: at most a tenth of the engine's time. */
+	uint64_t cost = util_now_ns() - t0;
+	m->harvest_every_ns = cost * 10 > HARVEST_EVERY_NS ? cost * 10 : HARVEST_EVERY_NS;
 	if (n == -ENOMEM) {
 		/* Entries were consumed and lost: everything must be resent. */
 		m->scan_cursor = 0;
@@ -383,7 +389,7 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 			msrc__fail_timeout(m);
 			return -ETIMEDOUT;
 		}
-		if (t - last_harvest >= HARVEST_EVERY_NS) {
+		if (t - last_harvest >= m->harvest_every_ns) {
 			if ((e = msrc__harvest(m, set, 0)) < 0)
 				return e;
 			last_harvest = t;
