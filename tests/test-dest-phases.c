@@ -24,15 +24,17 @@
 
 #define MEM (64ull << 20)
 
-enum phase { P_HELLO, P_SHAPE, P_JOIN, P_RECEIVING, P_APPLYING, P_READY, NPHASES };
-static const char *const phase_name[] = { "HELLO", "SHAPE", "JOIN", "RECEIVING", "APPLYING", "READY" };
+/* DOMAIN: after a SHAPE announcing a toolstack's guest (its JOIN and the
+ * rest are the other phases'). */
+enum phase { P_HELLO, P_SHAPE, P_DOMAIN, P_JOIN, P_RECEIVING, P_APPLYING, P_READY, NPHASES };
+static const char *const phase_name[] = { "HELLO", "SHAPE", "DOMAIN", "JOIN", "RECEIVING", "APPLYING", "READY" };
 /* What a refusal says in each phase (the source and the log read it). */
-static const char *const refusal[] = { "does not start with HELLO", "expected SHAPE", "expected JOIN",
+static const char *const refusal[] = { "does not start with HELLO", "expected SHAPE", "expected DOMAIN", "expected JOIN",
 				       "while receiving memory", "after STATE_DONE", "expected COMMIT" };
 
 static const enum stream_type types[] = { STREAM_HELLO, STREAM_SHAPE, STREAM_JOIN, STREAM_PAGES, STREAM_ROUND_END,
 					  STREAM_VCPU, STREAM_VERIFY, STREAM_STATE_DONE, STREAM_READY, STREAM_COMMIT,
-					  STREAM_RUNNING, STREAM_RESUME, STREAM_ACK };
+					  STREAM_RUNNING, STREAM_RESUME, STREAM_ACK, STREAM_DOMAIN };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 
 /* The table, as the protocol (docs/stream.md) has it for the first
@@ -44,6 +46,8 @@ static int taken(enum phase p, enum stream_type t)
 		return t == STREAM_HELLO;
 	case P_SHAPE:
 		return t == STREAM_SHAPE;
+	case P_DOMAIN:
+		return t == STREAM_DOMAIN;
 	case P_JOIN:
 		return t == STREAM_JOIN;
 	case P_RECEIVING:
@@ -62,6 +66,8 @@ static struct hv_vm *vm, *ref; /* the session's; a fresh one for VERIFY digests 
 static void *blob; /* a real vCPU state: a booted guest's */
 static size_t blob_len;
 static int failed, running, in_doubt;
+static const char domain_blob[] = "a backend's domain description";
+static int domain_seen; /* create_vm got exactly the DOMAIN record's payload */
 static char why[700];
 /* With after set, feed() calls it once the session had its turns, before
  * freeing it (the resolutions). */
@@ -75,7 +81,8 @@ static int t__claim(void *o, const char *name, char *w, size_t len)
 static int t__create_vm(void *o, const struct stream_shape *sh, const void *dom, size_t domlen, struct hv_vm **out,
 		       char *w, size_t len)
 {
-	(void)o, (void)sh, (void)dom, (void)domlen, (void)w, (void)len;
+	(void)o, (void)w, (void)len;
+	domain_seen = sh->hv == STREAM_HV_XEN_DOMAIN && domlen == sizeof(domain_blob) && !memcmp(dom, domain_blob, domlen);
 	*out = vm;
 	return 0;
 }
@@ -99,6 +106,14 @@ static const struct migrate_dst_ops ops = { .claim = t__claim, .create_vm = t__c
 					    .failed = t__failed, .step = t__step };
 
 /* One valid record of type t. state_done: the pages it announces. */
+static int put(struct stream_buf *b, enum stream_type t, uint64_t state_done);
+
+static int put_domain_shape(struct stream_buf *b)
+{
+	struct stream_shape sh = { .mem_bytes = MEM, .vcpus = 1, .dirty_log = 2, .hv = STREAM_HV_XEN_DOMAIN };
+	return stream_put_shape(b, &sh);
+}
+
 static int put(struct stream_buf *b, enum stream_type t, uint64_t state_done)
 {
 	static uint8_t page[HV_PAGE_SIZE];
@@ -136,6 +151,8 @@ static int put(struct stream_buf *b, enum stream_type t, uint64_t state_done)
 		return stream_put_resume(b, &r);
 	case STREAM_ACK:
 		return stream_put_ack(b, &a);
+	case STREAM_DOMAIN:
+		return stream_put_domain(b, domain_blob, sizeof(domain_blob));
 	default:
 		return stream_put_empty(b, t);
 	}
@@ -148,7 +165,9 @@ static int prefix(struct stream_buf *b, enum phase p)
 	int e = 0;
 	if (p > P_HELLO)
 		e = put(b, STREAM_HELLO, 0);
-	if (!e && p > P_SHAPE)
+	if (!e && p == P_DOMAIN)
+		e = put_domain_shape(b);
+	else if (!e && p > P_SHAPE)
 		e = put(b, STREAM_SHAPE, 0);
 	if (!e && p > P_JOIN)
 		e = put(b, STREAM_JOIN, 0);
@@ -172,7 +191,7 @@ static int feed(enum phase p, const struct stream_buf *rec, const struct migrate
 	struct migrate_dst *d;
 	struct stream_buf b = { 0 };
 	int rc = 0;
-	failed = running = in_doubt = 0;
+	failed = running = in_doubt = domain_seen = 0;
 	why[0] = 0;
 	if (new_vm() < 0 || uv_loop_init(&loop) < 0 || migrate_dst_start_feed(&loop, lim, &ops, NULL, &d) < 0)
 		return -1;
@@ -248,8 +267,11 @@ int main(void)
 			if (rc < 0)
 				tap_ok(0, "%s: the session did not reach this phase (%s)", phase_name[p], why);
 			else if (want)
-				tap_ok(!failed && (t != STREAM_COMMIT || running), "%s takes %s%s%s", phase_name[p],
-				       stream_type_name(t), t == STREAM_COMMIT ? " and starts the guest" : "",
+				tap_ok(!failed && (t != STREAM_COMMIT || running) && (t != STREAM_DOMAIN || domain_seen),
+				       "%s takes %s%s%s", phase_name[p], stream_type_name(t),
+				       t == STREAM_COMMIT   ? " and starts the guest"
+				       : t == STREAM_DOMAIN ? " and creates the VM from its description"
+							    : "",
 				       failed ? why : "");
 			else
 				tap_ok(failed && !running && strstr(why, refusal[p]), "%s refuses %s: %s", phase_name[p],

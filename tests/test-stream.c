@@ -250,7 +250,7 @@ int main(int argc, char **argv)
 	}
 	if (argc == 3 && !strcmp(argv[1], "--hostile"))
 		return write_hostile(argv[2]);
-	tap_plan(34);
+	tap_plan(35);
 	build_valid(&b);
 	int all = 1;
 	for (size_t chunk = 1; chunk <= b.len; chunk = chunk * 3 + 1) {
@@ -467,6 +467,32 @@ int main(int argc, char **argv)
 		tap_ok(ok3 && e4 == -EPROTO && e5 == -EPROTO && ok4 && stream_parse_resolved(&r11, &dr) == -EPROTO,
 		       "RESOLVE and RESOLVED round-trip; an unknown decision or outcome, or no token, refused");
 		stream_buf_free(&cb);
+		/* A toolstack's guest: SHAPE says a DOMAIN record follows; its
+		 * payload is the backend's, carried as it is, 1 byte..1 MiB. */
+		struct stream_shape shw = { .mem_bytes = 4080ull << 20, .vcpus = 1, .dirty_log = 2,
+					    .hv = STREAM_HV_XEN_DOMAIN }, shr;
+		stream_put_shape(&cb, &shw);
+		struct stream_record r12 = { .type = STREAM_SHAPE, .len = (uint32_t)cb.len - 8, .payload = cb.p + 8 };
+		int ok5 = stream_parse_shape(&r12, &shr) == 0 && shr.hv == STREAM_HV_XEN_DOMAIN;
+		cb.p[8 + 25] = STREAM_HV_XEN_DOMAIN + 1;
+		int e6 = stream_parse_shape(&r12, &shr);
+		stream_buf_free(&cb);
+		static uint8_t blob[STREAM_MAX_DOMAIN + 1];
+		for (size_t i = 0; i < sizeof(blob); i++)
+			blob[i] = (uint8_t)(i * 7);
+		stream_put_domain(&cb, blob, 1000);
+		struct stream_record r13 = { .type = STREAM_DOMAIN, .len = (uint32_t)cb.len - 8, .payload = cb.p + 8 };
+		const uint8_t *db;
+		uint32_t dl;
+		int ok6 = stream_parse_domain(&r13, &db, &dl) == 0 && dl == 1000 && !memcmp(db, blob, 1000);
+		stream_buf_free(&cb);
+		int e7 = stream_put_domain(&cb, blob, STREAM_MAX_DOMAIN + 1), e8 = stream_put_domain(&cb, blob, 0);
+		stream_buf_free(&cb);
+		r13.len = 0;
+		tap_ok(ok5 && e6 == -EPROTO && ok6 && e7 == -EINVAL && e8 == -EINVAL &&
+			       stream_parse_domain(&r13, &db, &dl) == -EPROTO,
+		       "a SHAPE announcing a toolstack's guest and its DOMAIN record round-trip; no such hypervisor, "
+		       "an empty or oversized DOMAIN refused");
 	}
 	/* Handing the reader's buffer over (the destination's decoders get
 	 * records without a copy) and back (a recycled buffer is used). */
