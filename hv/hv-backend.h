@@ -41,6 +41,7 @@ struct hv_backend {
 	 * hv_vm_prepare_restore() */
 	int (*suspend)(struct hv_vm *vm, char *err, size_t errlen);
 	void (*moved)(struct hv_vm *vm);
+	int (*toolstack_guest)(struct hv_vm *vm);
 	int (*domain_blob)(struct hv_vm *vm, void **blob, size_t *len);
 	int (*prepare_restore)(struct hv_vm *vm, const void *blob, size_t len, char *err, size_t errlen);
 };

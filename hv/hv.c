@@ -174,6 +174,11 @@ int hv_vm_suspend(struct hv_vm *vm, char *err, size_t errlen)
 	return e;
 }
 
+int hv_vm_toolstack_guest(struct hv_vm *vm)
+{
+	return vm && vm->be->toolstack_guest ? vm->be->toolstack_guest(vm) : 0;
+}
+
 void hv_vm_moved(struct hv_vm *vm)
 {
 	if (vm->be->moved)

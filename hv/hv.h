@@ -138,6 +138,10 @@ int hv_vm_suspend(struct hv_vm *vm, char *err, size_t errlen);
 /* The VM now runs on another host: destroying it here discards this copy
  * (for a VM that would otherwise be left to its toolstack). */
 void hv_vm_moved(struct hv_vm *vm);
+/* Whether the VM is a toolstack's own guest (HV_ATTACH_LIVE, or restored
+ * from one): it runs its own kernel and devices and never uses the
+ * project's guest ABI (no console port, no report). */
+int hv_vm_toolstack_guest(struct hv_vm *vm);
 /* Renames the VM where the hypervisor names VMs (Xen: the domain, and
  * -EEXIST when another domain has that name). KVM: nothing to do. */
 int hv_vm_rename(struct hv_vm *vm, const char *name);

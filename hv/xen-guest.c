@@ -356,9 +356,17 @@ int xen__xg_blob(struct xen_vm *x, void **blob, size_t *len)
 {
 	struct xg_blob_hdr h = { .magic = XG_BLOB_MAGIC, .version = XG_BLOB_VERSION };
 	size_t nr = 0, cap = 16;
-	struct xg_range *rg = malloc(cap * sizeof(*rg));
+	struct xg_range *rg;
+	char err[256];
 
-	if (!rg)
+	/* A domain restored here and moving on: described now, as its
+	 * toolstack here knows it. */
+	if (!x->xg_json) {
+		int r = xg__describe(x, err, sizeof(err));
+		if (r < 0)
+			return r;
+	}
+	if (!(rg = malloc(cap * sizeof(*rg))))
 		return -ENOMEM;
 	for (uint64_t f = 0; f < x->nframes;) {
 		if (!x->present[f]) {

@@ -616,12 +616,17 @@ static void xen__moved(struct hv_vm *vm)
 	x->xg_moved = x->xg;
 }
 
+static int xen__toolstack_guest(struct hv_vm *vm)
+{
+	return xen__vm(vm)->xg;
+}
+
 static int xen__domain_blob(struct hv_vm *vm, void **blob, size_t *len)
 {
 	struct xen_vm *x = xen__vm(vm);
 	*blob = NULL;
 	*len = 0;
-	return x->xg && x->xg_json ? xen__xg_blob(x, blob, len) : 0;
+	return x->xg ? xen__xg_blob(x, blob, len) : 0;
 }
 
 static int64_t xen__domid(struct hv_vm *vm)
@@ -658,6 +663,7 @@ const struct hv_backend hv_xen_backend = {
 	.attach = xen__attach,
 	.suspend = xen__suspend,
 	.moved = xen__moved,
+	.toolstack_guest = xen__toolstack_guest,
 	.domain_blob = xen__domain_blob,
 	.prepare_restore = xen__prepare_restore,
 };

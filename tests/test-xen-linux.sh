@@ -24,7 +24,7 @@ if ! grep -q 'HAVE_XEN 1' "${TOP_BUILDDIR:-.}/config.h" 2>/dev/null; then
 fi
 QEMU=$Q
 PM=${TOP_BUILDDIR:-.}/pml-migrate
-echo "1..15"
+echo "1..18"
 
 cat >"$T/dom0.sh" <<'DOM0'
 PM=/bin/pml-migrate
@@ -127,24 +127,58 @@ bwait() {
 	kill -0 $1 2>/dev/null && { R "hung $3"; kill -9 $1; }
 	wait $1
 }
-mkdir -m 0700 /run/pmg /run/dstA; export PML_MIGRATE_RUNDIR=/run/pmg
-$PM recv --listen 127.0.0.1:0 --handshake-timeout 600 --timeout 300 --certs /certs --run-dir /run/dstA \
-	--port-file /tmp/portA 2>/tmp/agentA.log &
-waitfile /tmp/portA; PA=$(cat /tmp/portA)
+mkdir -m 0700 /run/pmg /run/dstA /run/dstB; export PML_MIGRATE_RUNDIR=/run/pmg
+AGENT="$PM recv --listen 127.0.0.1:0 --handshake-timeout 600 --timeout 300"
+$AGENT --certs /certs --run-dir /run/dstA --port-file /tmp/portA 2>/tmp/agentA.log &
+$AGENT --insecure --run-dir /run/dstB --port-file /tmp/portB 2>/tmp/agentB.log &
+waitfile /tmp/portA; waitfile /tmp/portB; PA=$(cat /tmp/portA) PB=$(cat /tmp/portB)
+SEND="timeout 900 $PM send --setup-timeout 600 --link-timeout 120"
 $PM attach --live lx --json >/tmp/lxatt.json 2>/tmp/lxatt.err &
 AP=$!
 waitctl lx; R "pm-status $($PM ctl lx status 2>&1 | cut -c1-400)"
+# probe CHECK: the guest is fine - its counter goes on, the TCP connection
+# carries data again, the disk answers.
+probe() {
+	k=$(lasttick) e=$(wc -l </tmp/echo.out)
+	rm -f /tmp/quiet
+	waittick_above $((k + 2)) 300
+	for i in $(seq 300); do [ "$(wc -l </tmp/echo.out)" -gt $((e + 2)) ] && break; sleep 0.2; done
+	R "$1 ticks=$k->$(lasttick) echo=$e->$(wc -l </tmp/echo.out) disk=$(gwrite "$1 $(lasttick)")/$(diskword) domains=$(xl list | awk 'NR>1{print $1}' | tr '\n' ,)"
+	touch /tmp/quiet; sleep 2
+}
+
+# Faults first: each must leave the guest running here, devices and all.
+# (a) The link cut after the last pages and the state, before READY: the
+#     destination destroys what libxl built, the source cancels the
+#     guest's suspend.
 touch /tmp/quiet; sleep 2
+relay --target $PB --port-file /tmp/rport --at s2d:STATE_DONE --action cut --max-seconds 900 >/tmp/relay.out 2>&1 &
+waitfile /tmp/rport
+$SEND lx 127.0.0.1:$(cat /tmp/rport) --insecure --no-resume --json >/tmp/cut.send 2>&1
+R "cut-send rc=$? $(grep -v '^{"event":"progress' /tmp/cut.send | tail -n 2 | tr '\n' ' ' | cut -c1-600)"
+R "cut-relay $(grep -m1 '^cut at' /tmp/relay.out)"
+for i in $(seq 300); do xl list | grep -q 'lx--incoming' || break; sleep 0.2; done
+probe cut-after
+# (b) The guest does not answer the suspend request (paused by the
+#     operator): libxl gives up after its 60 s, the migration fails, the
+#     guest runs on once unpaused.
+xl pause lx
+$SEND lx 127.0.0.1:$PA --certs /certs --node sender --peer agent --json >/tmp/deaf.send 2>&1
+R "deaf-send rc=$? $(grep -v '^{"event":"progress' /tmp/deaf.send | tail -n 2 | tr '\n' ' ' | cut -c1-600)"
+xl unpause lx
+for i in $(seq 300); do xl list | grep -q 'lx--incoming' || break; sleep 0.2; done
+probe deaf-after
+
+# The move, over TLS.
 e1=$(wc -l </tmp/echo.out) k1=$(lasttick)
 t3=$(up)
-timeout 900 $PM send lx 127.0.0.1:$PA --setup-timeout 600 --link-timeout 120 --certs /certs --node sender \
-	--peer agent --json >/tmp/pm.send 2>/tmp/pm.send.err
-R "pm-send rc=$? secs=$(awk "BEGIN{print $(up)-$t3}") domains=$(xl list | awk 'NR>1{print $1}' | tr '\n' ,)"
+$SEND lx 127.0.0.1:$PA --certs /certs --node sender --peer agent --json >/tmp/pm.send 2>/tmp/pm.send.err
+R "pm-send rc=$? secs=$(awk "BEGIN{print $(up)-$t3}")"
 R "pm-send-json $(tail -n 1 /tmp/pm.send | cut -c1-1500)"
 R "pm-send-err $(tl /tmp/pm.send.err)"
 bwait $AP 120 attach; R "pm-src rc=$? $(cut -c1-600 /tmp/lxatt.json) $(tl /tmp/lxatt.err)"
+R "pm-domains $(xl list | awk 'NR>1{print $1}' | tr '\n' ,)"
 R "pm-agent $(tl /tmp/agentA.log 6)"
-R "pm-session $(tl /run/dstA/lx.log 6)"
 waittick_above $((k1 + 3)) 300
 R "pm-ticks-after last=$(lasttick) before=$k1"
 R "pm-console-after $(contail)"
@@ -153,14 +187,24 @@ R "pm-disk-after guest-reads=$(gread) wrote=$(gwrite "AFTER2 $(lasttick)") dom0-
 for i in $(seq 300); do [ "$(wc -l </tmp/echo.out)" -gt $((e1 + 2)) ] && break; sleep 0.2; done
 R "pm-echo-after before=$e1 now=$(wc -l </tmp/echo.out) last=$(tail -n 1 /tmp/echo.out)"
 R "pm-window $k1 $(lasttick)"
+R "pm-list $(PML_MIGRATE_RUNDIR=/run/dstA $PM list 2>&1 | tr '\n' ' ' | cut -c1-300)"
+
+# Onward, from the session that received it (its control socket is in
+# the agent's run directory) to the other agent.
+touch /tmp/quiet; sleep 2
+PML_MIGRATE_RUNDIR=/run/dstA $SEND lx 127.0.0.1:$PB --insecure --json >/tmp/on.send 2>&1
+R "on-send rc=$? $(tail -n 1 /tmp/on.send | cut -c1-400)"
+for i in $(seq 300); do [ -s /run/dstA/lx.result.json ] && break; sleep 0.2; done
+R "on-hop1 $(cut -c1-300 /run/dstA/lx.result.json 2>/dev/null)"
+probe on-after
 touch /tmp/stop
 R "ticks $(ticks | tr '\n' ' ')"
 
 t2=$(up)
 timeout 300 xl shutdown -w lx >/tmp/shutdown.out 2>&1
 R "shutdown rc=$? secs=$(awk "BEGIN{print $(up)-$t2}") left=$(xl list | awk 'NR>1{print $1}' | tr '\n' ,) $(cat $L/guest-*.log | tr -d '\r' | grep -m1 DOMU-POWEROFF)"
-for i in $(seq 150); do [ -s /run/dstA/lx.result.json ] && break; sleep 0.2; done
-R "session-end $(cut -c1-600 /run/dstA/lx.result.json 2>/dev/null)"
+for i in $(seq 150); do [ -s /run/dstB/lx.result.json ] && break; sleep 0.2; done
+R "session-end $(cut -c1-600 /run/dstB/lx.result.json 2>/dev/null)"
 DOM0
 
 start=$(date +%s)
@@ -172,7 +216,7 @@ xen_domu_initrd "$T/domu.cpio.gz" || { ok 1 "building the domU initramfs"; exit 
 "$PM" certs init "$T/certs" >/dev/null && "$PM" certs issue "$T/certs" agent >/dev/null &&
 	"$PM" certs issue "$T/certs" sender >/dev/null || { ok 1 "making test certificates"; exit 1; }
 xen_initrd "$T/initrd.img" "$T/dom0.sh" "$XEN_CACHE/vmlinuz" "$T/domu.cpio.gz" "$(dirname "$0")/xen-hotplug.sh" \
-	"$PM" "$T"/certs/ca.pem "$T"/certs/agent.pem "$T"/certs/agent.key "$T"/certs/sender.pem "$T"/certs/sender.key ||
+	"$PM" "${TOP_BUILDDIR:-.}/tests/relay" "$T"/certs/ca.pem "$T"/certs/agent.pem "$T"/certs/agent.key "$T"/certs/sender.pem "$T"/certs/sender.key ||
 	{ ok 1 "building the dom0 initramfs"; exit 1; }
 xen_boot "$T/initrd.img" "${PMG_XEN_TEST_TIMEOUT:-1800}" "$T/boot.log"
 secs=$(($(date +%s) - start))
@@ -225,11 +269,30 @@ d=$(xt disk-after)
 echo "$d" | grep -q '^guest-reads=BEFORE [0-9]* wrote=wrote dom0-reads=AFTER [0-9]'
 ok $? "after xl migrate the guest reads what it wrote to its disk before, and what it writes reaches dom0's file ($d)"
 
+# probed NAME: what probe() saw says the guest runs on, devices and all,
+# as the only domain lx.
+probed() {
+	xt "$1" | awk -v n="$1" '{
+		split($1, t, /[=>-]+/); split($2, e, /[=>-]+/)
+		ok = t[3] > t[2] + 1 && e[3] > e[2] + 1 && index($3, "disk=wrote/" n) == 1 && $NF == "domains=Domain-0,lx,"
+		exit !ok }'
+}
+c=$(xt cut-send)
+echo "$c" | grep -q '^rc=1 .*"result":"failed"' && probed cut-after
+r=$?
+ok $r "the link cut after the final pages and the state, before READY: the migration failed ($(echo "$c" | cut -c1-160)), the guest's suspend was cancelled and it runs on here, devices and all: $(xt cut-after)"
+[ $r = 0 ] || show cut-send cut-relay
+c=$(xt deaf-send)
+echo "$c" | grep -q '^rc=1 .*did not suspend' && probed deaf-after
+r=$?
+ok $r "a guest that does not answer the suspend request: the migration failed after libxl's 60 s ($(echo "$c" | sed -n 's/.*"error":"\([^"]*\)".*/\1/p' | cut -c1-160)), the guest runs on: $(xt deaf-after)"
+[ $r = 0 ] || show deaf-send
+
 # pml-migrate's move of the same guest.
 ps=$(xt pm-send) pj=$(xt pm-send-json)
-echo "$ps" | grep -q '^rc=0 .*domains=Domain-0,lx,$' && echo "$pj" | grep -q '"result":"migrated"'
+echo "$ps" | grep -q '^rc=0 ' && echo "$pj" | grep -q '"result":"migrated"' && [ "$(xt pm-domains)" = "Domain-0,lx," ]
 r=$?
-ok $r "pml-migrate send over TLS moved the xl-created domain: $ps (downtime $(field "$pj" downtime_ms) ms, $(field "$pj" rounds) rounds, $(field "$pj" bytes_on_wire) bytes on the wire)"
+ok $r "pml-migrate send over TLS moved the xl-created domain (domains after: $(xt pm-domains)): $ps (downtime $(field "$pj" downtime_ms) ms, $(field "$pj" rounds) rounds, $(field "$pj" bytes_on_wire) bytes on the wire)"
 [ $r = 0 ] || show pm-status pm-send-json pm-send-err pm-agent pm-session pm-src
 xt pm-src | grep -q '^rc=0 .*"result":"migrated"'
 r=$?
@@ -246,6 +309,12 @@ ok $? "after pml-migrate the TCP connection opened before both moves carries dat
 d=$(xt pm-disk-after)
 echo "$d" | grep -q '^guest-reads=AFTER [0-9]* wrote=wrote dom0-reads=AFTER2 [0-9]'
 ok $? "after pml-migrate the guest reads what it wrote to its disk before, and what it writes reaches dom0's file ($d)"
+
+o=$(xt on-send)
+echo "$o" | grep -q '^rc=0 .*"result":"migrated"' && xt on-hop1 | grep -q '"result":"migrated"' && probed on-after
+r=$?
+ok $r "onward from the session that received it to another agent: migrated, the guest runs on: $(xt on-after)"
+[ $r = 0 ] || show on-send on-hop1 pm-list
 
 # The guest's own view over the whole run: one boot, one counter.
 echo "$tk" | tr ' ' '\n' | awk -F: 'NF == 2 { if (n++ && $1 != prev + 1) bad = bad " " prev "->" $1; prev = $1 }

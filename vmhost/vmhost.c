@@ -453,6 +453,13 @@ static void vmhost__on_signal(uv_signal_t *s, int sig)
 
 /* ---- report ---- */
 
+/* The guest ended well: exit code 0 and its report (our images), or a
+ * toolstack's guest that powered itself off (it has no report). */
+static int vmhost__clean_exit(const struct vmhost *r)
+{
+	return r->exit_code == 0 && (r->have_report || hv_vm_toolstack_guest(r->vm));
+}
+
 static void vmhost__print_report(struct vmhost *r, FILE *f, int json)
 {
 	double secs = (double)(r->t_end - r->t_start) / 1e9;
@@ -462,7 +469,7 @@ static void vmhost__print_report(struct vmhost *r, FILE *f, int json)
 	double stall_us = 0;
 	if (r->have_report && r->report.tsc_khz)
 		stall_us = (double)r->report.max_stall_tsc * 1000.0 / (double)r->report.tsc_khz;
-	const char *result = r->migrated ? "migrated" : r->indeterminate ? "indeterminate" : r->why == HV_STOP_EXIT ? (r->exit_code == 0 && r->have_report ? "ok" : "guest-failed")
+	const char *result = r->migrated ? "migrated" : r->indeterminate ? "indeterminate" : r->why == HV_STOP_EXIT ? (vmhost__clean_exit(r) ? "ok" : "guest-failed")
 			     : r->why == HV_STOP_CRASH ? "crashed"
 						       : "stopped";
 	if (json) {
@@ -845,7 +852,7 @@ int vmhost_finish(struct vmhost *r)
 		return PMG_EXIT_OK;
 	if (r->indeterminate)
 		return PMG_EXIT_INDETERMINATE;
-	return (r->why == HV_STOP_EXIT && r->exit_code == 0 && r->have_report) ? PMG_EXIT_OK : PMG_EXIT_FAIL;
+	return (r->why == HV_STOP_EXIT && vmhost__clean_exit(r)) ? PMG_EXIT_OK : PMG_EXIT_FAIL;
 }
 
 void vmhost_cleanup(struct vmhost *r)
