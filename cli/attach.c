@@ -37,6 +37,8 @@ static void attach_usage(FILE *f)
 		"\n"
 		"options:\n"
 		"  --live          a toolstack's running guest, moved with its help (above)\n"
+		"  --once          leave after one migration: the domain moved away, or\n"
+		"                  stays with its toolstack (what 'send DOMAIN' starts)\n"
 		"  --name NAME     name of the control socket (default: the domain's name)\n"
 		"  --json          print the final report as one JSON object on stdout\n"
 		"  -h, --help      this text\n"
@@ -50,6 +52,7 @@ int cmd_attach(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "name", required_argument, 0, 'n' },
 		{ "live", no_argument, 0, 'l' },
+		{ "once", no_argument, 0, 'o' },
 		{ "json", no_argument, 0, 'j' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
@@ -77,6 +80,9 @@ int cmd_attach(int argc, char **argv)
 			break;
 		case 'l':
 			live = 1;
+			break;
+		case 'o':
+			r.one_migration = 1;
 			break;
 		case 'h':
 			attach_usage(stdout);

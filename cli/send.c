@@ -5,13 +5,16 @@
  * process, which alone can read the VM's memory and dirty log.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 #include "cli/commands.h"
+#include "hv/hv.h"
 #include "cli/util.h"
 #include "migrate/source.h"
 #include "migrate/stats.h"
@@ -58,6 +61,12 @@ static void send_usage(FILE *f)
 		"gone) fails the migration. Reconnects are counted in the progress events\n"
 		"and the report.\n"
 		"\n"
+		"On a Xen dom0, NAME may also be a domain that 'xl create' made and no\n"
+		"pml-migrate process hosts (its name as 'xl list' shows it): send then starts\n"
+		"'pml-migrate attach --live --once NAME' to host its migration, with the\n"
+		"guest's help (see 'pml-migrate attach --help'); once it ended the domain has\n"
+		"moved away, or runs on here as before.\n"
+		"\n"
 		"Ctrl-C (SIGINT) cancels the migration, as 'pml-migrate ctl NAME cancel' does,\n"
 		"unless COMMIT was already sent; the report follows and the guest keeps running\n"
 		"here. A second Ctrl-C ends send at once (the cancel still goes ahead).\n"
@@ -93,6 +102,46 @@ static void send__on_sigint(int sig)
 	(void)sig;
 	send_interrupted = 1;
 	signal(SIGINT, SIG_DFL); /* a second ^C ends send itself */
+}
+
+/* No pml-migrate process hosts NAME on this Xen host: if the toolstack
+ * has a domain of that name, a host for its migration only (attach --live
+ * --once, in a session of its own so a ^C here reaches it through the
+ * control socket only). Returns its control connection, -ENOENT when
+ * there is no such domain, -EAGAIN when the host failed (it said why). */
+static int send__host_domain(char *name, size_t len)
+{
+	/* A domain id: its name names the host's control socket. */
+	if (hv_domain_name("xen", name, name, len) <= 0)
+		return -ENOENT;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		setsid();
+		int null = open("/dev/null", O_RDWR);
+		if (null >= 0) {
+			dup2(null, 0);
+			dup2(null, 1);
+		}
+		execl("/proc/self/exe", "pml-migrate", "attach", "--live", "--once", name, (char *)NULL);
+		_exit(127);
+	}
+	/* Until its control socket answers, or it gives up (it reads the
+	 * domain's memory map and configuration first: seconds, bounded by
+	 * what it does, not by a guess here). */
+	for (;;) {
+		int fd = util_ctl_connect(NULL, name);
+		if (fd >= 0)
+			return fd;
+		int st;
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			util_err("send: could not host domain '%s' for its migration (attach --live exited %d)", name,
+				 WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+			return -EAGAIN;
+		}
+		usleep(50000);
+	}
 }
 
 /* ^C: ask the VM's host to cancel, on a connection of its own (the
@@ -235,7 +284,9 @@ int cmd_send(int argc, char **argv)
 		util_err("send: expected NAME HOST:PORT (see 'pml-migrate send --help')");
 		return PMG_EXIT_USAGE;
 	}
-	const char *name = argv[optind], *target = argv[optind + 1];
+	const char *target = argv[optind + 1];
+	char name[256];
+	snprintf(name, sizeof(name), "%s", argv[optind]);
 	if (!util_valid_name(name)) {
 		util_err("send: invalid VM name '%s'", name);
 		return PMG_EXIT_USAGE;
@@ -254,7 +305,11 @@ int cmd_send(int argc, char **argv)
 			return PMG_EXIT_USAGE;
 	}
 
-	int fd = util_ctl_connect("send", name);
+	int fd = util_ctl_connect(NULL, name);
+	if (fd < 0 && !strcmp(hv_host_backend(), "xen"))
+		fd = send__host_domain(name, sizeof(name));
+	if (fd < 0 && fd != -EAGAIN)
+		fd = util_ctl_connect("send", name); /* says why */
 	if (fd < 0)
 		return PMG_EXIT_FAIL;
 	size_t n = strlen(cmd);

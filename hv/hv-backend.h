@@ -70,6 +70,8 @@ void hv_dirty_note(struct hv_vm *vm, uint64_t gpa, uint64_t len);
 extern const struct hv_backend hv_kvm_backend;
 #ifdef HAVE_XEN
 extern const struct hv_backend hv_xen_backend;
+/* hv_domain_name() for Xen (xen.c). */
+int xen__domain_name(const char *domain, char *name, size_t len);
 #endif
 
 #endif

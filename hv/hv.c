@@ -44,6 +44,16 @@ static const struct hv_backend *hv__backend(const char *name)
 
 int hv_backend_built(const char *name) { return hv__backend(name) != NULL; }
 
+int hv_domain_name(const char *backend, const char *domain, char *name, size_t len)
+{
+#ifdef HAVE_XEN
+	if (!strcmp(backend, "xen"))
+		return xen__domain_name(domain, name, len);
+#endif
+	(void)domain, (void)name, (void)len;
+	return strcmp(backend, "xen") && strcmp(backend, "kvm") ? -EINVAL : -ENOTSUP;
+}
+
 const char *hv_host_backend(void)
 {
 	if (hv_backend_built("xen") && (!access("/dev/xen/privcmd", F_OK) || !access("/proc/xen/privcmd", F_OK)))

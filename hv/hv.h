@@ -107,6 +107,11 @@ int hv_backend_built(const char *name);
  * dom0 (the privcmd device exists), otherwise "kvm". */
 const char *hv_host_backend(void);
 
+/* Whether the hypervisor's toolstack has the VM domain (Xen: a domain name,
+ * or a domain id other than dom0's), and its name there: 1 with name set,
+ * 0 when there is none, or -errno (no such backend, not a host of it). */
+int hv_domain_name(const char *backend, const char *domain, char *name, size_t len);
+
 /* The backend's name: "kvm" or "xen". */
 const char *hv_vm_backend(const struct hv_vm *vm);
 /* The hypervisor's own id for the VM (a Xen domain id), or -1 when it has

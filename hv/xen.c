@@ -667,3 +667,35 @@ const struct hv_backend hv_xen_backend = {
 	.domain_blob = xen__domain_blob,
 	.prepare_restore = xen__prepare_restore,
 };
+
+int xen__domain_name(const char *domain, char *name, size_t len)
+{
+	xentoollog_logger_stdiostream *log = xtl_createlogger_stdiostream(stderr, XTL_CRITICAL, 0);
+	libxl_ctx *ctx = NULL;
+	uint32_t domid;
+	char *end;
+	int r = 0;
+
+	if (!log || libxl_ctx_alloc(&ctx, LIBXL_VERSION, 0, (xentoollog_logger *)log)) {
+		r = -ENODEV;
+		goto out;
+	}
+	errno = 0;
+	unsigned long v = strtoul(domain, &end, 10);
+	if (*domain >= '0' && *domain <= '9' && !*end && !errno && v < 0x7ff0)
+		domid = (uint32_t)v;
+	else if (libxl_name_to_domid(ctx, domain, &domid))
+		goto out;
+	char *n = domid ? libxl_domid_to_name(ctx, domid) : NULL;
+	if (n) {
+		snprintf(name, len, "%s", n);
+		free(n);
+		r = 1;
+	}
+out:
+	if (ctx)
+		libxl_ctx_free(ctx);
+	if (log)
+		xtl_logger_destroy((xentoollog_logger *)log);
+	return r;
+}

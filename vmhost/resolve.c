@@ -115,6 +115,7 @@ static void resolve__done(uv_work_t *w, int status)
 			r->res = NULL;
 			uv_close((uv_handle_t *)&v->timer, resolve__timer_closed);
 		}
+		vmhost_once_check(r);
 		return;
 	}
 	uv_timer_start(&v->timer, resolve__ask, v->delay_ms, 0);

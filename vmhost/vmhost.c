@@ -591,6 +591,14 @@ static void vmhost__mig_done(void *opaque, enum migrate_result res, const char *
 	}
 	if (r->stop_after_mig)
 		uv_stop(&r->loop);
+	vmhost_once_check(r);
+}
+
+void vmhost_once_check(struct vmhost *r)
+{
+	if (r->one_migration && !r->mig && !r->res && !r->indeterminate && !r->migrated && r->vm &&
+	    !hv_vm_has_ended(r->vm))
+		hv_vm_stop(r->vm);
 }
 
 void vmhost_mig_resolved(struct vmhost *r, int ran, const char *why)
@@ -612,6 +620,7 @@ void vmhost_mig_resolved(struct vmhost *r, int ran, const char *why)
 		hv_vm_rename(r->vm, hvname);
 	hv_vm_resume(r->vm);
 	vmhost__release_dirtylog(r);
+	vmhost_once_check(r);
 }
 
 static const struct migrate_src_ops run_mig_ops = {

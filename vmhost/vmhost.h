@@ -79,6 +79,10 @@ struct vmhost {
 	struct vmhost_resolve *res;       /* learning how it ended, when its answer was lost */
 	struct ctl_client *mig_client;
 	int migrated, indeterminate, stop_after_mig;
+	/* Host for one migration only (send of a toolstack's guest that no
+	 * process hosts): once it ended and nothing about it is pending, the
+	 * host leaves: the VM moved away, or stays with its toolstack. */
+	int one_migration;
 	char mig_target[300];
 	/* Optional: told every outgoing migration's result line (JSON), on
 	 * the loop thread (the agent's sessions count them for metrics). */
@@ -113,6 +117,10 @@ int vmhost_went_live(struct vmhost *r);
  * or "xen"), which must be the one that stream's vCPU state is for;
  * dom/domlen: the stream's DOMAIN description of a toolstack's guest
  * (hv_vm_prepare_restore), or NULL/0. Returns 0 or -errno with a one-line reason in why. */
+/* With one_migration: leaves (stops the VM, which for a toolstack's
+ * guest leaves it running untouched, and so the loop) once the
+ * migration ended and no resolution is pending. Loop thread. */
+void vmhost_once_check(struct vmhost *r);
 int vmhost_create_incoming(struct vmhost *r, const char *hv, const struct stream_shape *sh, const void *dom,
 			   size_t domlen, char *why, size_t len);
 /* Whether a new user of the dirty log may start now (a migration, an
