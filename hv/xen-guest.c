@@ -43,7 +43,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,6 +65,7 @@ int xc_get_pfn_type_batch(xc_interface *xch, uint32_t dom, unsigned int num, xen
 #define XG_MAX_JSON (256u << 10)
 #define XG_MAX_POLICY (256u << 10)
 #define XG_STATIC_WAIT_MS 60000
+#define XG_LOCK_DIR "/run/pml-migrate-xen"
 
 /* The domain blob: this header, ranges, JSON (NUL included), CPUID
  * leaves, MSR entries. Little-endian (the backend runs on x86 only). */
@@ -236,6 +239,30 @@ static void *xg__watch_thread(void *arg)
 	return NULL;
 }
 
+/* One host per domain on this dom0: a process that adopts or restores a
+ * toolstack's domain holds a lock named after its id for as long as it
+ * lives, whatever run directory it uses, so `send DOMAIN` never starts a
+ * second host for a domain an agent's session already keeps. */
+static int xg__lock(struct xen_vm *x, uint32_t domid, char *err, size_t errlen)
+{
+	char path[96];
+	if (mkdir(XG_LOCK_DIR, 0700) < 0 && errno != EEXIST)
+		return xg__errno();
+	snprintf(path, sizeof(path), XG_LOCK_DIR "/domain-%u.lock", domid);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return xg__errno();
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno == EWOULDBLOCK ? -EBUSY : xg__errno();
+		close(fd);
+		snprintf(err, errlen, "domain %u already has a pml-migrate host on this machine (an agent's session or "
+			 "another attach: see 'pml-migrate list' in their run directories)", domid);
+		return e;
+	}
+	x->xg_lock_fd = fd;
+	return 0;
+}
+
 int xen__adopt(struct xen_vm *x, uint32_t domid, char *err, size_t errlen)
 {
 	xen_pfn_t maxp;
@@ -243,6 +270,8 @@ int xen__adopt(struct xen_vm *x, uint32_t domid, char *err, size_t errlen)
 
 	x->domid = domid;
 	x->xg = true;
+	if ((r = xg__lock(x, domid, err, errlen)) < 0)
+		return r;
 	if (xc_domain_maximum_gpfn(x->xch, domid, &maxp) < 0) {
 		snprintf(err, errlen, "reading domain %u's highest frame: %s", domid, strerror(errno));
 		return xg__errno();
@@ -716,6 +745,8 @@ int xen__prepare_restore(struct hv_vm *vm, const void *blob, size_t len, char *e
 	x->domid = domid;
 	x->have_domain = true;
 	x->owns_domain = true; /* ours until COMMIT ran it; a failure destroys it */
+	if ((r = xg__lock(x, domid, err, errlen)) < 0)
+		return r;
 	r = xg__populate(x, rg, h.nranges, err, errlen);
 	return r;
 }
@@ -778,6 +809,10 @@ void xen__xg_fini(struct xen_vm *x)
 	}
 	free(x->xg_json);
 	x->xg_json = NULL;
+	if (x->xg_lock_fd >= 0) {
+		close(x->xg_lock_fd);
+		x->xg_lock_fd = -1;
+	}
 	free(x->xg_cpuid);
 	free(x->xg_msr);
 	x->xg_cpuid = NULL;

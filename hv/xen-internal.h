@@ -97,6 +97,7 @@ struct xen_vm {
 	bool xg_watch_started;
 	libxl_domain_config *xg_dc; /* destination: what libxl restores */
 	int xg_rfd, xg_wfd;  /* destination: the restore stream's pipe */
+	int xg_lock_fd;      /* flock held while this process hosts the domain (xg__lock) */
 	pthread_t xg_restore;
 	bool xg_restore_started, xg_restore_done; /* done: under lock */
 	int xg_restore_rc;

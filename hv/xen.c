@@ -38,7 +38,7 @@ static int xen__create(struct hv_vm *vm)
 	x->nvcpus = vm->cfg.vcpus;
 	x->nframes = vm->cfg.mem_bytes >> HV_PAGE_SHIFT;
 	x->wake_fd = -1;
-	x->xg_rfd = x->xg_wfd = -1;
+	x->xg_rfd = x->xg_wfd = x->xg_lock_fd = -1;
 	pthread_mutex_init(&x->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);

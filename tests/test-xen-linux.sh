@@ -209,6 +209,8 @@ R "ticks $(ticks | tr '\n' ' ')"
 t2=$(up)
 timeout 300 xl shutdown -w lx >/tmp/shutdown.out 2>&1
 R "shutdown rc=$? secs=$(awk "BEGIN{print $(up)-$t2}") left=$(xl list | awk 'NR>1{print $1}' | tr '\n' ,) $(cat $L/guest-*.log | tr -d '\r' | grep -m1 DOMU-POWEROFF)"
+# A kernel oops of the guest, if any: its first lines, for the report.
+cat $L/guest-*.log 2>/dev/null | tr -d '\r' | grep -v '^TICK' | grep -m1 -A14 -E 'BUG:|Oops:|Kernel panic' | sed 's/^/XT oops /'
 for i in $(seq 150); do [ -s /run/dstB/lx.result.json ] && break; sleep 0.2; done
 R "session-end $(cut -c1-600 /run/dstB/lx.result.json 2>/dev/null)"
 DOM0
@@ -333,4 +335,15 @@ echo "$s" | grep -q '^rc=0 .*left=Domain-0,.*DOMU-POWEROFF'
 ok $? "xl shutdown of the moved domain: it powers itself off and is gone ($s)"
 xt session-end | grep -q '"result":'
 ok $? "the destination's session ended with the domain: $(xt session-end | cut -c1-200)"
+# The guest's kernel oopsed: say so, and whether it is the lab's known
+# emulation fault (QEMU 7.2's SVM: the entry stack overflowing with page
+# faults) rather than anything a migration did.
+if grep -q '^XT oops ' "$T/boot.log"; then
+	if grep -a '^XT oops ' "$T/boot.log" | grep -q 'fffffe0000001ff8\|ENTRY_TRAMPOLINE'; then
+		echo "# the guest's kernel died of the lab's known emulation fault (entry stack overflow, CR2 fffffe0000001ff8):"
+	else
+		echo "# the guest's kernel oopsed:"
+	fi
+	sed -n 's/^XT oops /#   /p' "$T/boot.log" | tr -d '\r' | cut -c1-200
+fi
 exit $fail
