@@ -11,7 +11,7 @@
 # guest wrote before and gets what it writes after, `xl shutdown` ends
 # the moved domain cleanly.
 #
-# The network is kept quiet while the guest is moved (the dom0 client
+# The network is quiet while the guest is moved (the dom0 client
 # stops sending, its connection stays open): in this emulated lab, traffic
 # while log-dirty is on hung or crashed the guest (QEMU's SVM emulation,
 # not Xen or Linux; see the README's Xen section).
@@ -92,13 +92,20 @@ R "disk-at-boot $(cat $L/guest-lx.log | tr -d '\r' | grep -m1 DOMU-DISK-AT-BOOT)
 waittick_above 3 120
 ping -c 2 -W 5 10.0.0.2 >/dev/null 2>&1; R "ping rc=$?"
 # One TCP connection for the whole test: a line a second, echoed back;
-# quiet while /tmp/quiet exists.
-( i=0; while [ ! -e /tmp/stop ]; do [ -e /tmp/quiet ] || { echo "line $i"; i=$((i + 1)); }; sleep 1; done ) |
-	timeout 900 nc 10.0.0.2 7 >/tmp/echo.out 2>/dev/null &
-for i in $(seq 150); do [ "$(wc -l </tmp/echo.out)" -ge 3 ] && break; sleep 0.2; done
+# lines are sent only when a check asks (talk), the connection idle and
+# open in between: the guest takes as few interrupts as the checks allow.
+mkfifo /tmp/echo.in
+timeout 1800 nc 10.0.0.2 7 </tmp/echo.in >/tmp/echo.out 2>/dev/null &
+exec 4>/tmp/echo.in
+EC=0
+# talk: three lines through the connection; waits (bounded) for their echo.
+talk() {
+	for j in 1 2 3; do echo "line $EC" >&4; EC=$((EC + 1)); sleep 0.3; done
+	for i in $(seq 300); do [ "$(wc -l </tmp/echo.out)" -ge $EC ] && break; sleep 0.2; done
+}
+talk
 R "echo-before $(wc -l </tmp/echo.out)"
 R "disk-write $(gwrite "BEFORE $(lasttick)") dom0-reads=$(diskword)"
-touch /tmp/quiet; sleep 2
 e0=$(wc -l </tmp/echo.out) k0=$(lasttick)
 R "disk-before $(diskword) tick=$k0"
 
@@ -110,9 +117,8 @@ R "xl-migrate-out $(tail -n 3 /tmp/migrate.out | tr '\n' ' ' | cut -c1-300)"
 waittick_above $((k0 + 3)) 300
 R "ticks-after last=$(lasttick) before=$k0"
 R "console-after $(contail)"
-rm /tmp/quiet
+talk
 R "disk-after guest-reads=$(gread) wrote=$(gwrite "AFTER $(lasttick)") dom0-reads=$(diskword)"
-for i in $(seq 300); do [ "$(wc -l </tmp/echo.out)" -gt $((e0 + 2)) ] && break; sleep 0.2; done
 R "echo-after before=$e0 now=$(wc -l </tmp/echo.out) last=$(tail -n 1 /tmp/echo.out)"
 R "xl-window $k0 $(lasttick)"
 
@@ -140,18 +146,15 @@ waitctl lx; R "pm-status $($PM ctl lx status 2>&1 | cut -c1-400)"
 # carries data again, the disk answers.
 probe() {
 	k=$(lasttick) e=$(wc -l </tmp/echo.out)
-	rm -f /tmp/quiet
 	waittick_above $((k + 2)) 300
-	for i in $(seq 300); do [ "$(wc -l </tmp/echo.out)" -gt $((e + 2)) ] && break; sleep 0.2; done
+	talk
 	R "$1 ticks=$k->$(lasttick) echo=$e->$(wc -l </tmp/echo.out) disk=$(gwrite "$1 $(lasttick)")/$(diskword) domains=$(xl list | awk 'NR>1{print $1}' | tr '\n' ,)"
-	touch /tmp/quiet; sleep 2
 }
 
 # Faults first: each must leave the guest running here, devices and all.
 # (a) The link cut after the last pages and the state, before READY: the
 #     destination destroys what libxl built, the source cancels the
 #     guest's suspend.
-touch /tmp/quiet; sleep 2
 relay --target $PB --port-file /tmp/rport --at s2d:STATE_DONE --action cut --max-seconds 900 >/tmp/relay.out 2>&1 &
 waitfile /tmp/rport
 $SEND lx 127.0.0.1:$(cat /tmp/rport) --insecure --no-resume --json >/tmp/cut.send 2>&1
@@ -188,22 +191,20 @@ R "pm-agent $(tl /tmp/agentA.log 6)"
 waittick_above $((k1 + 3)) 300
 R "pm-ticks-after last=$(lasttick) before=$k1"
 R "pm-console-after $(contail)"
-rm /tmp/quiet
+talk
 R "pm-disk-after guest-reads=$(gread) wrote=$(gwrite "AFTER2 $(lasttick)") dom0-reads=$(diskword)"
-for i in $(seq 300); do [ "$(wc -l </tmp/echo.out)" -gt $((e1 + 2)) ] && break; sleep 0.2; done
 R "pm-echo-after before=$e1 now=$(wc -l </tmp/echo.out) last=$(tail -n 1 /tmp/echo.out)"
 R "pm-window $k1 $(lasttick)"
 R "pm-list $(PML_MIGRATE_RUNDIR=/run/dstA $PM list 2>&1 | tr '\n' ' ' | cut -c1-300)"
 
 # Onward, from the session that received it (its control socket is in
 # the agent's run directory) to the other agent.
-touch /tmp/quiet; sleep 2
 PML_MIGRATE_RUNDIR=/run/dstA $SEND lx 127.0.0.1:$PB --insecure --json >/tmp/on.send 2>&1
 R "on-send rc=$? $(tail -n 1 /tmp/on.send | cut -c1-400)"
 for i in $(seq 300); do [ -s /run/dstA/lx.result.json ] && break; sleep 0.2; done
 R "on-hop1 $(cut -c1-300 /run/dstA/lx.result.json 2>/dev/null)"
 probe on-after
-touch /tmp/stop
+exec 4>&-
 R "ticks $(ticks | tr '\n' ' ')"
 
 t2=$(up)
