@@ -576,6 +576,15 @@ static int xg__parse(const uint8_t *b, size_t len, struct xg_blob_hdr *h, const 
 	return 0;
 }
 
+int xen__xg_check(const void *blob, size_t len, uint64_t nframes)
+{
+	struct xg_blob_hdr h;
+	const struct xg_range *rg;
+	const char *json;
+	const uint8_t *cpuid, *msr;
+	return xg__parse(blob, len, &h, &rg, &json, &cpuid, &msr, nframes);
+}
+
 /* Populates the source's frames in the new domain (order 0, as
  * libxenguest's restore does), then maps [0, nframes) once. */
 static int xg__populate(struct xen_vm *x, const struct xg_range *rg, uint32_t nr, char *err, size_t errlen)

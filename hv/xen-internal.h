@@ -156,6 +156,9 @@ int xen__xg_blob(struct xen_vm *x, void **blob, size_t *len);
 int xen__xg_params(struct xen_vm *x, uint64_t (*out)[2], unsigned *n);
 unsigned xen__xg_nparams(void);
 int xen__xg_param_known(uint64_t index);
+/* Checks a domain blob as xen__prepare_restore does before using any of
+ * it, for a domain of nframes frames: 0 or -EINVAL. */
+int xen__xg_check(const void *blob, size_t len, uint64_t nframes);
 /* Destination: libxl restores the domain the blob describes; returns once
  * it exists, populated and mapped, paused, waiting for its state. */
 int xen__prepare_restore(struct hv_vm *vm, const void *blob, size_t len, char *err, size_t errlen);
