@@ -1,20 +1,32 @@
 #!/bin/sh
-# A real guest on the real Xen 4.17 (issue 22, first step): Debian's own
-# kernel boots as an `xl create`d PVH domU with its PV console, a vif on a
-# dom0 bridge and a disk (a loop device both "hosts" see), from a busybox
-# initramfs (tests/xen-domu-init) that counts on its console, echoes TCP on
-# port 7 and writes to and reads from its disk when asked (ports 8, 9). `xl migrate` moves it to
-# localhost, as the reference pml-migrate is to beat (its total time and
-# the guest's own stall, printed), and every point a move must keep is
-# checked: the counter goes on without a repeat or a skip, the TCP
-# connection opened before carries data after, the disk holds what the
-# guest wrote before and gets what it writes after, `xl shutdown` ends
-# the moved domain cleanly.
+# A real guest on the real Xen 4.17, moved live by pml-migrate (issue 22).
+# Debian's own kernel boots as an `xl create`d PVH domU with its PV
+# console, a vif on a dom0 bridge and a disk (a loop device both "hosts"
+# see), from a busybox initramfs (tests/xen-domu-init) that counts on its
+# console, echoes TCP on port 7 and writes to and reads from its disk when
+# asked (ports 8, 9). One TCP connection from dom0 stays open the whole
+# run. In order:
+#   - `xl migrate` to localhost: the reference (its time and the guest's
+#     stall printed) and the proof that the lab can move this guest;
+#   - faults, each of which must leave the guest running at the source,
+#     devices and all: the link cut before READY (a cancelled suspend),
+#     a guest that does not answer the suspend request (paused by xl);
+#   - `pml-migrate send lx` over TLS with no process hosting the domain
+#     (send starts one for that migration): the domain runs on under its
+#     name as the agent's session restored it through libxl, the source's
+#     copy is gone;
+#   - onward from that session to another agent;
+#   - `xl shutdown` of the moved domain, and its keeper session ends.
+# After each move: the counter went on (the guest's own clock says how
+# long it stalled), the TCP connection carries data, the disk holds what
+# the guest wrote before and takes what it writes; over the whole run the
+# counter never repeated or skipped a number (one boot).
 #
-# The network is quiet while the guest is moved (the dom0 client
-# stops sending, its connection stays open): in this emulated lab, traffic
-# while log-dirty is on hung or crashed the guest (QEMU's SVM emulation,
-# not Xen or Linux; see the README's Xen section).
+# The guest is kept quiet: the dom0 client talks only when a check asks,
+# the counter forks nothing. In this emulated lab a busy Linux domU dies
+# now and then of an emulation fault (QEMU 7.2's SVM: see the README's Xen
+# section); a failed check prints the guest's oops, if any, and says when
+# it is that one.
 . "$(dirname "$0")/tap.sh"
 . "$(dirname "$0")/xen-lib.sh"
 Q=${QEMU:-$(command -v qemu-system-x86_64)}
