@@ -113,9 +113,10 @@ static int xg__errno(void)
 
 /* ---- source ---- */
 
-/* Which frames of [0, nframes) to move: populated (the mapping succeeded)
- * and not a Xen-heap frame (XTAB to getpageframeinfo3). */
-static int xg__types(struct xen_vm *x, const int *errs)
+/* The frames of [0, nframes) that hold the guest's memory: not XTAB to
+ * getpageframeinfo3, which says that of unpopulated frames and of Xen-heap
+ * ones (shared info, grant table) alike. Fills present[]. */
+static int xg__types(struct xen_vm *x)
 {
 	xen_pfn_t b[XG_BATCH];
 
@@ -127,10 +128,61 @@ static int xg__types(struct xen_vm *x, const int *errs)
 			return xg__errno();
 		for (unsigned i = 0; i < n; i++) {
 			unsigned long t = b[i] & XEN_DOMCTL_PFINFO_LTAB_MASK;
-			x->present[f + i] = !errs[f + i] && t != XEN_DOMCTL_PFINFO_XTAB && t != XEN_DOMCTL_PFINFO_BROKEN;
+			x->present[f + i] = t != XEN_DOMCTL_PFINFO_XTAB && t != XEN_DOMCTL_PFINFO_BROKEN;
 		}
 	}
 	return 0;
+}
+
+/* Maps the frames present[] says, range by range, into one reserved
+ * region of nframes pages (hv_mem is then base + gpa), and nothing else:
+ * a PVH p2m spans 4 GiB for a few hundred MiB of memory, and asking for
+ * the holes costs a hypercall entry each. A frame that does not map is
+ * taken out of present[]. */
+static int xg__map(struct xen_vm *x, int prot)
+{
+	size_t size = x->nframes << HV_PAGE_SHIFT;
+	uint8_t *base = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	xen_pfn_t *pfns = NULL;
+	int *errs = NULL, r = 0;
+
+	if (base == MAP_FAILED)
+		return xg__errno();
+	x->mem = base; /* unmapped whole with the VM */
+	for (uint64_t f = 0; f < x->nframes;) {
+		if (!x->present[f]) {
+			f++;
+			continue;
+		}
+		uint64_t e = f;
+		while (e < x->nframes && x->present[e])
+			e++;
+		size_t n = (size_t)(e - f);
+		xen_pfn_t *np = realloc(pfns, n * sizeof(*pfns));
+		int *ne = realloc(errs, n * sizeof(*errs));
+		if (np)
+			pfns = np;
+		if (ne)
+			errs = ne;
+		if (!np || !ne) {
+			r = -ENOMEM;
+			break;
+		}
+		for (size_t i = 0; i < n; i++)
+			pfns[i] = f + i;
+		if (xenforeignmemory_map2(x->fmem, x->domid, base + (f << HV_PAGE_SHIFT), prot, MAP_FIXED, n, pfns, errs) !=
+		    base + (f << HV_PAGE_SHIFT)) {
+			r = xg__errno();
+			break;
+		}
+		for (size_t i = 0; i < n; i++)
+			if (errs[i])
+				x->present[f + i] = 0;
+		f = e;
+	}
+	free(pfns);
+	free(errs);
+	return r;
 }
 
 /* The libxl configuration (as `xl migrate` sends it) and the CPU policy
@@ -290,36 +342,25 @@ int xen__adopt(struct xen_vm *x, uint32_t domid, char *err, size_t errlen)
 	x->hv->cfg.mem_bytes = bytes;
 	x->nframes = bytes >> HV_PAGE_SHIFT;
 
-	xen_pfn_t *pfns = malloc(x->nframes * sizeof(*pfns));
-	int *errs = malloc(x->nframes * sizeof(*errs));
-	x->present = calloc(x->nframes, 1);
-	if (!pfns || !errs || !x->present) {
-		r = -ENOMEM;
-		goto out;
-	}
-	for (uint64_t i = 0; i < x->nframes; i++)
-		pfns[i] = i;
-	/* Read-only: the source never writes the guest's memory. */
-	x->mem = xenforeignmemory_map(x->fmem, domid, PROT_READ, x->nframes, pfns, errs);
-	if (!x->mem) {
-		r = xg__errno();
-		snprintf(err, errlen, "mapping domain %u's memory: %s", domid, strerror(-r));
-		goto out;
-	}
-	r = xg__types(x, errs);
+	if (!(x->present = calloc(x->nframes, 1)))
+		return -ENOMEM;
+	r = xg__types(x);
 	if (r < 0) {
 		snprintf(err, errlen, "reading domain %u's frame types: %s", domid, strerror(-r));
-		goto out;
+		return r;
+	}
+	/* Read-only: the source never writes the guest's memory. */
+	r = xg__map(x, PROT_READ);
+	if (r < 0) {
+		snprintf(err, errlen, "mapping domain %u's memory: %s", domid, strerror(-r));
+		return r;
 	}
 	r = xg__describe(x, err, errlen);
 	if (r < 0)
-		goto out;
+		return r;
 	x->have_domain = true;
 	x->started = true; /* it runs already: hv_vm_start only starts watching */
-out:
-	free(pfns);
-	free(errs);
-	return r;
+	return 0;
 }
 
 int xen__xg_start(struct xen_vm *x)
@@ -605,29 +646,14 @@ static int xg__populate(struct xen_vm *x, const struct xg_range *rg, uint32_t nr
 			}
 		}
 	}
-	xen_pfn_t *pfns = malloc(x->nframes * sizeof(*pfns));
-	int *errs = malloc(x->nframes * sizeof(*errs));
-	x->present = calloc(x->nframes, 1);
-	r = 0;
-	if (!pfns || !errs || !x->present) {
-		r = -ENOMEM;
-		goto out;
-	}
-	for (uint64_t i = 0; i < x->nframes; i++)
-		pfns[i] = i;
-	x->mem = xenforeignmemory_map(x->fmem, x->domid, PROT_READ | PROT_WRITE, x->nframes, pfns, errs);
-	if (!x->mem) {
-		r = xg__errno();
-		snprintf(err, errlen, "mapping the new domain's memory: %s", strerror(-r));
-		goto out;
-	}
 	/* Exactly the populated frames: a page sent for any other is refused. */
+	if (!(x->present = calloc(x->nframes, 1)))
+		return -ENOMEM;
 	for (uint32_t i = 0; i < nr; i++)
-		for (uint64_t f = rg[i].first; f < rg[i].first + rg[i].count; f++)
-			x->present[f] = errs[f] == 0;
-out:
-	free(pfns);
-	free(errs);
+		memset(x->present + rg[i].first, 1, rg[i].count);
+	r = xg__map(x, PROT_READ | PROT_WRITE);
+	if (r < 0)
+		snprintf(err, errlen, "mapping the new domain's memory: %s", strerror(-r));
 	return r;
 }
 
