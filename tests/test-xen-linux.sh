@@ -146,6 +146,13 @@ bwait() {
 	wait $1
 }
 mkdir -m 0700 /run/pmg /run/dstA /run/dstB; export PML_MIGRATE_RUNDIR=/run/pmg
+# PMG_XEN_WATCH=S (host environment): every S seconds, what runs and
+# what the logs say, for a run that hangs.
+if [ "@WATCH@" -gt 0 ] 2>/dev/null; then
+	( while :; do sleep @WATCH@; echo "XW $(up) $(ps -o pid,stat,args | grep -E '[p]ml-migrate|[r]elay|[x]l |save-helper' | tr '\n' '|' | cut -c1-700)"
+		for f in /tmp/agentA.log /tmp/agentB.log /tmp/cut.send /tmp/deaf.send /tmp/pm.send /tmp/lxatt.err /tmp/relay.out; do
+			[ -s $f ] && echo "XW $f $(tail -n 3 $f | tr '\n' '|' | cut -c1-500)"; done; done ) &
+fi
 AGENT="$PM recv --listen 127.0.0.1:0 --handshake-timeout 600 --timeout 300"
 $AGENT --certs /certs --run-dir /run/dstA --port-file /tmp/portA 2>/tmp/agentA.log &
 $AGENT --insecure --run-dir /run/dstB --port-file /tmp/portB 2>/tmp/agentB.log &
@@ -228,6 +235,7 @@ for i in $(seq 150); do [ -s /run/dstB/lx.result.json ] && break; sleep 0.2; don
 R "session-end $(cut -c1-600 /run/dstB/lx.result.json 2>/dev/null)"
 DOM0
 
+sed -i "s|@WATCH@|${PMG_XEN_WATCH:-0}|g" "$T/dom0.sh"
 start=$(date +%s)
 if ! xen_fetch; then
 	ok 1 "fetching Xen 4.17 and a kernel from the Debian archive"
