@@ -49,9 +49,14 @@ static int fz__claim(void *opaque, const char *name, char *why, size_t len)
 
 /* Any valid shape gets the VM with its vCPU count; frames beyond that
  * VM's memory are refused by the session (-ERANGE), as they must be. */
-static int fz__create_vm(void *opaque, const struct stream_shape *sh, struct hv_vm **vm, char *why, size_t len)
+static int fz__create_vm(void *opaque, const struct stream_shape *sh, const void *dom, size_t domlen,
+			 struct hv_vm **vm, char *why, size_t len)
 {
-	(void)opaque;
+	(void)opaque, (void)domlen;
+	if (dom) { /* a toolstack's Xen guest: a KVM host refuses it, as the agent does */
+		snprintf(why, len, "the state is a Xen VM's and this host receives into KVM");
+		return -EPROTONOSUPPORT;
+	}
 	if (sh->vcpus < 1 || sh->vcpus > HV_MAX_VCPUS || !vms[sh->vcpus]) {
 		snprintf(why, len, "no VM with %u vCPUs", sh->vcpus);
 		return -EINVAL;

@@ -12,8 +12,8 @@ CLANG=$(command -v clang || command -v clang-14 || true)
 HV_SRC="$SRC/hv/hv.c $SRC/hv/guest-io.c $SRC/hv/kvm.c $SRC/hv/kvm-boot.c $SRC/hv/kvm-dirty.c $SRC/hv/kvm-state.c $SRC/hv/elf.c"
 HV_LIBS=""
 if grep -q 'HAVE_XEN 1' "$BLD/config.h" 2>/dev/null; then
-	HV_SRC="$HV_SRC $SRC/hv/xen.c $SRC/hv/xen-ioreq.c $SRC/hv/xen-dirty.c $SRC/hv/xen-state.c"
-	HV_LIBS=$(pkg-config --libs xencontrol xenforeignmemory xendevicemodel xenevtchn xenlight xenstore xentoollog)
+	HV_SRC="$HV_SRC $SRC/hv/xen.c $SRC/hv/xen-ioreq.c $SRC/hv/xen-dirty.c $SRC/hv/xen-state.c $SRC/hv/xen-guest.c"
+	HV_LIBS=$(pkg-config --libs xencontrol xenguest xenforeignmemory xendevicemodel xenevtchn xenlight xenstore xentoollog)
 fi
 
 # fuzz_build NAME SOURCES... [LIBS...]: builds $T/NAME with ASan + UBSan and

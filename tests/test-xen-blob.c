@@ -6,6 +6,8 @@
  * or outside memory, a page count that does not add up, a JSON that is
  * not one NUL-terminated string, a policy that is not whole entries, and
  * every truncation are refused. No Xen is needed: parsing only.
+ * With --seed FILE it writes the valid description to FILE instead (the
+ * fuzz corpus's seed: tests/test-fuzz-xen-blob.sh).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -45,13 +47,20 @@ static size_t build(uint8_t *b, struct hdr *h, uint64_t (*rg)[2])
 	return n + h->cpuid_len + h->msr_len;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	static uint8_t b[4096], m[4096];
 	struct hdr h;
 	uint64_t rg[3][2];
 	size_t len = build(b, &h, rg);
 	const size_t off_rg = sizeof(h), off_json = off_rg + 3 * 16;
+
+	/* --seed FILE: the valid description, the fuzz corpus's seed
+	 * (tests/test-fuzz-xen-blob.sh). */
+	if (argc == 3 && !strcmp(argv[1], "--seed")) {
+		FILE *f = fopen(argv[2], "wb");
+		return !f || fwrite(b, 1, len, f) != len || fclose(f);
+	}
 
 	tap_plan(5);
 	tap_ok(xen__xg_check(b, len, NFRAMES) == 0, "a valid description (%zu bytes, 3 ranges) is taken", len);
