@@ -99,6 +99,7 @@ struct msrc_stream {
 
 struct migrate_src {
 	uint64_t harvest_every_ns; /* engine thread: the dirty log's cadence during a round (msrc__harvest) */
+	int toolstack;             /* the VM is a toolstack's own guest (hv_vm_toolstack_guest) */
 	uv_loop_t *loop;
 	struct hv_vm *vm;
 	struct precopy_dirtylog *dl;

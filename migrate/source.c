@@ -35,6 +35,7 @@
 
 #define HOT_ROUNDS 3           /* dirty in this many rounds: hold back to the end */
 #define HARVEST_EVERY_NS 5000000ull
+#define HARVEST_EVERY_TOOLSTACK_NS 250000000ull
 #define PROGRESS_EVERY_NS 200000000ull
 #define REPLY_TIMEOUT_MS 30000
 #define RUNNING_MIN_WAIT_MS 2000 /* after COMMIT, even past --max-time */
@@ -90,6 +91,12 @@ static int msrc__harvest(struct migrate_src *m, struct precopy_dirty_set *set, i
 	 * runs less often: at most a tenth of the engine's time. */
 	uint64_t cost = util_now_ns() - t0;
 	m->harvest_every_ns = cost * 10 > HARVEST_EVERY_NS ? cost * 10 : HARVEST_EVERY_NS;
+	/* A toolstack's Xen guest: each CLEAN write-protects all its memory
+	 * again, and its kernel then takes a fault on every page it writes.
+	 * libxenguest cleans once a round; a quarter of a second is plenty
+	 * for the policy's rates. */
+	if (m->toolstack && m->harvest_every_ns < HARVEST_EVERY_TOOLSTACK_NS)
+		m->harvest_every_ns = HARVEST_EVERY_TOOLSTACK_NS;
 	if (n == -ENOMEM) {
 		/* Entries were consumed and lost: everything must be resent. */
 		m->scan_cursor = 0;
@@ -892,6 +899,7 @@ int migrate_src_start(uv_loop_t *loop, struct hv_vm *vm, struct precopy_dirtylog
 	pthread_cond_init(&m->cond, NULL);
 	pthread_mutex_init(&m->bw_lock, NULL);
 	m->nframes = hv_vm_config(vm)->mem_bytes >> HV_PAGE_SHIFT;
+	m->toolstack = hv_vm_toolstack_guest(vm);
 	const char *trace = getenv("PML_MIGRATE_POLICY_TRACE");
 	if (trace && trace[0]) {
 		m->trace = fopen(trace, "we");
