@@ -258,9 +258,12 @@ static void *xg__watch_thread(void *arg)
 			continue;
 		char why[160];
 		if (k != 1 || info.domain != x->domid || (info.flags & XEN_DOMINF_dying)) {
+			/* The toolstack's to do: `xl destroy`, or `xl migrate`
+			 * took it away. This host has nothing left to keep. */
 			x->domain_gone = true;
-			snprintf(why, sizeof(why), "Xen domain %u was destroyed from outside", x->domid);
-			xen__end(x, HV_STOP_CRASH, -1, why);
+			snprintf(why, sizeof(why), "Xen domain %u is gone (destroyed, or moved away by the toolstack)",
+				 x->domid);
+			xen__end(x, HV_STOP_KILLED, 0, why);
 			break;
 		}
 		unsigned sr = (info.flags >> XEN_DOMINF_shutdownshift) & XEN_DOMINF_shutdownmask;
