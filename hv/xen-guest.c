@@ -269,6 +269,14 @@ static void *xg__watch_thread(void *arg)
 		unsigned sr = (info.flags >> XEN_DOMINF_shutdownshift) & XEN_DOMINF_shutdownmask;
 		if (sr == SHUTDOWN_suspend && ours)
 			continue; /* the switchover's own */
+		if (sr == SHUTDOWN_suspend) {
+			/* Not ours: the toolstack saves or moves it (`xl
+			 * migrate`, `xl save`). Step aside, touching nothing. */
+			snprintf(why, sizeof(why), "Xen domain %u was suspended by the toolstack (xl migrate or save): "
+				 "left to it", x->domid);
+			xen__end(x, HV_STOP_KILLED, 0, why);
+			break;
+		}
 		snprintf(why, sizeof(why), "Xen domain %u shut down: %s", x->domid,
 			 sr < sizeof(reasons) / sizeof(reasons[0]) ? reasons[sr] : "unknown reason");
 		/* A domain restored here has no `xl` process watching it: this
