@@ -56,7 +56,10 @@ lasttick() { ticks | tail -n 1 | cut -d: -f1; }
 waitlog() { for i in $(seq $(($2 * 5))); do cat $L/guest-*.log 2>/dev/null | grep -q "$1" && return 0; sleep 0.2; done; return 1; }
 # waittick_above N SECONDS
 waittick_above() { for i in $(seq $(($2 * 5))); do [ "$(lasttick)" -gt "$1" ] 2>/dev/null && return 0; sleep 0.2; done; return 1; }
-diskword() { dd if=/dev/loop0 bs=512 count=1 2>/dev/null | tr -d '\000' | head -n 1; }
+# What the disk's first sector holds, read from the file behind the loop
+# device (the loop driver writes through the file's page cache; dom0's
+# cache of /dev/loop0 itself is not told of what blkback wrote).
+diskword() { dd if=/tmp/disk.img bs=512 count=1 2>/dev/null | tr -d '\000' | head -n 1; }
 # The guest's disk, through the guest: write a line, read the sector.
 gwrite() { echo "$1" | timeout 60 nc 10.0.0.2 8; }
 gread() { timeout 60 nc 10.0.0.2 9 </dev/null; }
