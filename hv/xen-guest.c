@@ -400,8 +400,12 @@ int xen__xg_suspend(struct xen_vm *x, char *err, size_t errlen)
 	x->xg_suspended = ok;
 	pthread_mutex_unlock(&x->lock);
 	if (!ok) {
-		snprintf(err, errlen, "domain %u did not suspend (libxl error %d: the guest did not acknowledge "
-			 "control/shutdown=suspend within libxl's 60 s, or has no PV control driver)", x->domid, r);
+		/* libxl's synchronous call says 0 also when it gave up waiting
+		 * for the guest (it logs "guest didn't acknowledge suspend"):
+		 * the domain's state is what counts. */
+		snprintf(err, errlen, "domain %u did not suspend: the guest did not acknowledge control/shutdown=suspend "
+			 "within libxl's 60 s (hung, paused, or without a PV control driver)%s", x->domid,
+			 r ? ", libxl failed" : "");
 		xc_domain_pause(x->xch, x->domid); /* back as the caller left it */
 		return -ETIMEDOUT;
 	}
