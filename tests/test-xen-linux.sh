@@ -139,7 +139,9 @@ mkdir -m 0700 /run/pmg /run/dstA /run/dstB; export PML_MIGRATE_RUNDIR=/run/pmg
 if [ "@WATCH@" -gt 0 ] 2>/dev/null; then
 	( while :; do sleep @WATCH@; echo "XW $(up) $(ps -o pid,stat,args | grep -E '[p]ml-migrate|[r]elay|[x]l |save-helper' | tr '\n' '|' | cut -c1-700)"
 		for f in /tmp/agentA.log /tmp/agentB.log /tmp/cut.send /tmp/deaf.send /tmp/pm.send /tmp/lxatt.err /tmp/relay.out; do
-			[ -s $f ] && echo "XW $f $(tail -n 3 $f | tr '\n' '|' | cut -c1-500)"; done; done ) &
+			[ -s $f ] && echo "XW $f $(tail -n 3 $f | tr '\n' '|' | cut -c1-500)"; done
+		echo "XW guest $(ticks | tail -n 1) $(cat $L/guest-*.log 2>/dev/null | tr -d '\r' | grep -v '^TICK' | tail -n 4 | tr '\n' '|' | cut -c1-600)"
+		done ) &
 fi
 AGENT="$PM recv --listen 127.0.0.1:0 --handshake-timeout 600 --timeout 300"
 $AGENT --certs /certs --run-dir /run/dstA --port-file /tmp/portA 2>/tmp/agentA.log &
