@@ -309,7 +309,7 @@ xen_domu_initrd "$T/domu.cpio.gz" || { ok 1 "building the domU initramfs"; exit 
 xen_initrd "$T/initrd.img" "$T/dom0.sh" "$XEN_CACHE/vmlinuz" "$T/domu.cpio.gz" "$(dirname "$0")/xen-hotplug.sh" \
 	"$PM" "${TOP_BUILDDIR:-.}/tests/relay" "$T"/certs/ca.pem "$T"/certs/agent.pem "$T"/certs/agent.key "$T"/certs/sender.pem "$T"/certs/sender.key ||
 	{ ok 1 "building the dom0 initramfs"; exit 1; }
-xen_boot "$T/initrd.img" "${PMG_XEN_TEST_TIMEOUT:-1800}" "$T/boot.log"
+xen_boot "$T/initrd.img" "${PMG_XEN_TEST_TIMEOUT:-3600}" "$T/boot.log"
 secs=$(($(date +%s) - start))
 cp "$T/boot.log" "${TOP_BUILDDIR:-.}/tests/test-xen-linux.boot.log" 2>/dev/null
 # xt NAME: what dom0 said last under NAME (a step done again on a fresh
