@@ -795,10 +795,29 @@ static void msrc__done_async(uv_async_t *a)
 	uv_timer_stop(&m->retry_timer);
 	uv_timer_stop(&m->link_timer);
 	int ok = m->engine_started && m->result == MIGRATE_OK;
+	/* A failure the engine met itself (a guest that did not suspend, a
+	 * state that could not be read) over a working link: say so on
+	 * connection 0, as a cancel does, so that the destination lets the
+	 * VM and its name go now instead of waiting for a resume. */
+	struct msrc_stream *s0 = &m->st[0];
+	int told_now = 0;
+	pthread_mutex_lock(&m->lock);
+	int say = m->engine_started && m->result == MIGRATE_FAILED && !m->link_down;
+	pthread_mutex_unlock(&m->lock);
+	if (say && s0->x && s0->ready && !s0->closed && !s0->told) {
+		struct stream_buf b = { 0 };
+		int err = m->failed ? -m->failed : EIO;
+		if (stream_put_error(&b, (uint32_t)err, m->fail_why[0] ? m->fail_why : "migration failed") == 0 &&
+		    xport_write(s0->x, b.p, b.len) == 0) {
+			s0->told = told_now = 1;
+			xport_close(s0->x, 0, "migration failed"); /* graceful: the ERROR goes out first */
+		}
+		stream_buf_free(&b);
+	}
 	for (unsigned i = 0; i < m->nstreams; i++)
 		/* told: its graceful close goes on, unless the destination is
 		 * not even reading (then it would never see the ERROR anyway). */
-		if (m->st[i].x && !(m->st[i].told && xport_pending(m->st[i].x) == 0))
+		if (m->st[i].x && !(i == 0 && told_now) && !(m->st[i].told && xport_pending(m->st[i].x) == 0))
 			xport_close(m->st[i].x, ok ? 0 : -ECANCELED, "migration ended");
 	for (unsigned i = 0; i < m->nstreams; i++)
 		if (m->st[i].worker_started)

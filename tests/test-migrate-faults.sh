@@ -13,7 +13,7 @@ if [ ! -e /dev/kvm ]; then
 	skip_all "/dev/kvm absent"
 fi
 TS=${TOP_BUILDDIR:-.}/tests/test-stream
-echo "1..24"
+echo "1..25"
 make_certs && "$PM" certs issue "$C" intruder >/dev/null; ok $? "certificates"
 start_agent b "$T/hostB"
 PB=$PORT
@@ -143,6 +143,24 @@ rc=$?
 [ $rc = 1 ] && grep -qi "certificate" "$T/f5.send"; ok $? "sender refuses an agent with the wrong name: $(field "$T/f5.send" error)"
 finish_vm "$T/hostA" f5
 wait $VPID
+
+# 5b. The guest stops on the source in the middle of pre-copy (ctl stop:
+# a failure the engine meets, not a cancel): the destination hears ERROR
+# and lets the VM and its name go at once, instead of waiting --timeout
+# for a resume that cannot come.
+start_agent c "$T/hostC" --timeout 120
+PC=$PORT
+start_vm "$T/hostA" gone memstress ring $MEM
+send_vm "$T/hostA" gone "$PC" --max-bandwidth 2M &
+SP=$!
+for i in $(seq 600); do grep -q '"phase":"precopy"' "$T/gone.send" 2>/dev/null && break; sleep 0.05; done
+PML_MIGRATE_RUNDIR="$T/hostA" "$PM" ctl gone stop >/dev/null 2>&1
+wait $SP
+rc=$?
+wait $VPID
+for i in $(seq 300); do grep -q 'session [0-9]* exited' "$T/c.log" && break; sleep 0.05; done
+grep -q 'session [0-9]* exited' "$T/c.log" && grep -q 'the source aborted' "$T/c.log" && ! grep -q 'waiting up to' "$T/c.log"
+ok $? "the guest stopped at the source mid-migration (send exit $rc: $(field "$T/gone.send" error)): the destination ended its session at once: $(grep -m1 -E 'aborted|waiting up to' "$T/c.log" | sed 's/.*recv\[[0-9]*\]: //' | cut -c1-160)"
 
 # 6. After all that, agent B still migrates.
 start_vm "$T/hostA" last memstress ring $MEM
