@@ -94,7 +94,7 @@ for k in \$(seq $RUNS); do
 done
 echo "XB ticks \$(ticks | tr '\n' ' ')"
 DOM0
-xen_domu_initrd "$T/domu.cpio.gz" || exit 1
+XEN_DOMU_INIT=tests/xen-domu-init xen_domu_initrd "$T/domu.cpio.gz" || exit 1
 xen_initrd "$T/initrd.img" "$T/dom0.sh" "$XEN_CACHE/vmlinuz" "$T/domu.cpio.gz" tests/xen-hotplug.sh "$PM" \
 	"$T"/certs/ca.pem "$T"/certs/agent.pem "$T"/certs/agent.key "$T"/certs/sender.pem "$T"/certs/sender.key || exit 1
 xen_boot "$T/initrd.img" $((300 + RUNS * 300)) "$T/boot.log"

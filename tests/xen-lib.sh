@@ -151,7 +151,7 @@ xen_domu_initrd() {
 	for m in xen-netfront xen-blkfront; do
 		cp "$(find "$R"/lib/modules -name "$m.ko*" | head -1)" "$I"/lib/modules/ || return 1
 	done
-	cp "$(dirname "$0")/xen-domu-init" "$I"/init && chmod +x "$I"/init
+	cp "${XEN_DOMU_INIT:-$(dirname "$0")/xen-domu-init}" "$I"/init && chmod +x "$I"/init
 	(cd "$I" && find . | cpio -o -H newc --quiet | gzip -1) >"$out"
 	rc=$?
 	rm -rf "$I"
