@@ -94,7 +94,7 @@ xen_initrd() {
 	done
 	# xenstore-read/-write (one binary named by argv[0]) for hotplug scripts.
 	cp "$R"/usr/bin/xenstore "$I"/bin/ &&
-		for t in read write rm exists; do ln -s xenstore "$I/bin/xenstore-$t"; done
+		for t in read write rm exists ls; do ln -s xenstore "$I/bin/xenstore-$t"; done
 	cp -a "$R"/etc/xen "$I"/etc/
 	# Shared libraries: the unpacked packages first, then the host (a
 	# Debian 12 host has the same libc, libuv, OpenSSL, lz4).
