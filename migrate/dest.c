@@ -579,8 +579,15 @@ void migrate_dst_free(struct migrate_dst *d)
 	if (!d || d->freeing)
 		return;
 	d->freeing = 1;
-	/* Callbacks of the connections may still be on the stack: finish on
-	 * the next loop turn (and after a running verify). */
+	/* The decode threads stop now, not on the next loop turn: a caller
+	 * that frees the session and then closes the loop and the VM (restore
+	 * after a corrupted file, a session after a failure) left them
+	 * writing into the VM and waking a loop that was gone (libuv aborts
+	 * on that: seen as exit 134 one time in five). They never wait on
+	 * this thread, so joining them here cannot deadlock. */
+	dst__stop_workers(d);
+	/* Callbacks of the connections may still be on the stack: the rest
+	 * on the next loop turn (and after a running verify). */
 	d->wake.async_cb = dst__free_later;
 	uv_async_send(&d->wake);
 }

@@ -5,7 +5,9 @@
  * goes on. The loop then handles that wake-up while the thread has not
  * yet reached its next instruction - the interleaving a slow or busy
  * machine makes now and then (Xen's emulated dom0 made it often), here
- * every time. PMG_SLOW_WAKE_US sets the pause (default 3000).
+ * every time. PMG_SLOW_WAKE_US sets the pause (default 3000). With
+ * PMG_SLOW_WAKE_BEFORE set, the thread sleeps before it wakes the loop
+ * instead: a decode thread that lags behind a session ending under it.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -22,14 +24,16 @@ int uv_async_send(uv_async_t *async)
 	static int (*real)(uv_async_t *);
 	if (!real)
 		real = (int (*)(uv_async_t *))dlsym(RTLD_NEXT, "uv_async_send");
-	int rc = real(async);
 	char name[16] = "";
 	pthread_getname_np(pthread_self(), name, sizeof(name));
-	if (!strncmp(name, "decode", 6)) {
-		const char *e = getenv("PMG_SLOW_WAKE_US");
-		long us = e ? atol(e) : 3000;
-		struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
+	int slow = !strncmp(name, "decode", 6), before = getenv("PMG_SLOW_WAKE_BEFORE") != NULL;
+	const char *e = getenv("PMG_SLOW_WAKE_US");
+	long us = e ? atol(e) : 3000;
+	struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
+	if (slow && before)
 		nanosleep(&ts, NULL);
-	}
+	int rc = real(async);
+	if (slow && !before)
+		nanosleep(&ts, NULL);
 	return rc;
 }
