@@ -37,3 +37,21 @@ int uv_async_send(uv_async_t *async)
 		nanosleep(&ts, NULL);
 	return rc;
 }
+
+/* PMG_SLOW_LOOP_CLOSE_US: a loop's owner lingers that long once the loop
+ * is closed, as a process busy tearing down (destroying a VM) would: a
+ * thread that still wakes that loop then finds its descriptor gone. */
+int uv_loop_close(uv_loop_t *loop)
+{
+	static int (*real)(uv_loop_t *);
+	if (!real)
+		real = (int (*)(uv_loop_t *))dlsym(RTLD_NEXT, "uv_loop_close");
+	int rc = real(loop);
+	const char *e = getenv("PMG_SLOW_LOOP_CLOSE_US");
+	if (e) {
+		long us = atol(e);
+		struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	return rc;
+}
