@@ -134,6 +134,19 @@ static int xg__types(struct xen_vm *x)
 	return 0;
 }
 
+/* The next run of frames present[] holds, from *f on: 1 with it in
+ * [*f, *e), or 0 when there is none. */
+static int xg__next_run(const struct xen_vm *x, uint64_t *f, uint64_t *e)
+{
+	while (*f < x->nframes && !x->present[*f])
+		(*f)++;
+	if (*f >= x->nframes)
+		return 0;
+	for (*e = *f; *e < x->nframes && x->present[*e]; (*e)++)
+		;
+	return 1;
+}
+
 /* Maps the frames present[] says, range by range, into one reserved
  * region of nframes pages (hv_mem is then base + gpa), and nothing else:
  * a PVH p2m spans 4 GiB for a few hundred MiB of memory, and asking for
@@ -149,14 +162,7 @@ static int xg__map(struct xen_vm *x, int prot)
 	if (base == MAP_FAILED)
 		return xg__errno();
 	x->mem = base; /* unmapped whole with the VM */
-	for (uint64_t f = 0; f < x->nframes;) {
-		if (!x->present[f]) {
-			f++;
-			continue;
-		}
-		uint64_t e = f;
-		while (e < x->nframes && x->present[e])
-			e++;
+	for (uint64_t f = 0, e; xg__next_run(x, &f, &e); f = e) {
 		size_t n = (size_t)(e - f);
 		xen_pfn_t *np = realloc(pfns, n * sizeof(*pfns));
 		int *ne = realloc(errs, n * sizeof(*errs));
@@ -178,7 +184,6 @@ static int xg__map(struct xen_vm *x, int prot)
 		for (size_t i = 0; i < n; i++)
 			if (errs[i])
 				x->present[f + i] = 0;
-		f = e;
 	}
 	free(pfns);
 	free(errs);
@@ -453,14 +458,7 @@ int xen__xg_blob(struct xen_vm *x, void **blob, size_t *len)
 	}
 	if (!(rg = malloc(cap * sizeof(*rg))))
 		return -ENOMEM;
-	for (uint64_t f = 0; f < x->nframes;) {
-		if (!x->present[f]) {
-			f++;
-			continue;
-		}
-		uint64_t e = f;
-		while (e < x->nframes && x->present[e])
-			e++;
+	for (uint64_t f = 0, e; xg__next_run(x, &f, &e); f = e) {
 		if (nr == cap) {
 			struct xg_range *n = realloc(rg, (cap *= 2) * sizeof(*rg));
 			if (!n) {
@@ -475,7 +473,6 @@ int xen__xg_blob(struct xen_vm *x, void **blob, size_t *len)
 		}
 		rg[nr++] = (struct xg_range){ f, e - f };
 		h.pages += e - f;
-		f = e;
 	}
 	int xv = xc_version(x->xch, XENVER_version, NULL);
 	h.xen_major = (uint32_t)xv >> 16;
