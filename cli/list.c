@@ -29,7 +29,9 @@ static void list_one(void *opaque, const char *name, const char *line)
 	char hv[16] = "kvm", dom[16] = "", hvcol[40];
 	json_field(line, "state", st, sizeof(st));
 	json_field(line, "pid", pid, sizeof(pid));
-	json_field(line, "mem_bytes", mem, sizeof(mem));
+	/* A toolstack's Xen guest: its RAM, not the extent of its p2m. */
+	if (json_field(line, "ram_bytes", mem, sizeof(mem)) < 0)
+		json_field(line, "mem_bytes", mem, sizeof(mem));
 	json_field(line, "vcpus", vc, sizeof(vc));
 	json_field(line, "dirty_log", dl, sizeof(dl));
 	json_field(line, "uptime_ms", up, sizeof(up));

@@ -240,6 +240,112 @@ out:
 	return r;
 }
 
+/* Where xl writes core dumps (its XEN_DUMP_DIR in Debian's build). */
+#define XEN_DUMP_DIR "/var/lib/xen/dump"
+
+static const char *xg__action_name(libxl_action_on_shutdown a)
+{
+	const char *n = libxl_action_on_shutdown_to_string(a);
+	return n ? n : "?";
+}
+
+/* xl's core dump path: XEN_DUMP_DIR/NAME.TIME.core. 0 or -errno. */
+static int xg__core_dump(struct xen_vm *x, const char *name, char *path, size_t pathlen)
+{
+	char ts[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	strftime(ts, sizeof(ts), "%Y-%m%d-%H%M.%S", localtime_r(&now, &tm));
+	mkdir(XEN_DUMP_DIR, 0700);
+	snprintf(path, pathlen, "%s/%s.%s.core", XEN_DUMP_DIR, name, ts);
+	return libxl_domain_core_dump(x->ctx, x->domid, path, NULL) ? -EIO : 0;
+}
+
+/* What the configuration of a domain restored here says to do when it
+ * shut down for reason sr (on_poweroff, on_reboot, on_crash, on_watchdog,
+ * on_soft_reset), done as xl's domain monitor does it:
+ *  - destroy (coredump-destroy: a core dump first): the domain goes with
+ *    the VM (owns_domain);
+ *  - preserve: the domain stays as it is, for `xl` to inspect or destroy;
+ *  - restart (coredump-restart; rename-restart keeps the old one under
+ *    another name): the domain is destroyed and a new one created from
+ *    its current libxl configuration, a fresh boot. It is left to the
+ *    toolstack: this process does not watch it (domain_gone is set);
+ *  - soft-reset is not done here: the domain is preserved.
+ * Appends what was done to why[]. Runs on the watch thread. */
+static void xg__on_shutdown(struct xen_vm *x, unsigned sr, char *why, size_t whylen)
+{
+	libxl_action_on_shutdown a;
+	switch (sr) {
+	case SHUTDOWN_poweroff:
+		a = x->xg_dc->on_poweroff;
+		break;
+	case SHUTDOWN_reboot:
+		a = x->xg_dc->on_reboot;
+		break;
+	case SHUTDOWN_watchdog:
+		a = x->xg_dc->on_watchdog;
+		break;
+	case SHUTDOWN_soft_reset:
+		a = x->xg_dc->on_soft_reset;
+		break;
+	default:
+		a = x->xg_dc->on_crash;
+		break;
+	}
+	size_t l = strlen(why);
+	char core[256] = "";
+	libxl_domain_config dc;
+	uint32_t nd = 0;
+	char *name = libxl_domid_to_name(x->ctx, x->domid);
+
+	if ((a == LIBXL_ACTION_ON_SHUTDOWN_COREDUMP_DESTROY || a == LIBXL_ACTION_ON_SHUTDOWN_COREDUMP_RESTART) &&
+	    xg__core_dump(x, name ? name : "domain", core, sizeof(core)) < 0)
+		snprintf(core, sizeof(core), "(the core dump failed)");
+	switch (a) {
+	case LIBXL_ACTION_ON_SHUTDOWN_DESTROY:
+	case LIBXL_ACTION_ON_SHUTDOWN_COREDUMP_DESTROY:
+		x->owns_domain = true;
+		snprintf(why + l, whylen - l, "; destroyed (%s%s%s)", xg__action_name(a), core[0] ? ", core " : "", core);
+		break;
+	case LIBXL_ACTION_ON_SHUTDOWN_RESTART:
+	case LIBXL_ACTION_ON_SHUTDOWN_RESTART_RENAME:
+	case LIBXL_ACTION_ON_SHUTDOWN_COREDUMP_RESTART:
+		libxl_domain_config_init(&dc);
+		if (!name || libxl_retrieve_domain_configuration(x->ctx, x->domid, &dc, NULL)) {
+			x->owns_domain = true;
+			snprintf(why + l, whylen - l, "; its configuration could not be read back to restart it: destroyed");
+			libxl_domain_config_dispose(&dc);
+			break;
+		}
+		if (a == LIBXL_ACTION_ON_SHUTDOWN_RESTART_RENAME) {
+			/* xl keeps the old domain under another name. */
+			char old[160];
+			snprintf(old, sizeof(old), "%s--%u", name, x->domid);
+			libxl_domain_rename(x->ctx, x->domid, name, old);
+		} else {
+			libxl_domain_destroy(x->ctx, x->domid, NULL);
+		}
+		x->domain_gone = true;
+		/* A fresh boot from the configuration as it is now (devices
+		 * added since included), as xl's reload_domain_config. */
+		/* created paused, as for xl, which then unpauses it */
+		if (libxl_domain_create_new(x->ctx, &dc, &nd, NULL, NULL) || libxl_domain_unpause(x->ctx, nd, NULL))
+			snprintf(why + l, whylen - l, "; %s: restarting it failed (libxl_domain_create_new)",
+				 xg__action_name(a));
+		else
+			snprintf(why + l, whylen - l, "; %s: restarted as domain %u, left to the toolstack", xg__action_name(a),
+				 nd);
+		libxl_domain_config_dispose(&dc);
+		break;
+	default: /* preserve, soft-reset */
+		x->owns_domain = false;
+		snprintf(why + l, whylen - l, "; left as it is (%s)", xg__action_name(a));
+		break;
+	}
+	free(name);
+}
+
 /* Watches an adopted domain: it has no ioreq server whose thread would.
  * A domain that shut down on its own (not our suspend) or vanished ends
  * the VM; the hosting process learns it through the stopped callback. */
@@ -285,12 +391,14 @@ static void *xg__watch_thread(void *arg)
 		snprintf(why, sizeof(why), "Xen domain %u shut down: %s", x->domid,
 			 sr < sizeof(reasons) / sizeof(reasons[0]) ? reasons[sr] : "unknown reason");
 		/* A domain restored here has no `xl` process watching it: this
-		 * one stands in and destroys a domain that powered off (or
-		 * crashed) with the VM, as xl's default on_poweroff does. */
+		 * one stands in and does what its configuration's on_poweroff,
+		 * on_reboot, on_crash... say, as xl's monitor would. */
 		if (x->xg_dc)
-			x->owns_domain = true;
-		xen__end(x, sr == SHUTDOWN_poweroff ? HV_STOP_EXIT : HV_STOP_CRASH, sr == SHUTDOWN_poweroff ? 0 : -1,
-			 why);
+			xg__on_shutdown(x, sr, why, sizeof(why));
+		/* The guest chose to stop (power off, reboot): an exit, not a
+		 * failure; a crash or its watchdog is one. */
+		bool chose = sr == SHUTDOWN_poweroff || sr == SHUTDOWN_reboot || sr == SHUTDOWN_soft_reset;
+		xen__end(x, chose ? HV_STOP_EXIT : HV_STOP_CRASH, chose ? 0 : -1, why);
 		break;
 	}
 	/* As the last server thread would (xen__vcpu_finish): every vCPU is
@@ -421,13 +529,19 @@ int xen__xg_resume(struct xen_vm *x)
 {
 	pthread_mutex_lock(&x->lock);
 	bool susp = x->xg_suspended;
-	x->xg_suspended = false;
 	pthread_mutex_unlock(&x->lock);
 	if (susp) {
 		/* A cancelled suspend: SCHEDOP_shutdown returns 1 in the guest,
-		 * which carries on without reconnecting anything. */
+		 * which carries on without reconnecting anything. The domain
+		 * stays ours until it runs again: the watch thread, seeing it
+		 * suspended and not ours, would take it for `xl migrate`'s
+		 * and end this VM (seen in the lab with the flag cleared
+		 * first). */
 		if (libxl_domain_resume(x->ctx, x->domid, 1, NULL))
 			return -EIO;
+		pthread_mutex_lock(&x->lock);
+		x->xg_suspended = false;
+		pthread_mutex_unlock(&x->lock);
 		return 0;
 	}
 	return xc_domain_unpause(x->xch, x->domid) < 0 ? xg__errno() : 0;

@@ -257,6 +257,10 @@ int xen__prepare_incoming(struct hv_vm *vm, char *err, size_t errlen)
 	char kernel[4200];
 	int r;
 
+	if (x->nvcpus != 1) {
+		snprintf(err, errlen, "the Xen backend receives pml-migrate's own guest images with 1 vCPU only");
+		return -ENOTSUP;
+	}
 	if (x->have_domain) {
 		snprintf(err, errlen, "the VM already has a domain");
 		return -EALREADY;

@@ -27,8 +27,6 @@ static int xen__create(struct hv_vm *vm)
 	struct xen_vm *x;
 	int r;
 
-	if (vm->cfg.vcpus != 1)
-		return -ENOTSUP; /* the guest images start no APs under PVH */
 	if (vm->cfg.dirty_mode == HV_DIRTY_RING)
 		return -ENOTSUP; /* Xen exposes no per-vCPU log to dom0 */
 	x = calloc(1, sizeof(*x));
@@ -217,6 +215,12 @@ static int xen__boot_image(struct hv_vm *vm, const char *path, const char *cmdli
 	char full[CMDLINE_MAX];
 	int r;
 
+	if (x->nvcpus != 1) {
+		/* pml-migrate's own images start no APs under PVH. (A
+		 * toolstack's guest, restored by libxl, has any number.) */
+		snprintf(err, errlen, "the Xen backend runs pml-migrate's own guest images with 1 vCPU only");
+		return -ENOTSUP;
+	}
 	if (x->have_domain) {
 		snprintf(err, errlen, "the VM already has a domain");
 		return -EALREADY;

@@ -172,13 +172,14 @@ xen_boot() {
 	# arriving, and in some the state Xen saved for the guest was Xen's
 	# own (RIP just past Xen's VMRUN, CS 0xe008, Xen's IDT): the emulated
 	# CPU ran host code in guest mode, an emulation race that no guest
-	# state can cause. With one thread: 0 of 30. QEMU splits -initrd at
-	# commas.
+	# state can cause. With one thread: 0 of 30. XEN_QEMU_SMP: how many
+	# CPUs Xen gets (and dom0 vCPUs), 2 unless said. QEMU splits -initrd
+	# at commas.
 	timeout -k 5 "$to" "${QEMU:-qemu-system-x86_64}" -accel tcg,thread=single -machine q35 \
-		-cpu "${XEN_QEMU_CPU:-max,-smap,-smep,-xsave}" -smp 2 \
+		-cpu "${XEN_QEMU_CPU:-max,-smap,-smep,-xsave}" -smp "${XEN_QEMU_SMP:-2}" \
 		-m 2048 -display none -monitor none -serial "file:$log" -no-reboot \
 		-device isa-debug-exit,iobase=0xf4,iosize=4 -kernel "$XEN_CACHE/xen" \
-		-append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 noreboot ${XEN_EXTRA_ARGS:-}" \
+		-append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=${XEN_QEMU_SMP:-2} noreboot ${XEN_EXTRA_ARGS:-}" \
 		-initrd "$XEN_CACHE/vmlinuz console=hvc0 loglevel=3,$initrd" </dev/null >/dev/null 2>&1
 	return 0
 }

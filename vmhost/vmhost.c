@@ -160,6 +160,14 @@ const char *vmhost_state(const struct vmhost *r)
 
 static void vmhost__migrate(struct ctl_client *c, char *args, struct json *j);
 
+/* hv_mem_present_each's callback: counts the frames. */
+static int vmhost__count_frames(void *opaque, const uint64_t *gfns, size_t n)
+{
+	(void)gfns;
+	*(uint64_t *)opaque += n;
+	return 0;
+}
+
 static void ctl__command(struct ctl_client *c, const char *cmd)
 {
 	struct vmhost *r = c->r;
@@ -181,6 +189,9 @@ static void ctl__command(struct ctl_client *c, const char *cmd)
 		vmhost__json_hv(r, &j);
 		json_u64(&j, "vcpus", r->cfg.vcpus);
 		json_u64(&j, "mem_bytes", r->cfg.mem_bytes);
+		uint64_t np = 0; /* a toolstack's guest: its p2m spans 4 GiB, its RAM is what is populated */
+		if (r->vm && hv_vm_toolstack_guest(r->vm) && !hv_mem_present_each(r->vm, vmhost__count_frames, &np))
+			json_u64(&j, "ram_bytes", np << HV_PAGE_SHIFT);
 		json_str(&j, "dirty_log", hv_dirty_mode_name(r->cfg.dirty_mode));
 		json_u64(&j, "uptime_ms", ((r->t_end ? r->t_end : util_now_ns()) - r->t_start) / 1000000);
 		if (!r->incoming && !r->migrated)
@@ -478,7 +489,7 @@ static void vmhost__print_report(struct vmhost *r, FILE *f, int json)
 		json_begin(&j, f);
 		json_str(&j, "result", result);
 		json_i64(&j, "exit_code", r->exit_code);
-		if (r->why != HV_STOP_EXIT && !r->migrated)
+		if ((r->why != HV_STOP_EXIT || hv_vm_toolstack_guest(r->vm)) && !r->migrated) /* a toolstack guest: what its shutdown did */
 			json_str(&j, "detail", r->detail);
 		if (r->migrated || r->indeterminate)
 			json_str(&j, "migrated_to", r->mig_target);
