@@ -437,7 +437,8 @@ static int msrc__precopy(struct migrate_src *m, struct precopy_dirty_set *set)
 						  .downtime_limit_ns = (uint64_t)m->o.downtime_ms * 1000000ull,
 						  .now_ns = t,
 						  .deadline_ns = deadline,
-						  .may_force = m->o.throttle };
+						  .may_force = m->o.throttle,
+						  .stall_force_ns = m->toolstack ? PRECOPY_STALL_FORCE_TOOLSTACK_NS : 0 };
 		in.stalled_ns = precopy_stall_note(&m->stall, precopy_expected_downtime_ns(&in.cost), t);
 		enum precopy_verdict v = precopy_decide(&in, &m->expected_downtime_ns);
 		msrc__trace_decision(m, &in, v, m->expected_downtime_ns);

@@ -48,7 +48,8 @@ enum precopy_verdict precopy_decide(const struct precopy_decision_in *in, uint64
 	uint64_t cap = in->downtime_limit_ns * PRECOPY_STALL_FORCE_FACTOR;
 	if (cap < PRECOPY_STALL_FORCE_MIN_NS)
 		cap = PRECOPY_STALL_FORCE_MIN_NS;
-	if (in->may_force && in->stalled_ns >= PRECOPY_STALL_FORCE_NS && exp <= cap)
+	uint64_t window = in->stall_force_ns ? in->stall_force_ns : PRECOPY_STALL_FORCE_NS;
+	if (in->may_force && in->stalled_ns >= window && exp <= cap)
 		return PRECOPY_SWITCHOVER_FORCED;
 	if (in->deadline_ns && in->now_ns > in->deadline_ns)
 		return PRECOPY_TIMEOUT;

@@ -152,6 +152,14 @@ static void test_decide(void)
 	in.may_force = 1;
 	in.stalled_ns = 9 * 1000 * MS;
 	tap_ok(precopy_decide(&in, NULL) == PRECOPY_CONTINUE, "decide: ... nor after a stall of 9 s only");
+	/* A toolstack's guest: its pause costs seconds anyway, a 2 s stall
+	 * is enough (and 1.9 s is not). */
+	in.stall_force_ns = PRECOPY_STALL_FORCE_TOOLSTACK_NS;
+	in.stalled_ns = 1900 * MS;
+	tap_ok(precopy_decide(&in, NULL) == PRECOPY_CONTINUE, "decide: a toolstack guest's stall of 1.9 s: continue");
+	in.stalled_ns = 2000 * MS;
+	tap_ok(precopy_decide(&in, NULL) == PRECOPY_SWITCHOVER_FORCED, "decide: ... of 2 s: forced");
+	in.stall_force_ns = 0;
 	in.stalled_ns = 12000 * MS;
 	in.cost.pages = 20000; /* 10 s at 2000 pages/s: beyond 8x the limit and 5 s */
 	tap_ok(precopy_decide(&in, NULL) == PRECOPY_CONTINUE, "decide: ... nor when the pause would be 10 s");
@@ -436,7 +444,7 @@ int main(int argc, char **argv)
 	const char *srcdir = getenv("srcdir");
 	int ntraces = argc > 1 ? argc - 1 : (int)(sizeof(defaults) / sizeof(defaults[0]));
 
-	tap_plan(10 + 10 + 4 + 16 + 7 + 7 + ntraces);
+	tap_plan(10 + 10 + 4 + 16 + 7 + 7 + 2 + ntraces);
 	test_pages();
 	test_decide();
 	test_rates();
