@@ -563,13 +563,15 @@ int xen__xg_blob(struct xen_vm *x, void **blob, size_t *len)
 	struct xg_range *rg;
 	char err[256];
 
-	/* A domain restored here and moving on: described now, as its
-	 * toolstack here knows it. */
-	if (!x->xg_json) {
-		int r = xg__describe(x, err, sizeof(err));
-		if (r < 0)
-			return r;
-	}
+	/* Described as the toolstack knows the domain now, not when this
+	 * host adopted it: a long-lived `attach --live` host must carry a
+	 * device `xl network-attach` or `block-attach` added since (the
+	 * guest's frontend expects its backend at the destination). */
+	free(x->xg_json);
+	x->xg_json = NULL;
+	int r = xg__describe(x, err, sizeof(err));
+	if (r < 0)
+		return r;
 	if (!(rg = malloc(cap * sizeof(*rg))))
 		return -ENOMEM;
 	for (uint64_t f = 0, e; xg__next_run(x, &f, &e); f = e) {
