@@ -38,6 +38,13 @@ int xen__dirty_start(struct hv_vm *vm)
 		goto out;
 	}
 	x->dirty_on = true;
+	/* A toolstack's guest: the frames were mapped once, by frame number.
+	 * One its balloon driver gives back and takes again is a new page
+	 * behind the same number that the mapping does not see; its page
+	 * count changing is the sign (collect fails the migration on it). */
+	xc_domaininfo_t info;
+	if (x->xg && xc_domain_getinfolist(x->xch, x->domid, 1, &info) == 1 && info.domain == x->domid)
+		x->xg_tot_pages = info.tot_pages;
 out:
 	pthread_mutex_unlock(&x->dirty_lock);
 	return r;
@@ -64,6 +71,14 @@ int xen__dirty_collect(struct hv_vm *vm, void (*emit)(void *, uint64_t), void *o
 	    0) {
 		n = errno ? -errno : -EIO;
 		goto out;
+	}
+	if (x->xg && x->xg_tot_pages) {
+		xc_domaininfo_t info;
+		if (xc_domain_getinfolist(x->xch, x->domid, 1, &info) == 1 && info.domain == x->domid &&
+		    info.tot_pages != x->xg_tot_pages) {
+			n = -ESTALE; /* its memory changed under the migration */
+			goto out;
+		}
 	}
 	/* CLEAN has re-armed tracking before returning: a write after this
 	 * point shows up in the next collect. */

@@ -89,6 +89,7 @@ struct xen_vm {
 	 * source, or restored by libxl on the destination */
 	bool xg;             /* this VM is one */
 	bool xg_suspending, xg_suspended; /* under lock: the switchover's suspend */
+	uint64_t xg_tot_pages; /* under dirty_lock: its page count when the log was armed */
 	bool xg_moved;       /* source: it runs elsewhere now, destroy discards it */
 	char *xg_json;       /* source: libxl configuration */
 	void *xg_cpuid, *xg_msr; /* source: CPU policy, as libxenguest serialises it */

@@ -102,6 +102,9 @@ static int msrc__harvest(struct migrate_src *m, struct precopy_dirty_set *set, i
 		m->scan_cursor = 0;
 		return 0;
 	}
+	if (n < 0 && m->toolstack && (n == -ENXIO || n == -ESTALE))
+		msrc__fail(m, (int)n, "the guest's memory changed under the migration (its balloon driver gave back or "
+				      "took pages): it runs on here; migrate it again");
 	if (n < 0)
 		return (int)n;
 	return precopy_pages_dirtied(&m->pages, set->gfns, (size_t)n, final);
