@@ -479,9 +479,8 @@ int xen__adopt(struct xen_vm *x, uint32_t domid, char *err, size_t errlen)
 		snprintf(err, errlen, "mapping domain %u's memory: %s", domid, strerror(-r));
 		return r;
 	}
-	r = xg__describe(x, err, errlen);
-	if (r < 0)
-		return r;
+	/* Its configuration and CPU policy are read at each migration's
+	 * start (xen__domain_blob), as the toolstack knows it then. */
 	x->have_domain = true;
 	x->started = true; /* it runs already: hv_vm_start only starts watching */
 	return 0;

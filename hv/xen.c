@@ -412,7 +412,7 @@ static int xen__start(struct hv_vm *vm)
 
 	if (!x->have_domain)
 		return -ENOENT;
-	if (x->xg && x->xg_json) /* adopted: it runs already */
+	if (x->xg && !x->xg_dc) /* adopted (not restored here): it runs already */
 		return x->xg_watch_started ? -EALREADY : xen__xg_start(x);
 	pthread_mutex_lock(&x->lock);
 	if (x->started) {
