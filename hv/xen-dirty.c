@@ -43,7 +43,7 @@ int xen__dirty_start(struct hv_vm *vm)
 	 * behind the same number that the mapping does not see; its page
 	 * count changing is the sign (collect fails the migration on it). */
 	xc_domaininfo_t info;
-	if (x->xg && xc_domain_getinfolist(x->xch, x->domid, 1, &info) == 1 && info.domain == x->domid)
+	if (x->xg && xen__domain_info(x, &info))
 		x->xg_tot_pages = info.tot_pages;
 out:
 	pthread_mutex_unlock(&x->dirty_lock);
@@ -74,8 +74,7 @@ int xen__dirty_collect(struct hv_vm *vm, void (*emit)(void *, uint64_t), void *o
 	}
 	if (x->xg && x->xg_tot_pages) {
 		xc_domaininfo_t info;
-		if (xc_domain_getinfolist(x->xch, x->domid, 1, &info) == 1 && info.domain == x->domid &&
-		    info.tot_pages != x->xg_tot_pages) {
+		if (xen__domain_info(x, &info) && info.tot_pages != x->xg_tot_pages) {
 			n = -ESTALE; /* its memory changed under the migration */
 			goto out;
 		}

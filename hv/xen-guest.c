@@ -190,8 +190,20 @@ static int xg__map(struct xen_vm *x, int prot)
 	return r;
 }
 
+/* Drops what xg__describe made. */
+static void xg__undescribe(struct xen_vm *x)
+{
+	free(x->xg_json);
+	free(x->xg_cpuid);
+	free(x->xg_msr);
+	x->xg_json = NULL;
+	x->xg_cpuid = x->xg_msr = NULL;
+	x->xg_cpuid_len = x->xg_msr_len = 0;
+}
+
 /* The libxl configuration (as `xl migrate` sends it) and the CPU policy
- * the guest booted with: what the destination builds the domain from. */
+ * the guest booted with: what the destination builds the domain from.
+ * Replaces an earlier description (one is made at each migration's start). */
 static int xg__describe(struct xen_vm *x, char *err, size_t errlen)
 {
 	libxl_domain_config dc;
@@ -199,6 +211,7 @@ static int xg__describe(struct xen_vm *x, char *err, size_t errlen)
 	uint32_t nl = 0, nm = 0;
 	int r = -EIO;
 
+	xg__undescribe(x);
 	libxl_domain_config_init(&dc);
 	if (libxl_retrieve_domain_configuration(x->ctx, x->domid, &dc, NULL)) {
 		snprintf(err, errlen, "cannot read domain %u's configuration from the toolstack", x->domid);
@@ -328,8 +341,8 @@ static void xg__on_shutdown(struct xen_vm *x, unsigned sr, char *why, size_t why
 		}
 		x->domain_gone = true;
 		/* A fresh boot from the configuration as it is now (devices
-		 * added since included), as xl's reload_domain_config. */
-		/* created paused, as for xl, which then unpauses it */
+		 * added since included), as xl's reload_domain_config; created
+		 * paused, and unpaused as xl does. */
 		if (libxl_domain_create_new(x->ctx, &dc, &nd, NULL, NULL) || libxl_domain_unpause(x->ctx, nd, NULL))
 			snprintf(why + l, whylen - l, "; %s: restarting it failed (libxl_domain_create_new)",
 				 xg__action_name(a));
@@ -364,11 +377,11 @@ static void *xg__watch_thread(void *arg)
 		if (stop || (n < 0 && errno != EINTR))
 			break;
 		xc_domaininfo_t info;
-		int k = xc_domain_getinfolist(x->xch, x->domid, 1, &info);
-		if (k == 1 && info.domain == x->domid && !(info.flags & (XEN_DOMINF_shutdown | XEN_DOMINF_dying)))
+		int found = xen__domain_info(x, &info);
+		if (found && !(info.flags & (XEN_DOMINF_shutdown | XEN_DOMINF_dying)))
 			continue;
 		char why[160];
-		if (k != 1 || info.domain != x->domid || (info.flags & XEN_DOMINF_dying)) {
+		if (!found || (info.flags & XEN_DOMINF_dying)) {
 			/* The toolstack's to do: `xl destroy`, or `xl migrate`
 			 * took it away. This host has nothing left to keep. */
 			x->domain_gone = true;
@@ -504,7 +517,7 @@ int xen__xg_suspend(struct xen_vm *x, char *err, size_t errlen)
 	xc_domain_unpause(x->xch, x->domid);
 	int r = libxl_domain_suspend_only(x->ctx, x->domid, NULL);
 	xc_domaininfo_t info;
-	bool ok = !r && xc_domain_getinfolist(x->xch, x->domid, 1, &info) == 1 && info.domain == x->domid &&
+	bool ok = !r && xen__domain_info(x, &info) &&
 		  (info.flags & XEN_DOMINF_shutdown) &&
 		  ((info.flags >> XEN_DOMINF_shutdownshift) & XEN_DOMINF_shutdownmask) == SHUTDOWN_suspend;
 	pthread_mutex_lock(&x->lock);
@@ -566,8 +579,6 @@ int xen__xg_blob(struct xen_vm *x, void **blob, size_t *len)
 	 * host adopted it: a long-lived `attach --live` host must carry a
 	 * device `xl network-attach` or `block-attach` added since (the
 	 * guest's frontend expects its backend at the destination). */
-	free(x->xg_json);
-	x->xg_json = NULL;
 	int r = xg__describe(x, err, sizeof(err));
 	if (r < 0)
 		return r;
@@ -969,14 +980,9 @@ void xen__xg_fini(struct xen_vm *x)
 		free(x->xg_dc);
 		x->xg_dc = NULL;
 	}
-	free(x->xg_json);
-	x->xg_json = NULL;
+	xg__undescribe(x);
 	if (x->xg_lock_fd >= 0) {
 		close(x->xg_lock_fd);
 		x->xg_lock_fd = -1;
 	}
-	free(x->xg_cpuid);
-	free(x->xg_msr);
-	x->xg_cpuid = NULL;
-	x->xg_msr = NULL;
 }

@@ -111,6 +111,12 @@ static inline struct xen_vm *xen__vm(struct hv_vm *hv) { return hv->priv; }
 /* Ends the VM: records why (first reason wins, a crash overrides), pauses
  * the domain and wakes every server thread so it leaves. Any thread. */
 void xen__end(struct xen_vm *x, enum hv_stop_reason why, int code, const char *detail);
+/* The domain's info into *info: 1 if it exists (getinfolist answers with
+ * the next domain when ours is gone, hence the id check), else 0. */
+static inline int xen__domain_info(struct xen_vm *x, xc_domaininfo_t *info)
+{
+	return xc_domain_getinfolist(x->xch, x->domid, 1, info) == 1 && info->domain == x->domid;
+}
 /* Called by a server thread as it leaves; the last one reports the VM
  * stopped through the guest ops. */
 void xen__vcpu_finish(struct xen_vcpu *v);

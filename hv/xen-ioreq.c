@@ -154,10 +154,10 @@ static void xen__watch(struct xen_vm *x)
 	xc_domaininfo_t info;
 	char why[256];
 
-	int n = xc_domain_getinfolist(x->xch, x->domid, 1, &info);
-	if (n == 1 && info.domain == x->domid && !(info.flags & (XEN_DOMINF_shutdown | XEN_DOMINF_dying)))
+	int found = xen__domain_info(x, &info);
+	if (found && !(info.flags & (XEN_DOMINF_shutdown | XEN_DOMINF_dying)))
 		return;
-	if (n != 1 || info.domain != x->domid || (info.flags & XEN_DOMINF_dying)) {
+	if (!found || (info.flags & XEN_DOMINF_dying)) {
 		x->domain_gone = true;
 		snprintf(why, sizeof(why), "Xen domain %u was destroyed from outside", x->domid);
 	} else {
