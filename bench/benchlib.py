@@ -58,6 +58,21 @@ def _incompressible():
     yield Cell("incompressible", "lo", "pml-ring", "2G", "memstress", "ws=1G,prefill=1,rate=1,content=random", "auto", 4, 12000)
 
 
+def _large():
+    # The cells where the guest felt the migration most (issue 23): a 1 GiB
+    # working set of random or text pages in a 4 GiB guest, 1 GiB touched in a
+    # 64 GiB guest, and an idle 8 GiB guest, each written slowly (4 MB/s) so
+    # that what the guest feels is the engine's work, not its own dirtying.
+    # `none` is each guest alone, its stall at rest.
+    for mem, args in (("4G", "ws=1G,prefill=1,rate=4,content=random"),
+                      ("4G", "ws=1G,prefill=1,rate=4,content=text"),
+                      ("64G", "ws=1G,prefill=1,rate=4,content=text")):
+        for e in ("pml-ring", "qemu-bitmap", "none"):
+            yield Cell("large", "lo", e, mem, "memstress", args, "auto", 1, 12000)
+    for e in ("pml-ring", "qemu-bitmap", "none"):
+        yield Cell("large", "lo", e, "8G", "idle", "touch=16M,ops=1200,period_us=10000", "auto", 1, 12000)
+
+
 def flatout_ms(engine, link, max_time):
     """How long the flat-out guest writes after its prefill: 2 s before the
     migration starts (wait_s), through the migration, and 2 s or more after.
@@ -120,6 +135,7 @@ def cells(preset, max_time):
     for s in (1, 4):
         out.append(Cell("streams", "10g", "pml-ring", "2G", "memstress", "ws=128M,prefill=1,rate=64,content=random", "auto", s, 5000))
     out += _incompressible()
+    out += _large()
     out += _flatout(("pml-ring", "pml-bitmap", "qemu-bitmap", "none"), ("lo", "1g"), max_time)
     # Without LZ4 on loopback: half the CPU per page on both ends, twice the
     # bytes through TLS (what the flat-out guest's speed costs, RESULTS.md).
@@ -383,6 +399,175 @@ def args_value(args, key):
 # ---- CPU profile of a migration (bench/run --perf) ---------------------------
 
 PERF_HZ = 999
+# bench/run --trace: what the vCPU thread did, and who ran instead of it.
+TRACE_EVENTS = ("sched:sched_switch", "sched:sched_wakeup", "sched:sched_waking", "kvm:kvm_entry",
+                "kvm:kvm_exit")
+TRACE_FIELDS = "comm,tid,cpu,time,event,trace"
+_TRACE_LINE = re.compile(r"^\s*(.+?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\w+:\w+):\s*(.*)$")
+_SWITCH = re.compile(r"prev_comm=(.+?) prev_pid=(\d+) .*prev_state=(\S+) ==> next_comm=(.+?) next_pid=(\d+)")
+_WAKE = re.compile(r"comm=(.+?) pid=(\d+) .*target_cpu=(\d+)")
+_EXIT = re.compile(r"vcpu (\d+) reason (\S+)")
+_VCPU_IDX = re.compile(r"^(?:vcpu(\d+)|CPU (\d+)/KVM)$")
+
+
+def _vcpu_index(comm):
+    m = _VCPU_IDX.match(comm)
+    return None if not m else int(m.group(1) or m.group(2))
+
+
+def _add(d, k, v):
+    d[k] = d.get(k, 0.0) + v
+
+
+def vcpu_gaps(text, top=5, min_ms=1.0, window=None):
+    """The top longest stretches, per vCPU index, in which no thread of
+    that index ran guest code (see bench/gaps), from `perf script -F
+    TRACE_FIELDS` text. window: (t0, t1) CLOCK_MONOTONIC seconds to keep
+    gaps that overlap it, or None. Returns a list of dicts, longest first:
+    vcpu, start, end (s), ms, and by_state / runnable_behind / woken_by
+    (ms by state, by the thread that held the CPU, by waker)."""
+    ev = []
+    for line in text.splitlines():
+        m = _TRACE_LINE.match(line)
+        if m:
+            ev.append((float(m.group(4)), m.group(1).strip(), int(m.group(2)), int(m.group(3)), m.group(5), m.group(6)))
+    ev.sort(key=lambda e: e[0])
+    if not ev:
+        return []
+    # Who ran on each CPU, as intervals, for "runnable behind whom".
+    runs, cur = {}, {}
+    vcpu_tids = {}
+    for t, comm, tid, cpu, name, rest in ev:
+        if name == "sched:sched_switch":
+            m = _SWITCH.search(rest)
+            if not m:
+                continue
+            if cpu in cur:
+                runs.setdefault(cpu, []).append((cur[cpu][0], t, cur[cpu][1]))
+            cur[cpu] = (t, m.group(4))
+            for c, p in ((m.group(1), m.group(2)), (m.group(4), m.group(5))):
+                if _vcpu_index(c) is not None:
+                    vcpu_tids[int(p)] = _vcpu_index(c)
+        elif _vcpu_index(comm) is not None:
+            vcpu_tids[tid] = _vcpu_index(comm)
+    end_t = ev[-1][0]
+    for cpu, (t0, who) in cur.items():
+        runs.setdefault(cpu, []).append((t0, end_t, who))
+
+    def behind(cpu, a, b, into):
+        for r0, r1, who in runs.get(cpu, ()):
+            if r1 > a and r0 < b:
+                _add(into, who, (min(b, r1) - max(a, r0)) * 1000)
+
+    # Each vCPU thread's states as segments (start, end, state, detail).
+    st = {tid: {"state": None, "since": None, "detail": "", "cpu": None} for tid in vcpu_tids}
+    segs = {tid: [] for tid in vcpu_tids}
+
+    def move(tid, t, state, detail="", cpu=None):
+        s = st[tid]
+        if s["state"] is not None and t > s["since"]:
+            segs[tid].append((s["since"], t, s["state"], s["detail"], s["cpu"]))
+        s["state"], s["since"], s["detail"] = state, t, detail
+        if cpu is not None:
+            s["cpu"] = cpu
+
+    last_exit = {}
+    for t, comm, tid, cpu, name, rest in ev:
+        if name == "kvm:kvm_entry" and tid in st:
+            move(tid, t, "guest", cpu=cpu)
+        elif name == "kvm:kvm_exit" and tid in st:
+            m = _EXIT.search(rest)
+            last_exit[tid] = m.group(2).lower() if m else "?"
+            move(tid, t, "hv", last_exit[tid], cpu)
+        elif name == "sched:sched_switch":
+            m = _SWITCH.search(rest)
+            if not m:
+                continue
+            prev, state, nxt = int(m.group(2)), m.group(3), int(m.group(5))
+            if prev in st:
+                if state.startswith("R"):
+                    move(prev, t, "runnable", "preempted", cpu)
+                else:
+                    move(prev, t, "sleeping", "", cpu)
+            if nxt in st:
+                move(nxt, t, "hv", last_exit.get(nxt, "?"), cpu)
+        elif name in ("sched:sched_waking", "sched:sched_wakeup"):
+            m = _WAKE.search(rest)
+            if not m:
+                continue
+            p = int(m.group(2))
+            if p in st and st[p]["state"] == "sleeping":
+                move(p, t, "runnable", f"woken by {comm}", int(m.group(3)))
+    for tid in st:
+        move(tid, end_t, None)
+
+    out = []
+    for idx in sorted(set(vcpu_tids.values())):
+        tids = [tid for tid, i in vcpu_tids.items() if i == idx]
+        guest = sorted((a, b) for tid in tids for a, b, s, _, _ in segs[tid] if s == "guest")
+        if not guest:
+            continue
+        # The gaps between guest stretches (merged across the threads).
+        merged = []
+        for a, b in guest:
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        holes = [(merged[k][1], merged[k + 1][0]) for k in range(len(merged) - 1)]
+        for a, b in holes:
+            if (b - a) * 1000 < min_ms:
+                continue
+            if window and (b < window[0] or a > window[1]):
+                continue
+            # The thread that left guest mode at a.
+            owner = next((tid for tid in tids for s0, s1, s, _, _ in segs[tid] if s == "guest" and s1 == a), None)
+            g = {"vcpu": idx, "start": round(a, 6), "end": round(b, 6), "ms": round((b - a) * 1000, 3),
+                 "by_state": {}, "runnable_behind": {}, "woken_by": {}}
+            covered = a
+            for s0, s1, s, detail, cpu in segs.get(owner, ()):
+                lo, hi = max(a, s0), min(b, s1)
+                if hi <= lo:
+                    continue
+                ms = (hi - lo) * 1000
+                covered = max(covered, hi)
+                if s == "hv":
+                    _add(g["by_state"], f"hv {detail}", ms)
+                elif s == "runnable":
+                    _add(g["by_state"], "runnable", ms)
+                    behind(cpu, lo, hi, g["runnable_behind"])
+                    if detail.startswith("woken by "):
+                        _add(g["woken_by"], detail[9:], ms)
+                elif s == "sleeping":
+                    _add(g["by_state"], "sleeping", ms)
+            if covered < b:
+                _add(g["by_state"], "moved", (b - covered) * 1000)
+            # The guest went on in another thread of the index: the owner's
+            # last sleep was the pause of a switchover.
+            nxt = next((tid for tid in tids for s0, s1, s, _, _ in segs[tid] if s == "guest" and s0 == b), owner)
+            if nxt != owner:
+                g["moved_to_tid"] = nxt
+                if "sleeping" in g["by_state"]:
+                    g["by_state"]["paused (switchover)"] = g["by_state"].pop("sleeping")
+            for k in ("by_state", "runnable_behind", "woken_by"):
+                g[k] = {n: round(v, 3) for n, v in sorted(g[k].items(), key=lambda x: -x[1])}
+            out.append(g)
+    out.sort(key=lambda g: -g["ms"])
+    return out[:top]
+
+
+def gaps_table(gaps):
+    """The markdown form of vcpu_gaps()'s answer."""
+    if not gaps:
+        return "No gap: no vCPU thread entered guest mode in the trace (no kvm:kvm_entry events).\n"
+    rows = ["| vCPU | at (s) | ms | where it went (ms) | ran instead (ms) |", "| --- | --- | --- | --- | --- |"]
+    for g in gaps:
+        where = ", ".join(f"{k} {v:.2f}" for k, v in g["by_state"].items())
+        if g["woken_by"]:
+            where += "; woken by " + ", ".join(f"{k}" for k in g["woken_by"])
+        inst = ", ".join(f"{k} {v:.2f}" for k, v in list(g["runnable_behind"].items())[:4]) or "-"
+        rows.append(f"| {g['vcpu']} | {g['start']:.3f} | {g['ms']:.2f} | {where} | {inst} |")
+    return "\n".join(rows) + "\n"
 # A vCPU thread: pml-migrate's and QEMU's names for them.
 VCPU_RE = re.compile(r"^(vcpu\d+|CPU \d+/KVM)$")
 _PERF_LINE = re.compile(r"^\s*(.+?)\s+(\d+)/(\d+)\s+([\d.]+):\s+[0-9a-f]+\s*(\S*)")
