@@ -419,13 +419,21 @@ def _add(d, k, v):
     d[k] = d.get(k, 0.0) + v
 
 
-def vcpu_gaps(text, top=5, min_ms=1.0, window=None):
+def vcpu_gaps(text, top=5, min_ms=1.0, window=None, thread=None):
     """The top longest stretches, per vCPU index, in which no thread of
     that index ran guest code (see bench/gaps), from `perf script -F
     TRACE_FIELDS` text. window: (t0, t1) CLOCK_MONOTONIC seconds to keep
-    gaps that overlap it, or None. Returns a list of dicts, longest first:
-    vcpu, start, end (s), ms, and by_state / runnable_behind / woken_by
-    (ms by state, by the thread that held the CPU, by waker)."""
+    gaps that overlap it, or None. thread: instead of the vCPUs, the
+    threads of that name (index 0), whose time on a CPU counts as the
+    guest's (a stand-in such as bench/pipe's, without KVM). Returns a list
+    of dicts, longest first: vcpu, start, end (s), ms, and by_state /
+    runnable_behind / woken_by (ms by state, by the thread that held the
+    CPU, by waker)."""
+    def index(comm):
+        if thread is not None:
+            return 0 if comm == thread else None
+        return _vcpu_index(comm)
+
     ev = []
     for line in text.splitlines():
         m = _TRACE_LINE.match(line)
@@ -446,10 +454,10 @@ def vcpu_gaps(text, top=5, min_ms=1.0, window=None):
                 runs.setdefault(cpu, []).append((cur[cpu][0], t, cur[cpu][1]))
             cur[cpu] = (t, m.group(4))
             for c, p in ((m.group(1), m.group(2)), (m.group(4), m.group(5))):
-                if _vcpu_index(c) is not None:
-                    vcpu_tids[int(p)] = _vcpu_index(c)
-        elif _vcpu_index(comm) is not None:
-            vcpu_tids[tid] = _vcpu_index(comm)
+                if index(c) is not None:
+                    vcpu_tids[int(p)] = index(c)
+        elif index(comm) is not None:
+            vcpu_tids[tid] = index(comm)
     end_t = ev[-1][0]
     for cpu, (t0, who) in cur.items():
         runs.setdefault(cpu, []).append((t0, end_t, who))
@@ -490,7 +498,8 @@ def vcpu_gaps(text, top=5, min_ms=1.0, window=None):
                 else:
                     move(prev, t, "sleeping", "", cpu)
             if nxt in st:
-                move(nxt, t, "hv", last_exit.get(nxt, "?"), cpu)
+                # A stand-in runs its "guest" whenever it is on a CPU.
+                move(nxt, t, "guest" if thread is not None else "hv", last_exit.get(nxt, "?"), cpu)
         elif name in ("sched:sched_waking", "sched:sched_wakeup"):
             m = _WAKE.search(rest)
             if not m:
@@ -559,7 +568,7 @@ def vcpu_gaps(text, top=5, min_ms=1.0, window=None):
 def gaps_table(gaps):
     """The markdown form of vcpu_gaps()'s answer."""
     if not gaps:
-        return "No gap: no vCPU thread entered guest mode in the trace (no kvm:kvm_entry events).\n"
+        return "No gap: no vCPU thread entered guest mode in the trace (no kvm:kvm_entry events; --thread NAME for a stand-in).\n"
     rows = ["| vCPU | at (s) | ms | where it went (ms) | ran instead (ms) |", "| --- | --- | --- | --- | --- |"]
     for g in gaps:
         where = ", ".join(f"{k} {v:.2f}" for k, v in g["by_state"].items())

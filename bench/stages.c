@@ -55,6 +55,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "bench/content.h"
 #include "compress/compress.h"
 #include "migrate/stream.h"
 
@@ -93,33 +94,6 @@ static void *xmap(size_t n)
 		die("out of memory");
 	madvise(p, n, MADV_HUGEPAGE); /* as the destination's guest memory */
 	return p;
-}
-
-/* memstress's contents: words for text, xorshift for random. */
-static void fill(uint8_t *m, size_t pages, int random)
-{
-	static const char *const words[] = { "migration ", "page ", "dirty ", "ring ", "guest ", "host ", "round ",
-					     "the ", "of ", "memory ", "log ", "frame ", "copy ", "and ", "to ", "downtime " };
-	uint64_t x = 0x9e3779b97f4a7c15ull;
-	for (size_t i = 0; i < pages; i++) {
-		uint8_t *p = m + i * PAGE;
-		if (random) {
-			for (unsigned k = 0; k < PAGE; k += 8) {
-				x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-				memcpy(p + k, &x, 8);
-			}
-			continue;
-		}
-		for (unsigned k = 0; k < PAGE;) {
-			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-			const char *w = words[x & 15];
-			size_t l = strlen(w);
-			if (l > PAGE - k)
-				l = PAGE - k;
-			memcpy(p + k, w, l);
-			k += (unsigned)l;
-		}
-	}
 }
 
 #define MAX_RUNS 15
@@ -562,7 +536,7 @@ int main(int argc, char **argv)
 			die("zero-detect: a zero page was not seen as zero");
 
 		for (int random = 0; random < 2; random++) {
-			fill(src, pages, random);
+			bench_fill_pages(src, pages, random);
 			put("encode lz4", random, pb, encode_all(src, pages, 1, &lz));
 			put("encode raw", random, pb, encode_all(src, pages, 0, &raw));
 			if (!run)

@@ -3,6 +3,7 @@
  * socket's client side.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,8 +49,62 @@ uint64_t util_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+int util_parse_cpulist(const char *s, void *setp)
+{
+	cpu_set_t *set = setp;
+	CPU_ZERO(set);
+	if (!s || !*s)
+		return -EINVAL;
+	while (*s) {
+		char *end;
+		if (*s < '0' || *s > '9')
+			return -EINVAL;
+		unsigned long a = strtoul(s, &end, 10), b = a;
+		if (*end == '-') {
+			if (end[1] < '0' || end[1] > '9')
+				return -EINVAL;
+			b = strtoul(end + 1, &end, 10);
+		}
+		if (b < a || b >= CPU_SETSIZE)
+			return -EINVAL;
+		for (unsigned long c = a; c <= b; c++)
+			CPU_SET(c, set);
+		if (*end == ',' && end[1])
+			end++;
+		else if (*end)
+			return -EINVAL;
+		s = end;
+	}
+	return 0;
+}
+
+/* PML_MIGRATE_WORKER_CPUS for the calling thread (util_thread_background). */
+static void util__worker_cpus(void)
+{
+	static int warned;
+	const char *e = getenv("PML_MIGRATE_WORKER_CPUS");
+	cpu_set_t want, have;
+	if (!e || !*e)
+		return;
+	if (util_parse_cpulist(e, &want) < 0) {
+		if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+			util_err("PML_MIGRATE_WORKER_CPUS '%s': not a CPU list (like 2-3,6); ignored", e);
+		return;
+	}
+	if (sched_getaffinity(0, sizeof(have), &have) < 0)
+		return;
+	CPU_AND(&want, &want, &have);
+	if (!CPU_COUNT(&want)) {
+		if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+			util_err("PML_MIGRATE_WORKER_CPUS '%s': none of these CPUs is available here; ignored", e);
+		return;
+	}
+	sched_setaffinity(0, sizeof(want), &want); /* 0: this thread */
+}
+
 void util_thread_background(void)
 {
+	util__worker_cpus();
 	/* 10: where a migration thread and a vCPU share a core, CFS gives
 	 * the vCPU about 90 % of it and cuts the thread's turns short, so
 	 * the guest sees gaps of a millisecond or two instead of whole

@@ -34,9 +34,19 @@ static inline uint64_t util_age_ns(uint64_t now, uint64_t t) { return now > t ? 
  * fewer free cores than runnable threads the guest's vCPUs are the ones
  * that keep running and the migration takes the rest. The nice value is
  * PML_MIGRATE_WORKER_NICE (0..19, default 10; 0 leaves the priority
- * alone). Best effort: a refusal changes nothing. Call from the thread
- * itself, before it works. */
+ * alone). With PML_MIGRATE_WORKER_CPUS (a CPU list, "2-3,6") the thread
+ * is also kept to those CPUs (those of them it may use; none of them: a
+ * warning, and the affinity is left alone): a worker that shares a core
+ * with a vCPU takes it for a whole scheduler tick each turn, a worker
+ * kept off the vCPUs' cores never does (bench/RESULTS.md, issue 23).
+ * Threads the worker creates inherit both. Best effort: a refusal
+ * changes nothing. Call from the thread itself, before it works. */
 void util_thread_background(void);
+
+/* Parses a CPU list as the kernel writes them ("0-3,6"; "0"): each CPU
+ * into set (cleared first). Returns 0, or -EINVAL for an empty or
+ * malformed list or a CPU past CPU_SETSIZE. set: a cpu_set_t. */
+int util_parse_cpulist(const char *s, void *set);
 
 /* NAME: 1-64 chars of [A-Za-z0-9._-], not starting with '.' or '-'. */
 int util_valid_name(const char *name);
