@@ -25,7 +25,10 @@
  * --pin-workers keeps the stand-in on CPU 0 and only the engine's workers
  * off it, through PML_MIGRATE_WORKER_CPUS (util_thread_background), as an
  * operator would set it for `run`, `attach` and `recv`; the two loops
- * still run anywhere.
+ * still run anywhere. --guest-sleep US makes the stand-in a slow guest:
+ * each millisecond of work is followed by a sleep of US microseconds to
+ * a deadline, and its gap is how late it wakes (its speed is then not
+ * meaningful).
  *
  * Prints one JSON object: the mode, seconds, page MB/s, the engine's CPU
  * seconds (the process less the stand-in), LZ4's share of the pages, the
@@ -76,6 +79,7 @@ struct spare {
 static struct {
 	size_t pages;
 	int content_random, compress, insecure, guest, pin;
+	uint64_t guest_sleep_us; /* --guest-sleep: the stand-in sleeps, as a slow guest */
 	uint8_t *src, *dst;
 	/* the sender */
 	uv_loop_t sloop;
@@ -132,12 +136,26 @@ static void *guest(void *arg)
 	}
 	volatile uint64_t x = 1;
 	for (int ph = 0; ph < 2; ph++) {
-		uint64_t t0 = util_now_ns(), last = t0, ops = 0;
+		uint64_t t0 = util_now_ns(), last = t0, ops = 0, wake = t0;
 		while (atomic_load(&P.guest_phase) == ph) {
 			for (int k = 0; k < 200; k++) /* about a microsecond of work */
 				x = x * 6364136223846793005ull + 1;
 			ops++;
 			uint64_t now = util_now_ns();
+			if (P.guest_sleep_us && now - wake >= 1000000) {
+				/* As the slow memstress guests: a millisecond of work,
+				 * then a sleep to a deadline; what it feels is the time
+				 * past the deadline (a guest counts only that). */
+				uint64_t due = now + P.guest_sleep_us * 1000;
+				struct timespec ts = { .tv_sec = (time_t)(due / 1000000000ull), .tv_nsec = (long)(due % 1000000000ull) };
+				while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+					;
+				now = util_now_ns();
+				if (now - due > P.g_gap_ns[ph])
+					P.g_gap_ns[ph] = now - due;
+				wake = last = now;
+				continue;
+			}
 			if (now - last > P.g_gap_ns[ph])
 				P.g_gap_ns[ph] = now - last;
 			last = now;
@@ -397,7 +415,7 @@ static void *s_thread(void *arg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: bench/pipe [--mib N] [--content text|random] [--compress auto|on|off] [--insecure] [--guest] "
-			"[--pin|--pin-workers] [--pm PML_MIGRATE]\n");
+			"[--pin|--pin-workers] [--guest-sleep US] [--pm PML_MIGRATE]\n");
 	exit(2);
 }
 
@@ -426,6 +444,11 @@ int main(int argc, char **argv)
 			P.pin = 1;
 		} else if (!strcmp(a, "--pin-workers")) {
 			P.pin = 2;
+		} else if (!strcmp(a, "--guest-sleep") && v) {
+			P.guest_sleep_us = strtoull(v, NULL, 10), i++;
+			if (!P.guest_sleep_us || P.guest_sleep_us > 1000000)
+				usage();
+			P.guest = 1;
 		} else if (!strcmp(a, "--pm") && v) {
 			pm = v, i++;
 		} else {

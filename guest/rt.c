@@ -246,7 +246,7 @@ void rt_wait_until(uint64_t deadline)
 		uint64_t left = deadline - now;
 		/* Long waits sleep in the VMM (frees the host CPU); the time the
 		 * VMM was asked to sleep is not a stall, anything beyond is. */
-		if (rt.tsc_khz && left > rt_us_to_tsc(2000)) {
+		if (rt.tsc_khz && !rt.no_sleep && left > rt_us_to_tsc(2000)) {
 			uint64_t us = (left / (rt.tsc_khz / 1000)) - 1000;
 			uint64_t t0 = rdtsc();
 			rt_hcall(PMG_HC_SLEEP, us, 0, 0);
@@ -393,6 +393,7 @@ void guest_entry(const struct hvm_start_info *si, uint64_t vcpu)
 		rt.log_writes = (int)rt_arg_u64(&rt, "logwrites", 0);
 		char until[8];
 		rt.until_finish = !rt_arg_str(&rt, "until", until, sizeof(until)) && !memcmp(until, "finish", 7);
+		rt.no_sleep = rt_arg_u64(&rt, "sleep", 1) == 0;
 		/* fault=1: an invalid opcode with no IDT to take it, so a triple
 		 * fault, for testing how each VMM reports a crashed guest. */
 		if (rt_arg_u64(&rt, "fault", 0))

@@ -32,6 +32,7 @@ struct rt_ctx {
 	uint64_t seed;
 	int log_writes;       /* report written frames with PMG_HC_WRITES */
 	int until_finish;     /* until=finish: work until the host asks (rt_finish_requested) */
+	int no_sleep;         /* sleep=0: rt_wait_until spins, never asks the VMM to sleep */
 };
 
 /* port I/O */
@@ -82,7 +83,11 @@ uint64_t rt_hash(uint64_t h, const void *p, size_t n);
  * Stall tracking. rt_tick() is called at the top of every work-loop
  * iteration; rt_wait_until() is the only sanctioned wait: it keeps
  * measuring gaps while it waits (so a pause during a wait still shows) but
- * does not count the wait itself.
+ * does not count the wait itself. A long wait sleeps in the VMM
+ * (PMG_HC_SLEEP) where the VMM takes the call; with the guest arg sleep=0
+ * it spins instead, as it does under a VMM that ignores the call (QEMU):
+ * for comparing stalls across VMMs, since a thread woken from a sleep
+ * comes back as late as the host's scheduler makes it.
  */
 void rt_tick(void);
 void rt_wait_until(uint64_t tsc_deadline);
