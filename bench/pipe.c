@@ -18,14 +18,17 @@
  * (bench/pipe.sh does).
  *
  * usage: bench/pipe [--mib N] [--content text|random] [--compress auto|on|off]
- *                   [--insecure] [--guest [--pin|--pin-workers]] [--pm PML_MIGRATE]
+ *                   [--insecure] [--guest [--pin|--pin-workers|--auto-workers]]
+ *                   [--guest-sleep US] [--pm PML_MIGRATE]
  *
  * --pin keeps the stand-in on CPU 0 and every other thread off it: what
  * the guest feels when the engine never runs on its vCPU's core.
  * --pin-workers keeps the stand-in on CPU 0 and only the engine's workers
  * off it, through PML_MIGRATE_WORKER_CPUS (util_thread_background), as an
  * operator would set it for `run`, `attach` and `recv`; the two loops
- * still run anywhere. --guest-sleep US makes the stand-in a slow guest:
+ * still run anywhere. --auto-workers leaves the stand-in free and sets
+ * PML_MIGRATE_WORKER_CPUS=auto: the workers find it (it is named vcpu0)
+ * and keep off its CPU, following it when it moves. --guest-sleep US makes the stand-in a slow guest:
  * each millisecond of work is followed by a sleep of US microseconds to
  * a deadline, and its gap is how late it wakes (its speed is then not
  * meaningful).
@@ -127,8 +130,10 @@ static double cpu_now(clockid_t id)
 static void *guest(void *arg)
 {
 	(void)arg;
-	pthread_setname_np(pthread_self(), "guest");
-	if (P.pin) {
+	/* Named as the VMM names a vCPU thread: PML_MIGRATE_WORKER_CPUS=auto
+	 * (--auto-workers) finds it as it would find one. */
+	pthread_setname_np(pthread_self(), "vcpu0");
+	if (P.pin == 1 || P.pin == 2) {
 		cpu_set_t c;
 		CPU_ZERO(&c);
 		CPU_SET(0, &c);
@@ -334,7 +339,7 @@ static void *encoder(void *arg)
 	util_thread_background();
 	compress_adapt_init(&P.adapt, util_now_ns());
 	int lz4 = P.compress != C_OFF;
-	uint64_t raw_bytes = 0;
+	uint64_t raw_bytes = 0, follow_ns = 0;
 	for (size_t i = 0; i < P.pages; i += BATCH) {
 		struct stream_buf b = { 0 };
 		size_t mark;
@@ -366,6 +371,7 @@ static void *encoder(void *arg)
 		}
 		if (P.compress == C_AUTO)
 			lz4 = compress_adapt_job(&P.adapt, raw_bytes, util_now_ns());
+		util_thread_follow(&follow_ns); /* as the engine's encoder */
 	}
 	return NULL;
 }
@@ -415,7 +421,7 @@ static void *s_thread(void *arg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: bench/pipe [--mib N] [--content text|random] [--compress auto|on|off] [--insecure] [--guest] "
-			"[--pin|--pin-workers] [--guest-sleep US] [--pm PML_MIGRATE]\n");
+			"[--pin|--pin-workers|--auto-workers] [--guest-sleep US] [--pm PML_MIGRATE]\n");
 	exit(2);
 }
 
@@ -444,6 +450,8 @@ int main(int argc, char **argv)
 			P.pin = 1;
 		} else if (!strcmp(a, "--pin-workers")) {
 			P.pin = 2;
+		} else if (!strcmp(a, "--auto-workers")) {
+			P.pin = 3;
 		} else if (!strcmp(a, "--guest-sleep") && v) {
 			P.guest_sleep_us = strtoull(v, NULL, 10), i++;
 			if (!P.guest_sleep_us || P.guest_sleep_us > 1000000)
@@ -458,7 +466,7 @@ int main(int argc, char **argv)
 	if (mib < 16 || mib > 65536)
 		usage();
 	if (P.pin && (!P.guest || sysconf(_SC_NPROCESSORS_ONLN) < 2)) {
-		fprintf(stderr, "bench/pipe: --pin and --pin-workers need --guest and 2 or more CPUs\n");
+		fprintf(stderr, "bench/pipe: --pin, --pin-workers and --auto-workers need --guest and 2 or more CPUs\n");
 		return 2;
 	}
 	P.pages = mib << 8;
@@ -517,6 +525,8 @@ int main(int argc, char **argv)
 			CPU_SET(i, &c);
 		if (pthread_setaffinity_np(pthread_self(), sizeof c, &c))
 			die("--pin: cannot set the CPU affinity");
+	} else if (P.pin == 3) {
+		setenv("PML_MIGRATE_WORKER_CPUS", "auto", 1);
 	} else if (P.pin == 2) {
 		/* Only the engine's workers (encoder, decoder, decrypting
 		 * thread), through util_thread_background(), as the engine's. */
@@ -570,7 +580,7 @@ int main(int argc, char **argv)
 	printf("{\"ok\":%s,\"mib\":%zu,\"content\":\"%s\",\"compress\":\"%s\",\"tls\":%s,\"pin\":\"%s\",\"seconds\":%.3f,\"mb_per_s\":%.1f,"
 	       "\"lz4_share\":%.3f,\"probes\":%u,\"flips\":%u,\"wire_mb\":%.1f",
 	       ok ? "true" : "false", mib, P.content_random ? "random" : "text", cname[P.compress], P.insecure ? "false" : "true",
-	       P.pin == 1 ? "all" : P.pin == 2 ? "workers" : "none",
+	       P.pin == 1 ? "all" : P.pin == 2 ? "workers" : P.pin == 3 ? "auto" : "none",
 	       secs, (double)(mib << 20) / secs / 1e6, (double)P.lz4_pages / (double)P.pages, P.adapt.probes, P.adapt.flips,
 	       (double)xport_wire_in(P.rx ? P.rx : P.sx) / 1e6);
 	if (P.guest) {

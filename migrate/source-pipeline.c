@@ -81,7 +81,7 @@ void *msrc__worker(void *arg)
 	struct compress_adapt a;
 	compress_adapt_init(&a, util_now_ns());
 	int use_lz4 = m->o.compress != MIGRATE_COMPRESS_OFF;
-	uint64_t raw_bytes = 0;
+	uint64_t raw_bytes = 0, follow_ns = 0;
 	char tname[16];
 	struct msrc_job *j;
 
@@ -163,6 +163,7 @@ void *msrc__worker(void *arg)
 		atomic_fetch_add(&m->pages_done, n);
 		atomic_fetch_add(&m->busy_ns, util_now_ns() - t_job);
 		use_lz4 = msrc__use_lz4(m, &a, raw_bytes);
+		util_thread_follow(&follow_ns); /* PML_MIGRATE_WORKER_CPUS=auto: the vCPUs move */
 	}
 	return NULL;
 }

@@ -4,7 +4,9 @@
  * value; a thread the owner creates afterwards is not (vCPU threads come
  * from the owner, never from a worker); a list naming no CPU this process
  * may use, or a malformed one, leaves the affinity alone; and the CPU list
- * parser takes what the kernel writes and refuses the rest.
+ * parser takes what the kernel writes and refuses the rest. With auto, a
+ * worker keeps off the CPUs the process's vCPU threads (vcpuN) run on,
+ * follows a vCPU that moves, and takes every CPU when vCPUs are on all.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -16,6 +18,63 @@
 #include <unistd.h>
 #include "tests/tap.h"
 #include "util/util.h"
+
+/* A stand-in vCPU thread, named vcpuN, spinning on one CPU until told. */
+struct vcpu {
+	pthread_t t;
+	int idx, cpu;
+	volatile int stop, running;
+};
+
+static void *vcpu_spin(void *arg)
+{
+	struct vcpu *v = arg;
+	char name[16];
+	snprintf(name, sizeof(name), "vcpu%d", v->idx);
+	pthread_setname_np(pthread_self(), name);
+	cpu_set_t c;
+	CPU_ZERO(&c);
+	CPU_SET(v->cpu, &c);
+	pthread_setaffinity_np(pthread_self(), sizeof(c), &c);
+	while (!v->stop)
+		v->running = 1; /* on its CPU now: the kernel's "last ran on" is it */
+	return NULL;
+}
+
+static void vcpu_start(struct vcpu *v, int idx, int cpu)
+{
+	v->idx = idx, v->cpu = cpu, v->stop = 0, v->running = 0;
+	pthread_create(&v->t, NULL, vcpu_spin, v);
+	while (!v->running)
+		usleep(1000);
+	usleep(20000);
+}
+
+static void vcpu_stop(struct vcpu *v)
+{
+	v->stop = 1;
+	pthread_join(v->t, NULL);
+}
+
+/* A worker under auto that checks again (util_thread_follow) after the
+ * vCPU moved: its affinity after. */
+static void *follower(void *arg)
+{
+	struct vcpu *v = arg;
+	uint64_t last = 0;
+	util_thread_background();
+	util_thread_follow(&last);
+	/* The vCPU moves to the other CPU; 100 ms on, the worker follows. */
+	cpu_set_t c;
+	CPU_ZERO(&c);
+	CPU_SET(v->cpu ^ 1, &c);
+	pthread_setaffinity_np(v->t, sizeof(c), &c);
+	usleep(150000);
+	util_thread_follow(&last);
+	cpu_set_t *out = malloc(sizeof(*out));
+	sched_getaffinity(0, sizeof(*out), out);
+	return out;
+}
 
 struct seen {
 	int background; /* call util_thread_background() first */
@@ -66,7 +125,7 @@ int main(void)
 			last = c;
 	int base = getpriority(PRIO_PROCESS, (id_t)gettid()); /* the test's own nice */
 	int wnice = base < 10 ? 10 : base;
-	tap_plan(6);
+	tap_plan(9);
 
 	tap_ok(parses("0", "0") && parses("0-2,5", "0,1,2,5") && parses("3,1", "1,3") && parses("7-7", "7"),
 	       "CPU lists as the kernel writes them: 0, 0-2,5, 3,1, 7-7");
@@ -101,5 +160,40 @@ int main(void)
 	setenv("PML_MIGRATE_WORKER_CPUS", "1-", 1);
 	w = run(1);
 	tap_ok(CPU_EQUAL(&w.cpus, &all) && w.nice == wnice, "a malformed list: affinity left alone, the nice value still set");
+
+	/* auto: off the CPU the vCPU thread runs on. */
+	setenv("PML_MIGRATE_WORKER_CPUS", "auto", 1);
+	if (n < 2 || !CPU_ISSET(0, &all) || !CPU_ISSET(1, &all)) {
+		tap_ok(1, "# SKIP auto needs CPUs 0 and 1");
+		tap_ok(1, "# SKIP auto needs CPUs 0 and 1");
+		tap_ok(1, "# SKIP auto needs CPUs 0 and 1");
+		return tap_done();
+	}
+	struct vcpu v0, v1;
+	vcpu_start(&v0, 0, 0);
+	w = run(1);
+	tap_ok(!CPU_ISSET(0, &w.cpus) && CPU_COUNT(&w.cpus) == n - 1 && w.nice == wnice,
+	       "auto, vcpu0 on CPU 0: the worker keeps off it (%d CPUs, CPU 0 %s)", CPU_COUNT(&w.cpus),
+	       CPU_ISSET(0, &w.cpus) ? "in" : "out");
+	pthread_t ft;
+	cpu_set_t *after = NULL;
+	if (pthread_create(&ft, NULL, follower, &v0) == 0)
+		pthread_join(ft, (void **)&after);
+	/* vcpu0 now on CPU 1: the follower left CPU 1 and may use CPU 0. */
+	tap_ok(after && !CPU_ISSET(1, after) && CPU_ISSET(0, after),
+	       "auto: when vcpu0 moves to CPU 1 the worker follows within 100 ms (CPU 0 %s, CPU 1 %s)",
+	       after && CPU_ISSET(0, after) ? "in" : "out", after && CPU_ISSET(1, after) ? "in" : "out");
+	free(after);
+	vcpu_stop(&v0);
+	if (n == 2) {
+		vcpu_start(&v0, 0, 0);
+		vcpu_start(&v1, 1, 1);
+		w = run(1);
+		tap_ok(CPU_EQUAL(&w.cpus, &all), "auto, a vCPU on each CPU: the worker keeps every CPU (%d)", CPU_COUNT(&w.cpus));
+		vcpu_stop(&v0);
+		vcpu_stop(&v1);
+	} else {
+		tap_ok(1, "# SKIP more than 2 CPUs: the vCPUs cannot fill them here");
+	}
 	return tap_done();
 }

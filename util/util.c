@@ -2,6 +2,7 @@
  * util/util.c - exit codes, errors, the clock, VM names, the control
  * socket's client side.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -78,7 +79,54 @@ int util_parse_cpulist(const char *s, void *setp)
 	return 0;
 }
 
-/* PML_MIGRATE_WORKER_CPUS for the calling thread (util_thread_background). */
+/* The CPUs this process's vCPU threads (named vcpuN) last ran on, into
+ * out; how many such threads there are. */
+static int util__vcpu_cpus(cpu_set_t *out)
+{
+	char path[64], buf[1024];
+	int n = 0;
+	CPU_ZERO(out);
+	DIR *d = opendir("/proc/self/task");
+	if (!d)
+		return 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		char *end;
+		long tid = strtol(e->d_name, &end, 10);
+		if (tid <= 0 || *end)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%ld/comm", tid);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		int is_vcpu = fgets(buf, sizeof(buf), f) && !strncmp(buf, "vcpu", 4) && buf[4] >= '0' && buf[4] <= '9';
+		fclose(f);
+		if (!is_vcpu)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%ld/stat", tid);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[len] = 0;
+		/* Field 39, processor: the 37th after the ")" that ends comm. */
+		char *p = strrchr(buf, ')');
+		for (int field = 2; p && field < 39; field++)
+			p = strchr(p + 1, ' ');
+		if (p) {
+			long cpu = strtol(p + 1, NULL, 10);
+			if (cpu >= 0 && cpu < CPU_SETSIZE)
+				CPU_SET(cpu, out);
+			n++;
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+/* PML_MIGRATE_WORKER_CPUS for the calling thread (util_thread_background,
+ * util_thread_follow). */
 static void util__worker_cpus(void)
 {
 	static int warned;
@@ -86,13 +134,25 @@ static void util__worker_cpus(void)
 	cpu_set_t want, have;
 	if (!e || !*e)
 		return;
-	if (util_parse_cpulist(e, &want) < 0) {
-		if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
-			util_err("PML_MIGRATE_WORKER_CPUS '%s': not a CPU list (like 2-3,6); ignored", e);
+	/* What the process may use: its first thread's (the owner's, never a
+	 * worker's) set. */
+	if (sched_getaffinity(getpid(), sizeof(have), &have) < 0)
+		return;
+	if (!strcmp(e, "auto")) {
+		cpu_set_t vc;
+		if (!util__vcpu_cpus(&vc))
+			return; /* no vCPU here (yet): nothing to keep off */
+		CPU_XOR(&want, &have, &vc);
+		CPU_AND(&want, &want, &have); /* have minus the vCPUs' CPUs */
+		/* Every CPU has a vCPU: back to all of them (nice alone). */
+		sched_setaffinity(0, sizeof(want), CPU_COUNT(&want) ? &want : &have);
 		return;
 	}
-	if (sched_getaffinity(0, sizeof(have), &have) < 0)
+	if (util_parse_cpulist(e, &want) < 0) {
+		if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+			util_err("PML_MIGRATE_WORKER_CPUS '%s': neither auto nor a CPU list (like 2-3,6); ignored", e);
 		return;
+	}
 	CPU_AND(&want, &want, &have);
 	if (!CPU_COUNT(&want)) {
 		if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
@@ -100,6 +160,17 @@ static void util__worker_cpus(void)
 		return;
 	}
 	sched_setaffinity(0, sizeof(want), &want); /* 0: this thread */
+}
+
+void util_thread_follow(uint64_t *last_ns)
+{
+	uint64_t now = util_now_ns();
+	if (*last_ns && now - *last_ns < 100000000ull)
+		return;
+	*last_ns = now;
+	const char *e = getenv("PML_MIGRATE_WORKER_CPUS");
+	if (e && !strcmp(e, "auto"))
+		util__worker_cpus();
 }
 
 void util_thread_background(void)

@@ -39,9 +39,17 @@ static inline uint64_t util_age_ns(uint64_t now, uint64_t t) { return now > t ? 
  * warning, and the affinity is left alone): a worker that shares a core
  * with a vCPU takes it for a whole scheduler tick each turn, a worker
  * kept off the vCPUs' cores never does (bench/RESULTS.md, issue 23).
- * Threads the worker creates inherit both. Best effort: a refusal
- * changes nothing. Call from the thread itself, before it works. */
+ * PML_MIGRATE_WORKER_CPUS=auto keeps it off the CPUs this process's vCPU
+ * threads (named vcpuN) last ran on, where any CPU is left (none: every
+ * CPU, nice alone; no vCPU thread: left alone). Threads the worker
+ * creates inherit both. Best effort: a refusal changes nothing. Call from
+ * the thread itself, before it works. */
 void util_thread_background(void);
+/* For a long-lived worker under PML_MIGRATE_WORKER_CPUS=auto: looks
+ * again where the vCPUs run (they move) and moves the thread off them, at
+ * most every 100 ms (*last_ns: the last time, 0 at first; the caller's).
+ * Otherwise nothing. Call from the thread itself, between jobs. */
+void util_thread_follow(uint64_t *last_ns);
 
 /* Parses a CPU list as the kernel writes them ("0-3,6"; "0"): each CPU
  * into set (cleared first). Returns 0, or -EINVAL for an empty or
