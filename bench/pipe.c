@@ -24,9 +24,10 @@
  * --pin keeps the stand-in on CPU 0 and every other thread off it: what
  * the guest feels when the engine never runs on its vCPU's core.
  * --pin-workers keeps the stand-in on CPU 0 and only the engine's workers
- * off it, through PML_MIGRATE_WORKER_CPUS (util_thread_background), as an
- * operator would set it for `run`, `attach` and `recv`; the two loops
- * still run anywhere. --auto-workers leaves the stand-in free and sets
+ * and the source's loop off it, through PML_MIGRATE_WORKER_CPUS
+ * (util_thread_background, util_thread_keep_off), as an operator would
+ * set it for `run`, `attach` and `recv`; the receiving loop still runs
+ * anywhere. --auto-workers leaves the stand-in free and sets
  * PML_MIGRATE_WORKER_CPUS=auto: the workers find it (it is named vcpu0)
  * and keep off its CPU, following it when it moves. --guest-sleep US makes the stand-in a slow guest:
  * each millisecond of work is followed by a sleep of US microseconds to
@@ -414,7 +415,12 @@ static void *s_thread(void *arg)
 {
 	(void)arg;
 	pthread_setname_np(pthread_self(), "source-loop");
+	/* As the engine's source loop (migrate_src_start): off the vCPUs'
+	 * cores with the workers under PML_MIGRATE_WORKER_CPUS. */
+	cpu_set_t saved;
+	util_thread_keep_off(&saved);
 	uv_run(&P.sloop, UV_RUN_DEFAULT);
+	util_thread_restore(&saved);
 	return NULL;
 }
 

@@ -19,6 +19,7 @@
 #define PMG_MIGRATE_SOURCE_INTERNAL_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -98,6 +99,11 @@ struct msrc_stream {
 };
 
 struct migrate_src {
+	/* The loop thread's CPUs before the migration kept it off the vCPUs'
+	 * (PML_MIGRATE_WORKER_CPUS; util_thread_keep_off), given back at the
+	 * end; and when it last looked for them (auto). */
+	cpu_set_t loop_cpus;
+	uint64_t loop_follow_ns;
 	uint64_t harvest_every_ns; /* engine thread: the dirty log's cadence during a round (msrc__harvest) */
 	int toolstack;             /* the VM is a toolstack's own guest (hv_vm_toolstack_guest) */
 	uv_loop_t *loop;

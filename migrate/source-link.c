@@ -301,6 +301,7 @@ void msrc__link_async(uv_async_t *a)
 void msrc__link_check(uv_timer_t *t)
 {
 	struct migrate_src *m = t->data;
+	util_thread_follow(&m->loop_follow_ns); /* PML_MIGRATE_WORKER_CPUS=auto: the vCPUs move */
 	uint64_t now = util_now_ns(), lim = (uint64_t)m->o.link_timeout_s * 1000000000ull;
 	pthread_mutex_lock(&m->lock);
 	int watch = m->resume_ok && m->engine_started && !m->link_down && !m->failed && !m->finished &&

@@ -831,6 +831,7 @@ static void msrc__done_async(uv_async_t *a)
 		msrc__report(m, "failed", m->fail_why[0] ? m->fail_why : "cancelled");
 	}
 	msrc__ev_async(&m->ev_async);
+	util_thread_restore(&m->loop_cpus);
 	m->ops->done(m->opaque, m->result, m->report ? m->report : "{\"event\":\"result\",\"result\":\"failed\"}");
 	uv_close((uv_handle_t *)&m->setup_timer, msrc__handle_closed);
 	uv_close((uv_handle_t *)&m->deadline_timer, msrc__handle_closed);
@@ -979,6 +980,10 @@ int migrate_src_start(uv_loop_t *loop, struct hv_vm *vm, struct precopy_dirtylog
 	uv_timer_start(&m->setup_timer, msrc__setup_timeout, (uint64_t)m->o.setup_timeout_s * 1000, 0);
 	uv_timer_start(&m->link_timer, msrc__link_check, 250, 250);
 	uv_timer_start(&m->deadline_timer, msrc__deadline, (uint64_t)o->max_time_s * 1000, 0);
+	/* This thread's writes carry every byte (on loopback its send also
+	 * runs the receiver's TCP path): off the vCPUs' cores with the
+	 * workers, if asked, until the end. It starts no vCPU meanwhile. */
+	util_thread_keep_off(&m->loop_cpus);
 	*out = m;
 	return 0;
 

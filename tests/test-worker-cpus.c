@@ -7,6 +7,8 @@
  * parser takes what the kernel writes and refuses the rest. With auto, a
  * worker keeps off the CPUs the process's vCPU threads (vcpuN) run on,
  * follows a vCPU that moves, and takes every CPU when vCPUs are on all.
+ * The source's event loop (util_thread_keep_off) is kept to the same CPUs
+ * while a migration lasts, at its own nice value, and given them back.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -76,6 +78,35 @@ static void *follower(void *arg)
 	return out;
 }
 
+/* The source's loop: kept off with the workers, nice untouched, given
+ * back after. */
+struct loop_seen {
+	cpu_set_t during, after;
+	int nice;
+};
+
+static void *loop_thread(void *arg)
+{
+	struct loop_seen *l = arg;
+	cpu_set_t saved;
+	util_thread_keep_off(&saved);
+	sched_getaffinity(0, sizeof(l->during), &l->during);
+	l->nice = getpriority(PRIO_PROCESS, (id_t)gettid());
+	util_thread_restore(&saved);
+	sched_getaffinity(0, sizeof(l->after), &l->after);
+	return NULL;
+}
+
+static struct loop_seen run_loop(void)
+{
+	struct loop_seen l;
+	memset(&l, 0, sizeof(l));
+	pthread_t t;
+	if (pthread_create(&t, NULL, loop_thread, &l) == 0)
+		pthread_join(t, NULL);
+	return l;
+}
+
 struct seen {
 	int background; /* call util_thread_background() first */
 	cpu_set_t cpus;
@@ -125,7 +156,7 @@ int main(void)
 			last = c;
 	int base = getpriority(PRIO_PROCESS, (id_t)gettid()); /* the test's own nice */
 	int wnice = base < 10 ? 10 : base;
-	tap_plan(9);
+	tap_plan(11);
 
 	tap_ok(parses("0", "0") && parses("0-2,5", "0,1,2,5") && parses("3,1", "1,3") && parses("7-7", "7"),
 	       "CPU lists as the kernel writes them: 0, 0-2,5, 3,1, 7-7");
@@ -147,6 +178,20 @@ int main(void)
 	}
 	tap_ok(CPU_EQUAL(&o.cpus, &all) && o.nice == base,
 	       "a thread the owner creates keeps every CPU (%d of %d) and nice %d", CPU_COUNT(&o.cpus), n, o.nice);
+
+	/* The source's loop under the same list: kept to it while the
+	 * migration lasts, its nice value its own, everything back after. */
+	struct loop_seen l = run_loop();
+	if (n < 2)
+		tap_ok(1, "# SKIP one CPU only");
+	else
+		tap_ok(CPU_COUNT(&l.during) == 1 && CPU_ISSET(last, &l.during) && l.nice == base && CPU_EQUAL(&l.after, &all),
+		       "a loop kept off with the workers: on CPU %d only while it works (%d CPUs), nice %d, every CPU after (%d)",
+		       last, CPU_COUNT(&l.during), l.nice, CPU_COUNT(&l.after));
+	unsetenv("PML_MIGRATE_WORKER_CPUS");
+	l = run_loop();
+	tap_ok(CPU_EQUAL(&l.during, &all) && CPU_EQUAL(&l.after, &all), "unset: the loop keeps every CPU throughout");
+	setenv("PML_MIGRATE_WORKER_CPUS", v, 1);
 
 	/* A CPU this process may not use (or past the machine): left alone. */
 	int outside = -1;

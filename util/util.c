@@ -162,6 +162,19 @@ static void util__worker_cpus(void)
 	sched_setaffinity(0, sizeof(want), &want); /* 0: this thread */
 }
 
+void util_thread_keep_off(void *saved)
+{
+	if (sched_getaffinity(0, sizeof(cpu_set_t), saved) < 0)
+		CPU_ZERO((cpu_set_t *)saved);
+	util__worker_cpus();
+}
+
+void util_thread_restore(const void *saved)
+{
+	if (CPU_COUNT((const cpu_set_t *)saved))
+		sched_setaffinity(0, sizeof(cpu_set_t), saved);
+}
+
 void util_thread_follow(uint64_t *last_ns)
 {
 	uint64_t now = util_now_ns();

@@ -45,6 +45,15 @@ static inline uint64_t util_age_ns(uint64_t now, uint64_t t) { return now > t ? 
  * creates inherit both. Best effort: a refusal changes nothing. Call from
  * the thread itself, before it works. */
 void util_thread_background(void);
+/* For a thread that is not a worker but works for a migration while it
+ * lasts (the source's event loop, whose writes carry every byte): the
+ * CPUs PML_MIGRATE_WORKER_CPUS gives workers, its nice value untouched;
+ * saved (a cpu_set_t) receives the affinity it had, for
+ * util_thread_restore(). Unset: nothing (saved then restores nothing
+ * new). Threads it starts meanwhile inherit the CPUs, so it must start
+ * no vCPU thread before it restores. Call from the thread itself. */
+void util_thread_keep_off(void *saved);
+void util_thread_restore(const void *saved);
 /* For a long-lived worker under PML_MIGRATE_WORKER_CPUS=auto: looks
  * again where the vCPUs run (they move) and moves the thread off them, at
  * most every 100 ms (*last_ns: the last time, 0 at first; the caller's).
